@@ -1,0 +1,27 @@
+"""In-loop evaluation for TensorFlow 2 training: tensorpack's InferenceRunner
+idea on Keras 3, tf.function and tf.distribute."""
+
+from .inferencer import BinaryClassificationStats, ClassificationError, Inferencer, ScalarStats
+from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
+from .runner import DataParallelInferenceRunner, InferenceRunner
+from .tower import TowerContext, get_current_tower_context
+from .trigger import PeriodicTrigger
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InferenceRunner",
+    "DataParallelInferenceRunner",
+    "PeriodicTrigger",
+    "Inferencer",
+    "ScalarStats",
+    "ClassificationError",
+    "BinaryClassificationStats",
+    "TowerContext",
+    "get_current_tower_context",
+    "Monitors",
+    "MonitorWriter",
+    "ScalarPrinter",
+    "JSONWriter",
+    "TFEventWriter",
+]

@@ -1,0 +1,185 @@
+"""Turn what the user passes as validation input into a sized, re-iterable,
+prefetched ``tf.data.Dataset``.
+
+Accepted inputs:
+
+* a ``tf.data.Dataset`` (used as is, plus a prefetch);
+* a tensorpack-style DataFlow: an object with ``__iter__`` yielding batches,
+  an optional ``__len__`` and an optional ``reset_state()`` (called exactly
+  once, before the first iteration);
+* any re-iterable of batches (a list of tuples of arrays, ...), where each
+  batch is an array, a tuple/list of arrays or a dict of arrays;
+* a zero-argument function returning one of the above (called at every run).
+
+One-shot iterators (generators, ``iter(...)`` results) are refused: the runner
+needs to start again from the first batch at every run.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import threading
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["InputSource"]
+
+
+def _describe(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _is_one_shot(obj: Any) -> bool:
+    if isinstance(obj, collections.abc.Iterator):
+        return True
+    try:
+        return iter(obj) is obj
+    except TypeError:
+        return False
+
+
+def _to_structure(batch: Any) -> Any:
+    """A batch as nested tuples/dicts of numpy arrays (lists become tuples)."""
+    if isinstance(batch, dict):
+        return {k: _to_structure(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return tuple(_to_structure(v) for v in batch)
+    if isinstance(batch, tf.Tensor):
+        return batch.numpy()
+    return np.asarray(batch)
+
+
+def _spec_of(array: np.ndarray) -> tf.TensorSpec:
+    if array.dtype == object:
+        raise ValueError(
+            "A batch element could not be converted to a numeric array "
+            f"(got an object array of shape {array.shape}). Each batch must be "
+            "an array, a tuple/list of arrays or a dict of arrays with one "
+            "batch dimension."
+        )
+    dtype = tf.as_dtype(array.dtype) if array.dtype.kind != "U" else tf.string
+    if array.ndim == 0:
+        return tf.TensorSpec((), dtype)
+    return tf.TensorSpec((None,) + array.shape[1:], dtype)
+
+
+class InputSource:
+    """A validation input as a re-iterable, prefetched ``tf.data.Dataset``.
+
+    Args:
+        source: the user's input (see the module docstring).
+        prefetch: batches to prefetch; ``None`` lets tf.data tune it.
+
+    Attributes:
+        dataset: the ``tf.data.Dataset`` to iterate, once per run.
+        size: the number of batches per run, or ``None`` when unknown.
+    """
+
+    def __init__(self, source: Any, *, prefetch: int | None = None):
+        self._source = source
+        self._factory: Callable[[], Any] | None = None
+        self._reset_done = False
+        self._reset_lock = threading.Lock()
+        self.description = _describe(source)
+        prefetch_n = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
+
+        if isinstance(source, tf.data.Dataset):
+            self._check_cardinality(source)
+            self.dataset = source.prefetch(prefetch_n)
+            card = int(source.cardinality())
+            self.size = card if card >= 0 else None
+            return
+        if isinstance(source, (tf.Tensor, np.ndarray, str, bytes)):
+            raise TypeError(
+                f"`input` must be a tf.data.Dataset, a DataFlow or a re-iterable "
+                f"of batches. Received a single {_describe(source)}; wrap arrays "
+                "as tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)."
+            )
+        if _is_one_shot(source):
+            raise TypeError(
+                "`input` is a one-shot iterator "
+                f"({_describe(source)}): it would be exhausted after the first "
+                "validation run. Pass a re-iterable (a list, a tf.data.Dataset, "
+                "a DataFlow) or a zero-argument function returning a fresh "
+                "iterator, e.g. `lambda: my_generator()`."
+            )
+        if callable(source) and not hasattr(source, "__iter__"):
+            self._factory = source
+        elif not hasattr(source, "__iter__"):
+            raise TypeError(
+                f"`input` must be a tf.data.Dataset, a DataFlow, a re-iterable of "
+                f"batches or a function returning one. Received: {source!r}"
+            )
+        first = self._first_batch()
+        structure = _to_structure(first)
+        signature = tf.nest.map_structure(_spec_of, structure)
+        self.size = self._len()
+        self.dataset = tf.data.Dataset.from_generator(
+            self._generate, output_signature=signature
+        ).prefetch(prefetch_n)
+
+    @staticmethod
+    def _check_cardinality(ds: tf.data.Dataset) -> None:
+        card = int(ds.cardinality())
+        if card == tf.data.INFINITE_CARDINALITY:
+            raise ValueError(
+                "The validation dataset is infinite (cardinality INFINITE, e.g. "
+                "after .repeat()), so a validation run would never end. Remove "
+                "the .repeat() or use .take(num_batches)."
+            )
+        if card == 0:
+            raise ValueError(
+                "The validation dataset is empty (cardinality 0). Pass a "
+                "dataset with at least one batch."
+            )
+
+    def _len(self) -> int | None:
+        if self._factory is not None:
+            return None
+        try:
+            n = len(self._source)
+        except (TypeError, NotImplementedError):
+            return None
+        return int(n)
+
+    def _iterable(self) -> Any:
+        if self._factory is None:
+            with self._reset_lock:
+                if not self._reset_done:
+                    reset = getattr(self._source, "reset_state", None)
+                    if callable(reset):
+                        reset()
+                    self._reset_done = True
+            return self._source
+        made = self._factory()
+        if isinstance(made, tf.data.Dataset):
+            raise TypeError(
+                "The input function returned a tf.data.Dataset; pass the "
+                "dataset itself as `input`."
+            )
+        if not hasattr(made, "__iter__"):
+            raise TypeError(
+                f"The input function must return an iterable of batches. It "
+                f"returned {made!r}."
+            )
+        return made
+
+    def _first_batch(self) -> Any:
+        iterator = iter(self._iterable())
+        try:
+            return next(iterator)
+        except StopIteration:
+            raise ValueError(
+                f"The validation input ({self.description}) yielded no batch. "
+                "Pass a non-empty validation set."
+            ) from None
+        finally:
+            close = getattr(iterator, "close", None)
+            if callable(close):
+                close()
+
+    def _generate(self):
+        for batch in self._iterable():
+            yield _to_structure(batch)

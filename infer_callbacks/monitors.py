@@ -1,0 +1,260 @@
+"""``Monitors``: write each epoch's results to stdout, ``stats.json`` and
+TensorBoard. Monitors decide where numbers go, never what is measured."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import tempfile
+import warnings
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+__all__ = ["Monitors", "MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "biuf":
+        return float(value)
+    if hasattr(value, "numpy"):
+        return _scalar(np.asarray(value.numpy()))
+    return None
+
+
+def _prepare_logdir(logdir: Any, who: str) -> str:
+    if logdir is None or (isinstance(logdir, str) and not logdir):
+        raise ValueError(
+            f"{who} needs a log directory to write to. Received: logdir={logdir!r}. "
+            f"Pass a path such as {who}('train_log')."
+        )
+    logdir = os.fspath(logdir)
+    try:
+        os.makedirs(logdir, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{who} cannot create the log directory {logdir!r}: {e.strerror}.") from e
+    if not os.access(logdir, os.W_OK | os.X_OK):
+        raise PermissionError(f"{who} cannot write to the log directory {logdir!r} (permission denied).")
+    return logdir
+
+
+class MonitorWriter:
+    """Base class of the writers held by :class:`Monitors`.
+
+    Override ``write(epoch_num, step, scalars)``; optionally ``setup(model)``
+    (called at ``on_train_begin``) and ``close()``.
+    """
+
+    def setup(self, model: keras.Model | None) -> None:
+        """Prepare to write; raise here for a bad configuration."""
+
+    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush and release resources."""
+
+
+class ScalarPrinter(MonitorWriter):
+    """Prints the epoch's values as a table (tabulate).
+
+    Args:
+        whitelist: print only these keys (default: all).
+        blacklist: never print these keys.
+        file: where to print (default: ``sys.stdout`` at write time).
+    """
+
+    def __init__(self, whitelist: Sequence[str] | None = None, blacklist: Sequence[str] = (), *,
+                 file=None):
+        self.whitelist = None if whitelist is None else set(whitelist)
+        self.blacklist = set(blacklist)
+        self.file = file
+
+    def format(self, epoch_num: int, step: int, scalars: dict[str, float]) -> str:
+        from tabulate import tabulate
+
+        rows = [[k, f"{v:.6g}"] for k, v in sorted(scalars.items())
+                if (self.whitelist is None or k in self.whitelist) and k not in self.blacklist]
+        return tabulate(rows, headers=[f"epoch {epoch_num}", f"step {step}"], tablefmt="simple",
+                        disable_numparse=True)
+
+    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
+        import sys
+
+        print(self.format(epoch_num, step, scalars), file=self.file or sys.stdout, flush=True)
+
+
+class JSONWriter(MonitorWriter):
+    """Keeps ``logdir/stats.json``: a list of per-epoch dicts with
+    ``epoch_num`` (1-based) and ``global_step``.
+
+    The file is replaced atomically (write to a temporary file, fsync,
+    rename), so a crash never leaves a partial file. On a resumed run the
+    existing entries are kept and entries of re-run epochs are replaced. A
+    file that is not such a list is refused (and left untouched).
+    """
+
+    FILENAME = "stats.json"
+
+    def __init__(self, logdir: str | os.PathLike):
+        self.logdir = _prepare_logdir(logdir, "JSONWriter") if logdir is not None else None
+        if self.logdir is None:
+            _prepare_logdir(None, "JSONWriter")
+        self.path = os.path.join(self.logdir, self.FILENAME)
+        self.stats: list[dict] = []
+
+    def setup(self, model) -> None:
+        _prepare_logdir(self.logdir, "JSONWriter")
+        self.stats = self.load(self.path)
+
+    @staticmethod
+    def load(path: str) -> list[dict]:
+        """Read an existing ``stats.json`` (``[]`` when absent)."""
+        if not os.path.exists(path):
+            return []
+        try:
+            with open(path) as f:
+                stats = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(
+                f"{path} exists but is not valid JSON ({e}); it was left untouched. "
+                "Move it away or use another logdir."
+            ) from e
+        if not isinstance(stats, list) or not all(isinstance(s, dict) and "epoch_num" in s for s in stats):
+            raise ValueError(
+                f"{path} exists but is not a list of per-epoch dicts with 'epoch_num' "
+                "(not written by JSONWriter?); it was left untouched. Move it away or "
+                "use another logdir."
+            )
+        return stats
+
+    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
+        dropped = [s for s in self.stats if s["epoch_num"] >= epoch_num]
+        if dropped:
+            warnings.warn(
+                f"{self.path}: replacing {len(dropped)} entries from epoch {epoch_num} on, "
+                "written by an earlier run.", RuntimeWarning, stacklevel=2)
+        self.stats = [s for s in self.stats if s["epoch_num"] < epoch_num]
+        entry = {"epoch_num": epoch_num, "global_step": step}
+        entry.update({k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()})
+        self.stats.append(entry)
+        self._atomic_write(self.stats)
+
+    def _atomic_write(self, stats: list[dict]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".stats.json.", dir=self.logdir)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(stats, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+class TFEventWriter(MonitorWriter):
+    """Writes TensorBoard event files (scalars at the global step).
+
+    Args:
+        logdir: the directory of the event files (required).
+        flush_secs: how often the writer flushes on its own.
+    """
+
+    def __init__(self, logdir: str | os.PathLike, *, flush_secs: int = 30):
+        self.logdir = _prepare_logdir(logdir, "TFEventWriter")
+        self.flush_secs = flush_secs
+        self._writer = None
+
+    def setup(self, model) -> None:
+        import tensorflow as tf
+
+        _prepare_logdir(self.logdir, "TFEventWriter")
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.logdir, flush_millis=self.flush_secs * 1000)
+
+    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
+        import tensorflow as tf
+
+        if self._writer is None:
+            self.setup(None)
+        with self._writer.as_default():
+            for key, value in scalars.items():
+                tf.summary.scalar(key, value, step=step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class Monitors(keras.callbacks.Callback):
+    """A Keras callback that writes each epoch's ``logs`` to its writers.
+
+    Every scalar in the epoch's ``logs`` is written: the training metrics
+    and the results of the runners. Keeps :attr:`history`, the list of what
+    was written.
+
+    Args:
+        writers: a list of :class:`MonitorWriter` (``ScalarPrinter()``,
+            ``JSONWriter(logdir)``, ``TFEventWriter(logdir)``).
+
+    Example:
+
+    ```python
+    model.fit(..., callbacks=[InferenceRunner(val_ds, ScalarStats("loss")),
+                              Monitors([ScalarPrinter(), JSONWriter("train_log")])])
+    ```
+    """
+
+    def __init__(self, writers: Sequence[MonitorWriter]):
+        super().__init__()
+        if isinstance(writers, MonitorWriter):
+            writers = [writers]
+        writers = list(writers)
+        for w in writers:
+            if not isinstance(w, MonitorWriter):
+                raise TypeError(
+                    "Monitors takes a list of writers (ScalarPrinter(), JSONWriter(logdir), "
+                    f"TFEventWriter(logdir)). Received: {w!r}")
+        self.writers = writers
+        self.history: list[dict] = []
+
+    def on_train_begin(self, logs=None) -> None:
+        for w in self.writers:
+            w.setup(self.model)
+
+    def _global_step(self, epoch: int) -> int:
+        optimizer = getattr(self.model, "optimizer", None) if self.model is not None else None
+        iterations = getattr(optimizer, "iterations", None)
+        if iterations is not None:
+            try:
+                return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
+            except (TypeError, ValueError):
+                pass
+        return epoch + 1
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        scalars = {}
+        for key, value in (logs or {}).items():
+            v = _scalar(value)
+            if v is not None:
+                scalars[key] = v
+        epoch_num = epoch + 1
+        step = self._global_step(epoch)
+        self.history.append({"epoch_num": epoch_num, "global_step": step, **scalars})
+        for w in self.writers:
+            w.write(epoch_num, step, scalars)
+
+    def on_train_end(self, logs=None) -> None:
+        for w in self.writers:
+            w.close()

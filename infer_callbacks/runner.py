@@ -1,0 +1,412 @@
+"""``InferenceRunner`` and ``DataParallelInferenceRunner``: when to run, the
+loop, the progress bar, dispatch to inferencers, and results into ``logs``.
+
+The loop runs ``steps_per_execution`` batches per ``tf.function`` call (each
+replica's outputs of each batch kept apart), then hands every batch's numpy
+values to the inferencers in order on the host. Inferencers never see
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from .inferencer import Inferencer
+from .input import InputSource
+from .tower import TowerSpec, UnknownFetchError, _canonical_device, keras_tower_func, resolve_strategy
+
+__all__ = ["InferenceRunner", "DataParallelInferenceRunner"]
+
+_NUM_SAMPLES = "__num_samples__"
+
+
+def _check_inferencers(infs: Any) -> list[Inferencer]:
+    if isinstance(infs, Inferencer):
+        infs = [infs]
+    if not isinstance(infs, (list, tuple)) or not infs:
+        raise ValueError(
+            "`infs` must be an Inferencer or a non-empty list of Inferencers. "
+            f"Received: {infs!r}"
+        )
+    for inf in infs:
+        if not isinstance(inf, Inferencer):
+            raise TypeError(
+                "Every element of `infs` must be an infer_callbacks.Inferencer "
+                f"(e.g. ScalarStats('loss')). Received: {inf!r} of type {type(inf).__name__}."
+            )
+    return list(infs)
+
+
+def _check_result_clash(infs: Sequence[Inferencer]) -> None:
+    owner: dict[str, Inferencer] = {}
+    for inf in infs:
+        for key in inf.result_names() or []:
+            if key in owner:
+                raise ValueError(
+                    f"Two inferencers report the same key {key!r}: {owner[key]!r} and "
+                    f"{inf!r}. Give one of them another prefix or summary name."
+                )
+            owner[key] = inf
+
+
+_CONSUMERS = (
+    keras.callbacks.EarlyStopping,
+    keras.callbacks.ModelCheckpoint,
+    keras.callbacks.CSVLogger,
+    keras.callbacks.ReduceLROnPlateau,
+    keras.callbacks.TensorBoard,
+)
+
+
+def _enclosing_callback_list(callback: keras.callbacks.Callback):
+    """The ``CallbackList`` currently calling ``callback``, if found."""
+    frame = sys._getframe(2)
+    for _ in range(6):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, keras.callbacks.CallbackList) and any(
+            c is callback for c in owner.callbacks
+        ):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+class InferenceRunner(keras.callbacks.Callback):
+    """Runs inferencers over a validation set at the end of every epoch.
+
+    Results go into the epoch's ``logs`` (so ``History``, ``EarlyStopping``,
+    ``ModelCheckpoint``, ``CSVLogger`` and :class:`Monitors` see them) and into
+    :attr:`last_results`.
+
+    Args:
+        input: a ``tf.data.Dataset``, a tensorpack-style DataFlow, a
+            re-iterable of batches, or a function returning an iterable.
+        infs: an :class:`Inferencer` or a list of them.
+        tower_func: ``tower_func(*batch) -> dict[str, Tensor]``; by default,
+            the Keras model's own tower (outputs, ``loss``, ``label``,
+            ``wrong-top1``...).
+        device: run on this one device (``'/cpu:0'``, ``'/gpu:1'``); by
+            default, on the model's own strategy or TensorFlow's placement.
+        input_names: names of the positional batch elements, when
+            ``tower_func``'s parameter names are not the ones to fetch.
+        steps_per_execution: batches run per ``tf.function`` call.
+        verbose: show a progress bar (only on a terminal, and not when
+            ``fit(verbose=0)``).
+        prefetch: batches to prefetch; ``None`` lets tf.data tune it.
+
+    Example:
+
+    ```python
+    model.fit(train_ds, epochs=10, callbacks=[
+        InferenceRunner(val_ds, [ScalarStats("loss"), ClassificationError()]),
+        keras.callbacks.EarlyStopping(monitor="validation_error", patience=2),
+    ])
+    ```
+    """
+
+    def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
+                 tower_func: Callable[..., Any] | None = None, device: str | None = None, *,
+                 input_names: Sequence[str] | None = None, steps_per_execution: int = 32,
+                 verbose: bool = True, prefetch: int | None = None):
+        super().__init__()
+        self.infs = _check_inferencers(infs)
+        _check_result_clash(self.infs)
+        for inf in self.infs:
+            inf.get_fetches()  # validates the list early
+        if not isinstance(steps_per_execution, int) or steps_per_execution < 1:
+            raise ValueError(
+                "`steps_per_execution` must be a positive integer. "
+                f"Received: steps_per_execution={steps_per_execution!r}"
+            )
+        if tower_func is not None and not callable(tower_func):
+            raise TypeError(f"`tower_func` must be callable. Received: {tower_func!r}")
+        if device is not None:
+            device = _canonical_device(device)
+        self.input = InputSource(input, prefetch=prefetch)
+        self.tower_func = tower_func
+        self.device = device
+        self.input_names = list(input_names) if input_names is not None else None
+        self.steps_per_execution = steps_per_execution
+        self.verbose = verbose
+        self.last_results: dict[str, float] = {}
+        self.run_at_epoch_end = True
+        self._strategy: tf.distribute.Strategy | None = None
+        self._step = None
+        self._ready = False
+        self._runs = 0
+
+    # -- Keras hooks --------------------------------------------------------
+
+    def on_train_begin(self, logs=None) -> None:
+        self._move_before_consumers()
+        self.setup()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if self.run_at_epoch_end:
+            results = self.trigger()
+            if logs is not None:
+                logs.update(results)
+
+    # -- public -------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Choose devices, trace the tower on the input's structure and check
+        every fetch name. Called by ``on_train_begin``; safe to call again."""
+        self._strategy = self._choose_strategy()
+        dataset = self.input.dataset
+        if self._strategy is not None:
+            self._dist_dataset = self._strategy.experimental_distribute_dataset(dataset)
+            element_spec = self._dist_dataset.element_spec
+            element_spec = tf.nest.map_structure(
+                lambda s: getattr(s, "_value_specs", (s,))[0], element_spec)
+        else:
+            self._dist_dataset = dataset
+            element_spec = dataset.element_spec
+        if self.tower_func is None:
+            if self.model is None:
+                raise ValueError(
+                    "InferenceRunner has no model and no `tower_func`. Use it in "
+                    "`model.fit(callbacks=[...])` or pass `tower_func`."
+                )
+            tower_func, keras_default = keras_tower_func(self.model), True
+        else:
+            tower_func, keras_default = self.tower_func, False
+        self._tower = TowerSpec(tower_func, element_spec, keras_default=keras_default,
+                                input_names=self.input_names)
+        self._fetch_names = list(dict.fromkeys(n for inf in self.infs for n in inf.get_fetches()))
+        self._plan = [(inf, [self._fetch_names.index(n) for n in inf.get_fetches()]) for inf in self.infs]
+        self._ranks: dict[str, int] = {}
+        self._specs = self._output_specs(element_spec)
+        self._step = self._make_step()
+        self._ready = True
+
+    def trigger(self) -> dict[str, float]:
+        """Run one validation pass now and return its results."""
+        if not self._ready:
+            self.setup()
+        results = self._run()
+        self.last_results = results
+        return results
+
+    @property
+    def tracing_count(self) -> int:
+        """How many times the validation step was traced (for tests)."""
+        return 0 if self._step is None else self._step.experimental_get_tracing_count()
+
+    # -- internals ----------------------------------------------------------
+
+    def _choose_strategy(self) -> tf.distribute.Strategy | None:
+        return resolve_strategy(self.model, self.device)
+
+    def _move_before_consumers(self) -> None:
+        """Make callback order not matter: move this runner before the
+        callbacks that read ``logs`` at epoch end (EarlyStopping, Monitors,
+        ...). Safe during ``CallbackList.on_train_begin``'s iteration: the
+        callbacks moved right have already been called."""
+        from .monitors import Monitors
+        from .trigger import PeriodicTrigger
+
+        callback_list = _enclosing_callback_list(self)
+        if callback_list is None:
+            return
+        cbs = callback_list.callbacks
+        me = next((c for c in cbs if c is self or getattr(c, "runner", None) is self), None)
+        if me is None:
+            return
+        index = cbs.index(me)
+        first = next((i for i, c in enumerate(cbs[:index])
+                      if isinstance(c, _CONSUMERS + (Monitors,))
+                      and not isinstance(c, (InferenceRunner, PeriodicTrigger))), None)
+        if first is not None:
+            cbs.pop(index)
+            cbs.insert(first, me)
+
+    def _output_specs(self, element_spec) -> dict[str, tf.TensorSpec]:
+        """Trace the tower once on the input's structure: checks every fetch
+        name (raising before any training step) and records output specs."""
+        fn = self._tower.replica_fn(self._fetch_names, self._ranks)
+        try:
+            concrete = tf.function(fn, autograph=False).get_concrete_function(element_spec)
+        except UnknownFetchError as e:
+            users = [inf for inf in self.infs if e.name in inf.get_fetches()]
+            raise UnknownFetchError(e.name, f"{e} Requested by {users[0]!r}." if users else str(e)) from None
+        return {k: tf.TensorSpec.from_tensor(v) for k, v in concrete.structured_outputs.items()}
+
+    def _make_step(self):
+        strategy = self._strategy
+        names = self._fetch_names + [_NUM_SAMPLES]
+        specs = self._specs
+        replica = self._tower.replica_fn(self._fetch_names, {})
+        k = self.steps_per_execution
+
+        def empty(spec: tf.TensorSpec):
+            if spec.shape.rank is None:
+                raise ValueError(f"Fetched tensor of unknown rank: {spec}")
+            return tf.zeros([0] + [d or 0 for d in spec.shape.as_list()[1:]], spec.dtype)
+
+        def run_one(batch):
+            if strategy is None:
+                out = replica(batch)
+                return [[out[n]] for n in names]
+            out = strategy.run(replica, args=(batch,))
+            return [list(strategy.experimental_local_results(out[n])) for n in names]
+
+        @tf.function
+        def step(iterator):
+            values = [tf.TensorArray(specs[n].dtype, size=0, dynamic_size=True, infer_shape=False,
+                                     element_shape=tf.TensorShape([None]).concatenate(specs[n].shape[1:]))
+                      for n in names]
+            lengths = [tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False,
+                                      element_shape=tf.TensorShape([None])) for _ in names]
+            count = tf.constant(0)
+            for _ in tf.range(k):
+                optional = iterator.get_next_as_optional()
+                if not optional.has_value():
+                    break
+                per_name = run_one(optional.get_value())
+                for i in range(len(names)):
+                    parts = per_name[i]
+                    values[i] = values[i].write(count, tf.concat(parts, 0) if len(parts) > 1 else parts[0])
+                    lengths[i] = lengths[i].write(count, tf.stack([tf.shape(p)[0] for p in parts]))
+                count += 1
+            out_values = []
+            out_lengths = []
+            for i, n in enumerate(names):
+                out_values.append(tf.cond(count > 0, values[i].concat, lambda n=n: empty(specs[n])))
+                out_lengths.append(tf.cond(count > 0, lengths[i].concat, lambda: tf.zeros([0], tf.int32)))
+            return count, out_values, out_lengths
+
+        return step
+
+    def _progress(self):
+        quiet = not self.verbose or (self.params or {}).get("verbose", 1) == 0
+        return tqdm(total=self.input.size, desc="Inference", unit="batch", leave=False,
+                    disable=True if quiet else None, dynamic_ncols=True)
+
+    def _run(self) -> dict[str, float]:
+        for inf in self.infs:
+            inf.before_inference()
+        names = self._fetch_names
+        scalar = [self._ranks[n] == 0 for n in names]
+        iterator = iter(self._dist_dataset)
+        batches = 0
+        samples = 0
+        num_replicas = 1 if self._strategy is None else self._strategy.num_replicas_in_sync
+        with self._progress() as bar:
+            while True:
+                try:
+                    count, values, lengths = self._step(iterator)
+                except tf.errors.OpError as e:
+                    e.add_note(f"(raised while reading validation batch {batches + 1} "
+                               f"from {self.input.description})")
+                    raise
+                count = int(count)
+                if count == 0:
+                    break
+                values = [v.numpy() for v in values]
+                lengths = [ln.numpy() for ln in lengths]
+                num_samples = values[-1]
+                offsets = [np.concatenate([[0], np.cumsum(ln)]) for ln in lengths]
+                for j in range(count * num_replicas):
+                    ns = int(num_samples[j])
+                    if ns == 0 and num_replicas > 1:
+                        continue  # an empty replica slice of a partial batch
+                    if ns > 0:
+                        samples += ns
+                    fetched = []
+                    for i in range(len(names)):
+                        a, b = offsets[i][j], offsets[i][j + 1]
+                        fetched.append(values[i][a] if scalar[i] else values[i][a:b])
+                    batch_index = batches + j // num_replicas + 1
+                    for inf, idx in self._plan:
+                        try:
+                            inf.on_fetches([fetched[i] for i in idx], ns if ns >= 0 else None)
+                        except Exception as e:
+                            e.add_note(f"(raised by inferencer {inf!r} on validation batch {batch_index})")
+                            raise
+                batches += count
+                bar.update(count)
+                if count < self.steps_per_execution:
+                    break
+        if batches == 0:
+            raise ValueError(
+                f"The validation input ({self.input.description}) yielded no batch "
+                "in this run. Pass a non-empty, re-iterable validation set."
+            )
+        if self.input.size is not None and batches != self.input.size:
+            import warnings
+
+            warnings.warn(
+                f"The validation input ({self.input.description}) reports "
+                f"{self.input.size} batches (len) but yielded {batches}; all "
+                f"{batches} were used.", RuntimeWarning, stacklevel=2)
+        results: dict[str, float] = {}
+        for inf in self.infs:
+            out = inf.after_inference()
+            for key, value in out.items():
+                if key in results:
+                    raise ValueError(
+                        f"Two inferencers report the same key {key!r} (the second is "
+                        f"{inf!r}). Give one of them another prefix or summary name.")
+                results[key] = value
+        self._runs += 1
+        self.num_samples_last_run = samples
+        return results
+
+
+def _gpu_devices(gpus: Any) -> list[str]:
+    available = [d.name for d in tf.config.list_logical_devices()]
+    if isinstance(gpus, bool):
+        raise TypeError(f"`gpus` must be an int or a list. Received: gpus={gpus!r}")
+    if isinstance(gpus, int):
+        if gpus < 1:
+            raise ValueError(
+                f"`gpus` must be at least 1. Received: gpus={gpus}. Available "
+                f"devices: {available}.")
+        gpus = list(range(gpus))
+    gpus = list(gpus)
+    if not gpus:
+        raise ValueError(f"`gpus` is an empty list. Available devices: {available}.")
+    devices = [_canonical_device(g if isinstance(g, str) else f"/gpu:{int(g)}") for g in gpus]
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"`gpus` lists a device twice: {gpus!r}.")
+    return devices
+
+
+class DataParallelInferenceRunner(InferenceRunner):
+    """An :class:`InferenceRunner` with one tower per device, run together.
+
+    Each batch is split across the devices by ``tf.distribute`` (a
+    ``MirroredStrategy``); every replica's outputs reach the inferencers, so
+    every sample is counted exactly once and the numbers equal the
+    single-device ones up to float round-off.
+
+    Args:
+        input: as for :class:`InferenceRunner`.
+        infs: an :class:`Inferencer` or a list of them.
+        gpus: an int (the first N GPUs), a list of GPU ids, or a list of
+            device strings such as ``['/cpu:0', '/cpu:1']``.
+        tower_func: as for :class:`InferenceRunner`.
+        **kwargs: the keyword-only arguments of :class:`InferenceRunner`.
+    """
+
+    def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer], gpus: Any,
+                 tower_func: Callable[..., Any] | None = None, **kwargs):
+        self.devices = _gpu_devices(gpus)
+        super().__init__(input, infs, tower_func=tower_func, **kwargs)
+        self._own_strategy = tf.distribute.MirroredStrategy(self.devices)
+
+    def _choose_strategy(self) -> tf.distribute.Strategy:
+        model_strategy = getattr(self.model, "_distribute_strategy", None) if self.model is not None else None
+        if model_strategy is not None and sorted(model_strategy.extended.worker_devices) == sorted(self.devices):
+            return model_strategy
+        return self._own_strategy
