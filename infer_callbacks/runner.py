@@ -273,10 +273,10 @@ class InferenceRunner(keras.callbacks.Callback):
                 if not optional.has_value():
                     break
                 per_name = run_one(optional.get_value())
-                for i in range(len(names)):
-                    parts = per_name[i]
-                    values[i] = values[i].write(count, tf.concat(parts, 0) if len(parts) > 1 else parts[0])
-                    lengths[i] = lengths[i].write(count, tf.stack([tf.shape(p)[0] for p in parts]))
+                values = [ta.write(count, tf.concat(parts, 0) if len(parts) > 1 else parts[0])
+                          for ta, parts in zip(values, per_name)]
+                lengths = [ta.write(count, tf.stack([tf.shape(p)[0] for p in parts]))
+                           for ta, parts in zip(lengths, per_name)]
                 count += 1
             out_values = []
             out_lengths = []

@@ -1,0 +1,73 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code: str, *, timeout: float = 240, env: dict | None = None,
+               devices: int | None = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python process (with a hard timeout).
+
+    With ``devices=N`` the process's CPU is split into N logical devices
+    before TensorFlow starts (``/cpu:0`` ... ``/cpu:N-1``).
+    """
+    prelude = "import os\nos.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')\n"
+    if devices:
+        prelude += textwrap.dedent(f"""
+            import tensorflow as tf
+            _cpu = tf.config.list_physical_devices('CPU')[0]
+            tf.config.set_logical_device_configuration(
+                _cpu, [tf.config.LogicalDeviceConfiguration() for _ in range({devices})])
+        """)
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = REPO + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
+
+
+def check_inferencer(make_inferencer, arrays: dict, reference: dict, batch_sizes, *, rtol=1e-9):
+    """Feed ``arrays`` (name -> per-example array) to a fresh inferencer in
+    batches of the given sizes and compare its results with ``reference``
+    (computed by numpy over the whole set at once). The MetricTester idea:
+    whatever the split, the same numbers."""
+    inf = make_inferencer()
+    names = inf.get_fetches()
+    n = len(next(iter(arrays.values())))
+    inf.before_inference()
+    start = 0
+    for size in batch_sizes:
+        stop = min(start + size, n)
+        inf.on_fetches([arrays[k][start:stop] for k in names], stop - start)
+        start = stop
+    assert start == n, "batch sizes must cover the set"
+    results = inf.after_inference()
+    assert set(results) == set(reference)
+    for key, expected in reference.items():
+        np.testing.assert_allclose(results[key], expected, rtol=rtol, err_msg=key)
+    return results
+
+
+def random_splits(rng: np.random.Generator, n: int, max_batch: int) -> list[int]:
+    sizes = []
+    while sum(sizes) < n:
+        sizes.append(int(rng.integers(0, max_batch + 1)))  # 0: an empty replica slice
+    sizes[-1] -= sum(sizes) - n
+    return sizes
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
