@@ -118,6 +118,12 @@ class Inferencer:
             clean[key] = _as_scalar(value, f"{type(self).__name__}._after_inference()[{key!r}]")
         return clean
 
+    def after_inference_images(self) -> dict[str, np.ndarray]:
+        """Images to show in TensorBoard for this run, ``{name: HxWxC uint8
+        array}``; called by the runner just before ``after_inference``.
+        Default: none."""
+        return {}
+
     def result_names(self) -> list[str] | None:
         """The keys ``_after_inference`` will return, when known in advance
         (used to detect clashes before training). ``None`` if unknown."""

@@ -80,6 +80,13 @@ def _enclosing_callback_list(callback: keras.callbacks.Callback):
     return None
 
 
+def _replica_parts(strategy: tf.distribute.Strategy, value) -> list:
+    """One tensor per replica of ``strategy``, in replica order, all
+    reachable from this host (called in cross-replica context inside the
+    validation ``tf.function``)."""
+    return list(strategy.experimental_local_results(value))
+
+
 class InferenceRunner(keras.callbacks.Callback):
     """Runs inferencers over a validation set at the end of every epoch.
 
@@ -138,6 +145,7 @@ class InferenceRunner(keras.callbacks.Callback):
         self.steps_per_execution = steps_per_execution
         self.verbose = verbose
         self.last_results: dict[str, float] = {}
+        self.last_images: dict[str, np.ndarray] = {}
         self.run_at_epoch_end = True
         self._strategy: tf.distribute.Strategy | None = None
         self._step = None
@@ -258,7 +266,7 @@ class InferenceRunner(keras.callbacks.Callback):
                 out = replica(batch)
                 return [[out[n]] for n in names]
             out = strategy.run(replica, args=(batch,))
-            return [list(strategy.experimental_local_results(out[n])) for n in names]
+            return [_replica_parts(strategy, out[n]) for n in names]
 
         @tf.function
         def step(iterator):
@@ -350,7 +358,9 @@ class InferenceRunner(keras.callbacks.Callback):
                 f"{self.input.size} batches (len) but yielded {batches}; all "
                 f"{batches} were used.", RuntimeWarning, stacklevel=2)
         results: dict[str, float] = {}
+        images: dict[str, np.ndarray] = {}
         for inf in self.infs:
+            images.update(inf.after_inference_images())
             out = inf.after_inference()
             for key, value in out.items():
                 if key in results:
@@ -360,6 +370,15 @@ class InferenceRunner(keras.callbacks.Callback):
                 results[key] = value
         self._runs += 1
         self.num_samples_last_run = samples
+        self.last_images = images
+        if images and self.model is not None:
+            # Side channel for Monitors: images do not belong in Keras `logs`
+            # (History/CSVLogger/ProgbarLogger expect scalars there).
+            published = getattr(self.model, "_infer_callbacks_images", None)
+            if published is None:
+                published = {}
+                self.model._infer_callbacks_images = published
+            published.update(images)
         return results
 
 
