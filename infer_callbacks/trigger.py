@@ -16,7 +16,8 @@ class PeriodicTrigger(keras.callbacks.Callback):
         every_k_epochs: run after every k-th epoch (results go into that
             epoch's ``logs``).
         every_k_steps: run after every k-th training step (results go into
-            that batch's ``logs`` and the next epoch's ``logs``). Only this
+            that batch's ``logs`` and the next epoch's ``logs``); k counts global
+            steps (``optimizer.iterations``), as in tensorpack. Only this
             option adds a batch hook, which makes Keras dispatch batch hooks
             synchronously.
         before_train: also run once before the first training step.
