@@ -376,8 +376,10 @@ class InferenceRunner(keras.callbacks.Callback):
             # (History/CSVLogger/ProgbarLogger expect scalars there).
             published = getattr(self.model, "_infer_callbacks_images", None)
             if published is None:
-                published = {}
-                self.model._infer_callbacks_images = published
+                # Keras wraps a dict set on a model in a new TrackedDict: read
+                # it back, or the first run's images go to an orphan dict.
+                self.model._infer_callbacks_images = {}
+                published = self.model._infer_callbacks_images
             published.update(images)
         return results
 
