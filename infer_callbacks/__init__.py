@@ -2,6 +2,7 @@
 idea on Keras 3, tf.function and tf.distribute."""
 
 from .inferencer import BinaryClassificationStats, ClassificationError, Inferencer, ScalarStats
+from .metrics import ConfusionMatrix, GatherOutputs, KerasMetric
 from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
 from .runner import DataParallelInferenceRunner, InferenceRunner
 from .tower import TowerContext, get_current_tower_context
@@ -17,6 +18,9 @@ __all__ = [
     "ScalarStats",
     "ClassificationError",
     "BinaryClassificationStats",
+    "KerasMetric",
+    "GatherOutputs",
+    "ConfusionMatrix",
     "TowerContext",
     "get_current_tower_context",
     "Monitors",

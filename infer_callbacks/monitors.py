@@ -45,11 +45,27 @@ def _prepare_logdir(logdir: Any, who: str) -> str:
     return logdir
 
 
+def _image(key: str, value: Any) -> np.ndarray:
+    """``value`` as an ``H x W x C`` uint8 image (C in 1, 3, 4); a 2-D array
+    is one grey channel."""
+    image = np.asarray(value)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or image.dtype != np.uint8 \
+            or 0 in image.shape:
+        raise ValueError(
+            f"Image {key!r} must be an H x W x C uint8 array with C in (1, 3, 4). "
+            f"Received shape {image.shape} dtype {image.dtype}; convert it with "
+            "np.clip(x * 255, 0, 255).astype(np.uint8).")
+    return image
+
+
 class MonitorWriter:
     """Base class of the writers held by :class:`Monitors`.
 
     Override ``write(epoch_num, step, scalars)``; optionally ``setup(model)``
-    (called at ``on_train_begin``) and ``close()``.
+    (called at ``on_train_begin``), ``write_images(epoch_num, step, images)``
+    and ``close()``.
     """
 
     def setup(self, model: keras.Model | None) -> None:
@@ -57,6 +73,10 @@ class MonitorWriter:
 
     def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
         raise NotImplementedError
+
+    def write_images(self, epoch_num: int, step: int, images: dict[str, np.ndarray]) -> None:
+        """Write the epoch's images, ``{name: H x W x C uint8 array}`` (e.g. a
+        :class:`~infer_callbacks.ConfusionMatrix`). Default: ignore them."""
 
     def close(self) -> None:
         """Flush and release resources."""
@@ -191,6 +211,19 @@ class TFEventWriter(MonitorWriter):
                 tf.summary.scalar(key, value, step=step)
         self._writer.flush()
 
+    def write_images(self, epoch_num: int, step: int, images: dict[str, np.ndarray]) -> None:
+        import tensorflow as tf
+
+        if not images:
+            return
+        if self._writer is None:
+            self.setup(None)
+        checked = {key: _image(key, value) for key, value in images.items()}
+        with self._writer.as_default():
+            for key, image in checked.items():
+                tf.summary.image(key, image[None], step=step, max_outputs=1)
+        self._writer.flush()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -201,8 +234,10 @@ class Monitors(keras.callbacks.Callback):
     """A Keras callback that writes each epoch's ``logs`` to its writers.
 
     Every scalar in the epoch's ``logs`` is written: the training metrics
-    and the results of the runners. Keeps :attr:`history`, the list of what
-    was written.
+    and the results of the runners. Images the runners produced in the epoch
+    (e.g. by :class:`~infer_callbacks.ConfusionMatrix`) go to each writer's
+    ``write_images`` (``TFEventWriter`` writes them; the others ignore them).
+    Keeps :attr:`history`, the list of scalars written.
 
     Args:
         writers: a list of :class:`MonitorWriter` (``ScalarPrinter()``,
@@ -254,6 +289,21 @@ class Monitors(keras.callbacks.Callback):
         self.history.append({"epoch_num": epoch_num, "global_step": step, **scalars})
         for w in self.writers:
             w.write(epoch_num, step, scalars)
+        images = self._take_images()
+        if images:
+            for w in self.writers:
+                w.write_images(epoch_num, step, images)
+
+    def _take_images(self) -> dict[str, np.ndarray]:
+        """The images the runners published on the model since the last
+        epoch end (they are not Keras ``logs``: History and CSVLogger expect
+        scalars there); taken, so each is written once."""
+        published = getattr(self.model, "_infer_callbacks_images", None) if self.model is not None else None
+        if not published:
+            return {}
+        images = dict(published)
+        published.clear()
+        return images
 
     def on_train_end(self, logs=None) -> None:
         for w in self.writers:

@@ -1,0 +1,455 @@
+"""KerasMetric, GatherOutputs and ConfusionMatrix against numpy / scikit-learn
+references over the whole set at once, whatever the batch split."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_score, recall_score
+from sklearn.metrics import roc_auc_score
+
+from conftest import check_inferencer, random_splits, run_python
+from infer_callbacks import (ConfusionMatrix, GatherOutputs, InferenceRunner, JSONWriter,
+                             KerasMetric, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter)
+from infer_callbacks.metrics import render_matrix
+
+
+def feed(inf, arrays, sizes):
+    """One validation run of ``inf`` over ``arrays`` split into ``sizes``."""
+    names = inf.get_fetches()
+    inf.before_inference()
+    start = 0
+    for size in sizes:
+        inf.on_fetches([arrays[k][start:start + size] for k in names], size)
+        start += size
+    images = inf.after_inference_images()
+    return inf.after_inference(), images
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# --------------------------------------------------------------------------
+# KerasMetric
+
+
+def test_keras_auc_matches_sklearn_roc_auc(rng):
+    n = 600
+    label = rng.integers(0, 2, n)
+    logits = (rng.normal(size=n) + 1.2 * label).astype(np.float32)
+    expected = roc_auc_score(label, logits)
+    for seed in range(2):
+        sizes = random_splits(np.random.default_rng(seed), n, 70)
+        # AUC bins scores into 200 thresholds: agreement within that approximation.
+        check_inferencer(lambda: KerasMetric(keras.metrics.AUC(from_logits=True), ["label", "output"]),
+                         {"label": label, "output": logits}, {"validation_auc": expected},
+                         sizes, rtol=5e-3)
+
+
+def numpy_mean_iou(label, pred, k):
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (label.ravel(), pred.ravel()), 1)
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1) - tp
+    return float(np.mean(tp[denom > 0] / denom[denom > 0]))
+
+
+def test_keras_mean_iou_matches_numpy_on_segmentation_maps(rng):
+    n, k = 90, 5
+    label = rng.integers(0, k, (n, 6, 7))
+    pred = np.where(rng.random((n, 6, 7)) < 0.6, label, rng.integers(0, k, (n, 6, 7)))
+    sizes = random_splits(rng, n, 13)
+    check_inferencer(lambda: KerasMetric(keras.metrics.MeanIoU(num_classes=k), ["label", "pred"],
+                                         name="miou"),
+                     {"label": label, "pred": pred},
+                     {"validation_miou": numpy_mean_iou(label, pred, k)}, sizes, rtol=1e-6)
+
+
+def test_keras_vector_result_is_one_scalar_per_threshold(rng):
+    n = 300
+    label = rng.integers(0, 2, n)
+    prob = np.clip(0.35 * label + rng.random(n) * 0.7, 0, 1).astype(np.float32)
+    thresholds = [0.3, 0.5, 0.7]
+    expected = {f"val_precision_at_{t:g}": precision_score(label, prob > t) for t in thresholds}
+    make = lambda: KerasMetric(keras.metrics.Precision(thresholds=thresholds),  # noqa: E731
+                               ["label", "prob"], prefix="val")
+    assert make().result_names() == list(expected)
+    check_inferencer(make, {"label": label, "prob": prob}, expected,
+                     random_splits(rng, n, 40), rtol=1e-6)
+
+
+def test_keras_per_class_vector_and_keyword_fetches(rng):
+    n, k = 200, 3
+    label = rng.integers(0, k, n)
+    onehot = np.eye(k, dtype=np.float32)[label]
+    scores = (onehot + rng.random((n, k))).astype(np.float32)
+    pred_onehot = np.eye(k, dtype=np.float32)[scores.argmax(1)]
+    from sklearn.metrics import f1_score
+
+    expected = f1_score(label, scores.argmax(1), average=None)
+    make = lambda: KerasMetric(keras.metrics.F1Score(average=None, threshold=0.5),  # noqa: E731
+                               {"y_true": "label", "y_pred": "pred"},
+                               element_names=["cat", "dog", "bird"])
+    check_inferencer(make, {"label": onehot, "pred": pred_onehot},
+                     {f"validation_f1_score_{c}": v for c, v in zip(["cat", "dog", "bird"], expected)},
+                     random_splits(rng, n, 30), rtol=1e-5)
+
+
+def test_keras_metric_sample_weight_and_reset_between_runs(rng):
+    metric = KerasMetric(keras.metrics.Mean(name="loss"), ["loss", "weight"])
+    a, wa = rng.random(50), rng.random(50)
+    b, wb = rng.random(20), rng.random(20)
+    first, _ = feed(metric, {"loss": a, "weight": wa}, [0, 17, 33, 0])
+    second, _ = feed(metric, {"loss": b, "weight": wb}, [20])
+    np.testing.assert_allclose(first["validation_loss"], np.average(a, weights=wa), rtol=1e-6)
+    np.testing.assert_allclose(second["validation_loss"], np.average(b, weights=wb), rtol=1e-6)
+
+
+def test_keras_metric_rejecting_shapes_names_metric_and_shapes():
+    metric = KerasMetric(keras.metrics.MeanIoU(num_classes=3, name="my_iou"), ["label", "pred"])
+    metric.before_inference()
+    with pytest.raises(ValueError, match=r"my_iou.*'label' shape \(5,\).*'pred' shape \(4,\)"):
+        metric.on_fetches([np.zeros(5, np.int64), np.zeros(4, np.int64)], 5)
+
+
+def test_keras_metric_bad_arguments():
+    with pytest.raises(TypeError, match=r"instance.*keras.metrics.AUC\(\)"):
+        KerasMetric(keras.metrics.AUC, ["label", "output"])
+    with pytest.raises(TypeError, match="keras.metrics.Metric"):
+        KerasMetric("auc", ["label", "output"])
+    with pytest.warns(UserWarning, match="y_pred"):
+        KerasMetric(keras.metrics.AUC(), ["output", "label"])
+
+
+# --------------------------------------------------------------------------
+# GatherOutputs
+
+
+class Recorder:
+    """A score_fn that keeps (copies of) what it was given."""
+
+    def __init__(self, fn=None):
+        self.fn = fn
+        self.seen = None
+        self.spill_files = None
+
+    def __call__(self, out):
+        self.seen = {k: np.array(v) for k, v in out.items()}
+        self.types = {k: type(v) for k, v in out.items()}
+        return self.fn(out) if self.fn else {"n": len(next(iter(out.values())))}
+
+
+def test_gather_average_precision_matches_sklearn_with_and_without_spill(rng):
+    n = 500
+    label = rng.integers(0, 2, n)
+    score = rng.random(n) + 0.3 * label
+    expected = {"val_ap": average_precision_score(label, score)}
+    fn = lambda out: {"val_ap": average_precision_score(out["label"], out["score"])}  # noqa: E731
+    for limit in (256, 0.001):  # 0.001 MiB ~ 1 KiB: spills every few batches
+        check_inferencer(lambda: GatherOutputs(["score", "label"], fn, max_memory_mb=limit),
+                         {"score": score, "label": label}, expected, random_splits(rng, n, 60))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(0, 9), min_size=1, max_size=12),
+       limit=st.sampled_from([1e-5, 2e-4, 1.0]))
+def test_gather_keeps_order_and_equals_concatenation(sizes, limit):
+    n = sum(sizes)
+    arrays = {"x": np.arange(n * 3, dtype=np.float32).reshape(n, 3),
+              "id": np.arange(n, dtype=np.int64)}
+    rec = Recorder()
+    inf = GatherOutputs(["x", "id"], rec, max_memory_mb=limit)
+    results, _ = feed(inf, arrays, sizes)
+    assert results == {"n": float(n)}
+    for k, v in arrays.items():
+        assert rec.seen[k].dtype == v.dtype and rec.seen[k].shape == v.shape
+        np.testing.assert_array_equal(rec.seen[k], v)
+    assert inf.spill_dir is None
+
+
+def test_gather_spills_to_files_that_are_deleted(rng, tmp_path):
+    n = 400
+    arrays = {"emb": rng.normal(size=(n, 16)).astype(np.float32), "label": rng.integers(0, 2, n)}
+    seen = {}
+
+    def score(out):
+        seen["dir"] = inf.spill_dir
+        seen["files"] = sorted(os.listdir(inf.spill_dir))
+        seen["sizes"] = [os.path.getsize(os.path.join(inf.spill_dir, f)) for f in seen["files"]]
+        seen["memmap"] = all(isinstance(v, np.memmap) for v in out.values())
+        return {"val_sum": float(out["emb"].sum(dtype=np.float64)), "val_pos": out["label"].sum()}
+
+    inf = GatherOutputs(["emb", "label"], score, max_memory_mb=0.01, tmpdir=tmp_path)
+    results, _ = feed(inf, arrays, random_splits(rng, n, 50))
+    assert seen["memmap"] and inf.num_spills >= 2
+    assert seen["sizes"] == [arrays["emb"].nbytes, arrays["label"].nbytes]
+    assert inf.peak_held_bytes <= 0.01 * 2**20 + 50 * (16 * 4 + 8)  # budget + one batch
+    assert os.path.dirname(seen["dir"]) == str(tmp_path)
+    assert not os.path.exists(seen["dir"]) and os.listdir(tmp_path) == []
+    np.testing.assert_allclose(results["val_sum"], arrays["emb"].sum(dtype=np.float64), rtol=1e-12)
+    assert results["val_pos"] == arrays["label"].sum()
+
+
+def test_gather_cleans_up_when_score_fn_raises_or_run_is_aborted(rng, tmp_path):
+    arrays = {"x": rng.normal(size=(100, 8))}
+
+    def boom(out):
+        assert os.listdir(tmp_path)
+        raise RuntimeError("score failed")
+
+    inf = GatherOutputs(["x"], boom, max_memory_mb=0.001, tmpdir=tmp_path)
+    with pytest.raises(RuntimeError, match="score failed"):
+        feed(inf, arrays, [30, 30, 40])
+    assert os.listdir(tmp_path) == []
+
+    # A run that stopped half-way (an error in another inferencer): the next
+    # run, and garbage collection, remove its files.
+    inf = GatherOutputs(["x"], lambda out: {"n": len(out["x"])}, max_memory_mb=0.001, tmpdir=tmp_path)
+    inf.before_inference()
+    inf.on_fetches([arrays["x"][:60]], 60)
+    inf.on_fetches([arrays["x"][60:]], 40)
+    assert len(os.listdir(tmp_path)) == 1
+    assert feed(inf, arrays, [100])[0] == {"n": 100.0}
+    assert os.listdir(tmp_path) == []
+    inf.before_inference()
+    inf.on_fetches([arrays["x"]], 100)
+    assert len(os.listdir(tmp_path)) == 1
+    del inf
+    import gc
+
+    gc.collect()
+    assert os.listdir(tmp_path) == []
+
+
+def test_gather_bad_input():
+    with pytest.raises(ValueError, match="max_memory_mb=0"):
+        GatherOutputs(["x"], lambda out: {}, max_memory_mb=0)
+    with pytest.raises(ValueError, match="max_memory_mb=-1"):
+        GatherOutputs(["x"], lambda out: {}, max_memory_mb=-1)
+    with pytest.raises(TypeError, match="score_fn"):
+        GatherOutputs(["x"], "not callable")
+
+    inf = GatherOutputs(["score", "label"], lambda out: {})
+    inf.before_inference()
+    with pytest.raises(ValueError, match=r"'score' shape \(4,\).*'label' shape \(3,\)"):
+        inf.on_fetches([np.zeros(4), np.zeros(3)], 4)
+    inf.before_inference()
+    inf.on_fetches([np.zeros((2, 5)), np.zeros(2)], 2)
+    with pytest.raises(ValueError, match=r"'score' changed from per-example shape \(5,\)"):
+        inf.on_fetches([np.zeros((2, 6)), np.zeros(2)], 2)
+
+    def per_class(out):
+        return {"val_ap": np.array([0.5, 0.7])}
+
+    with pytest.raises(ValueError, match=r"per_class.*'val_ap'.*shape \(2,\)"):
+        feed(GatherOutputs(["x"], per_class), {"x": np.zeros(3)}, [3])
+    with pytest.raises(TypeError, match="must return a dict"):
+        feed(GatherOutputs(["x"], lambda out: 0.5), {"x": np.zeros(3)}, [3])
+
+
+# --------------------------------------------------------------------------
+# ConfusionMatrix
+
+
+def reference_confusion(label, pred, k):
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (label, pred), 1)
+    return cm
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")
+@settings(max_examples=30, deadline=None)
+@given(data=st.data(), k=st.integers(1, 6), n=st.integers(1, 120))
+def test_confusion_matrix_matches_numpy_and_sklearn(data, k, n):
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, k, n)
+    pred = rng.integers(0, k, n)
+    sizes = random_splits(rng, n, data.draw(st.integers(1, 40)))
+    recall = recall_score(label, pred, labels=range(k), average=None, zero_division=0)
+    precision = precision_score(label, pred, labels=range(k), average=None, zero_division=0)
+    expected = {f"validation_recall_{c}": recall[c] for c in range(k)}
+    expected.update({f"validation_precision_{c}": precision[c] for c in range(k)})
+    cm = ConfusionMatrix("label", "pred", num_classes=k)
+    assert sorted(cm.result_names()) == sorted(expected)
+    check_inferencer(lambda: cm, {"label": label, "pred": pred}, expected, sizes)
+    np.testing.assert_array_equal(cm.matrix, reference_confusion(label, pred, k))
+    np.testing.assert_array_equal(cm.matrix, confusion_matrix(label, pred, labels=range(k)))
+
+
+def test_confusion_matrix_from_logits_one_hot_and_maps(rng):
+    n, k = 120, 4
+    label = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)).astype(np.float32)
+    want = reference_confusion(label, logits.argmax(1), k)
+    for lab in (label, np.eye(k, dtype=np.float32)[label], label.astype(np.float32)[:, None]):
+        cm = ConfusionMatrix("label", "output", num_classes=k, class_names=list("abcd"))
+        results, images = feed(cm, {"label": lab, "output": logits}, random_splits(rng, n, 25))
+        np.testing.assert_array_equal(cm.matrix, want)
+        assert set(results) == set(cm.result_names()) and "validation_recall_c" in results
+    # per-pixel class ids (segmentation), one more axis of scores
+    seg = rng.integers(0, k, (10, 5, 6))
+    scores = rng.normal(size=(10, 5, 6, k))
+    cm = ConfusionMatrix("label", "pred", num_classes=k)
+    feed(cm, {"label": seg, "pred": scores}, [3, 0, 7])
+    np.testing.assert_array_equal(cm.matrix, reference_confusion(seg.ravel(), scores.argmax(-1).ravel(), k))
+
+
+def test_confusion_matrix_image_and_errors():
+    cm = ConfusionMatrix("label", "pred", num_classes=3)
+    _, images = feed(cm, {"label": np.array([0, 1, 2, 2]), "pred": np.array([0, 2, 2, 1])}, [4])
+    image = images["validation_confusion_matrix"]
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    np.testing.assert_array_equal(image, render_matrix(cm.matrix))
+    cell = (image.shape[0] - 1) // 3
+    center = lambda r, c: image[r * cell + cell // 2, c * cell + cell // 2]  # noqa: E731
+    assert center(0, 0).tolist() == [8, 48, 107]       # recall 1: darkest
+    assert center(0, 1).tolist() == [255, 255, 255]    # 0: white
+    assert center(1, 2).tolist() == [8, 48, 107]
+    assert center(2, 2).tolist() == [132, 152, 181]    # half of the row
+    assert ConfusionMatrix("l", "p", 3, image=False).after_inference_images() == {}
+
+    with pytest.raises(ValueError, match=r"'label' has class id 3, outside \[0, num_classes=3\)"):
+        feed(ConfusionMatrix("label", "pred", 3), {"label": np.array([3]), "pred": np.array([0])}, [1])
+    cm.before_inference()
+    with pytest.raises(ValueError, match=r"'label' \(shape \(2,\)\) and 'pred' \(shape \(3,\)\)"):
+        cm.on_fetches([np.zeros(2, int), np.zeros(3, int)], 2)
+    with pytest.raises(ValueError, match="non-integer"):
+        feed(ConfusionMatrix("label", "pred", 3), {"label": np.zeros(2), "pred": np.full(2, 0.4)}, [2])
+    with pytest.raises(ValueError, match="num_classes=0"):
+        ConfusionMatrix("label", "pred", 0)
+
+
+def test_monitor_writers_check_images(tmp_path):
+    with pytest.raises(ValueError, match=r"'bad'.*shape \(4, 4, 2\)"):
+        TFEventWriter(tmp_path).write_images(1, 1, {"bad": np.zeros((4, 4, 2), np.uint8)})
+    MonitorWriter().write_images(1, 1, {"ignored": np.zeros((2, 2, 3), np.uint8)})
+
+
+# --------------------------------------------------------------------------
+# End to end: the issue's snippet in model.fit on scikit-learn's digits
+
+
+@pytest.fixture(scope="module")
+def digits_fit(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    logdir = str(tmp_path_factory.mktemp("logs"))
+    spill = str(tmp_path_factory.mktemp("spill"))
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    x_train, y_train, x_val, y_val = x[:1200], y[:1200], x[1200:], y[1200:]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(64)
+    rec = Recorder(lambda out: {
+        "val_ap": average_precision_score(np.eye(10)[out["label"]], out["output"], average="micro"),
+        "val_spilled": float(isinstance(out["output"], np.memmap))})
+    gather = GatherOutputs(["output", "label"], rec, max_memory_mb=0.005, tmpdir=spill)
+    cm = ConfusionMatrix("label", "output", num_classes=10)
+    miou = KerasMetric(keras.metrics.MeanIoU(num_classes=10, sparse_y_pred=False), ["label", "output"])
+    printed = []
+
+    class Capture:
+        def write(self, s):
+            printed.append(s)
+
+        def flush(self):
+            pass
+
+    history = model.fit(x_train, y_train, epochs=2, batch_size=64, verbose=0, callbacks=[
+        Monitors([ScalarPrinter(file=Capture()), JSONWriter(logdir), TFEventWriter(logdir)]),
+        InferenceRunner(val_ds, [gather, cm, miou]),
+    ])
+    return dict(model=model, x_val=x_val, y_val=y_val, rec=rec, cm=cm, history=history,
+                logdir=logdir, spill=spill, printed="".join(printed))
+
+
+def test_fit_gathers_in_order_and_scores(digits_fit):
+    f = digits_fit
+    logits = f["model"].predict(f["x_val"], verbose=0)
+    np.testing.assert_array_equal(f["rec"].seen["label"], f["y_val"])
+    np.testing.assert_allclose(f["rec"].seen["output"], logits, rtol=1e-5, atol=1e-5)
+    hist = f["history"].history
+    assert hist["val_spilled"] == [1.0, 1.0] and os.listdir(f["spill"]) == []
+    np.testing.assert_allclose(
+        hist["val_ap"][-1],
+        average_precision_score(np.eye(10)[f["y_val"]], logits, average="micro"), rtol=1e-6)
+    pred = logits.argmax(1)
+    np.testing.assert_array_equal(f["cm"].matrix, confusion_matrix(f["y_val"], pred, labels=range(10)))
+    recall = recall_score(f["y_val"], pred, average=None, zero_division=0)
+    np.testing.assert_allclose([hist[f"validation_recall_{c}"][-1] for c in range(10)], recall)
+    np.testing.assert_allclose(hist["validation_mean_io_u"][-1],
+                               numpy_mean_iou(f["y_val"], pred, 10), rtol=1e-6)
+
+
+def test_fit_writes_confusion_image_to_tensorboard_only(digits_fit):
+    f = digits_fit
+    images = []
+    for path in glob.glob(os.path.join(f["logdir"], "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "validation_confusion_matrix":
+                    images.append((event.step, value))
+    assert len(images) == 2  # one per epoch
+    step, value = images[-1]
+    assert value.metadata.plugin_data.plugin_name == "images"
+    width, height, png = tf.make_ndarray(value.tensor)
+    decoded = tf.io.decode_png(png).numpy()
+    np.testing.assert_array_equal(decoded, render_matrix(f["cm"].matrix))
+    assert (int(width), int(height)) == (decoded.shape[1], decoded.shape[0])
+    assert step == int(f["model"].optimizer.iterations.numpy())
+    assert not f["model"]._infer_callbacks_images  # taken by Monitors
+    with open(os.path.join(f["logdir"], "stats.json")) as fh:
+        stats = json.load(fh)
+    assert "validation_recall_3" in stats[-1] and "validation_confusion_matrix" not in stats[-1]
+    assert "validation_recall_3" in f["printed"] and "confusion_matrix" not in f["printed"]
+
+
+def test_result_names_clash_detected_before_training():
+    with pytest.raises(ValueError, match="validation_recall_0"):
+        InferenceRunner([(np.zeros((2, 1)), np.zeros(2))],
+                        [ConfusionMatrix("label", "output", 2), ConfusionMatrix("label", "output", 2)])
+
+
+def test_gather_order_across_two_logical_devices():
+    result = run_python("""
+        import numpy as np, tensorflow as tf, keras
+        from infer_callbacks import DataParallelInferenceRunner, GatherOutputs, KerasMetric, ConfusionMatrix
+        x = np.arange(203, dtype=np.float32)
+        label = (np.arange(203) * 7 % 3).astype(np.int64)
+        ds = tf.data.Dataset.from_tensor_slices((x, label)).batch(20)
+        got = {}
+        def score(out):
+            got.update({k: np.array(v) for k, v in out.items()})
+            return {"n": len(out["x"])}
+        def tower(x, label):
+            return {"y": x * 2, "pred": tf.cast(x, tf.int64) % 3}
+        cm = ConfusionMatrix("label", "pred", 3)
+        runner = DataParallelInferenceRunner(ds, [
+            GatherOutputs(["x", "y", "label"], score, max_memory_mb=0.0005),
+            KerasMetric(keras.metrics.Accuracy(), ["label", "pred"]), cm], ["/cpu:0", "/cpu:1"],
+            tower_func=tower)
+        results = runner.trigger()
+        assert results["n"] == 203, results
+        np.testing.assert_array_equal(got["x"], x)
+        np.testing.assert_array_equal(got["y"], 2 * x)
+        np.testing.assert_array_equal(got["label"], label)
+        pred = np.arange(203) % 3
+        np.testing.assert_allclose(results["validation_accuracy"], np.mean(pred == label), rtol=1e-6)
+        ref = np.zeros((3, 3), np.int64); np.add.at(ref, (label, pred), 1)
+        np.testing.assert_array_equal(cm.matrix, ref)
+        print("OK")
+    """, devices=2, timeout=120)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
