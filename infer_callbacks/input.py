@@ -83,6 +83,7 @@ class InputSource:
         self._reset_done = False
         self._reset_lock = threading.Lock()
         self.description = _describe(source)
+        self.reset_counter()
         prefetch_n = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
 
         if isinstance(source, tf.data.Dataset):
@@ -180,6 +181,21 @@ class InputSource:
             if callable(close):
                 close()
 
+    def reset_counter(self) -> None:
+        """Start counting produced batches (for error messages)."""
+        self.produced = 0
+        self.failed_batch: int | None = None
+
     def _generate(self):
-        for batch in self._iterable():
+        self.reset_counter()
+        iterator = iter(self._iterable())
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except BaseException:
+                self.failed_batch = self.produced + 1
+                raise
+            self.produced += 1
             yield _to_structure(batch)

@@ -9,7 +9,9 @@ TensorFlow.
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -80,6 +82,15 @@ def _enclosing_callback_list(callback: keras.callbacks.Callback):
     return None
 
 
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return
+        except queue.Full:
+            pass
+
+
 def _replica_parts(strategy: tf.distribute.Strategy, value) -> list:
     """One tensor per replica of ``strategy``, in replica order, all
     reachable from this host (called in cross-replica context inside the
@@ -105,7 +116,11 @@ class InferenceRunner(keras.callbacks.Callback):
             default, on the model's own strategy or TensorFlow's placement.
         input_names: names of the positional batch elements, when
             ``tower_func``'s parameter names are not the ones to fetch.
-        steps_per_execution: batches run per ``tf.function`` call.
+        steps_per_execution: batches run per ``tf.function`` call; the
+            inferencers still see one batch at a time, in order.
+        pipeline: run the ``tf.function`` calls in a background thread so
+            the device computes the next batches while the host hands the
+            previous ones to the inferencers.
         verbose: show a progress bar (only on a terminal, and not when
             ``fit(verbose=0)``).
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
@@ -122,8 +137,8 @@ class InferenceRunner(keras.callbacks.Callback):
 
     def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
                  tower_func: Callable[..., Any] | None = None, device: str | None = None, *,
-                 input_names: Sequence[str] | None = None, steps_per_execution: int = 32,
-                 verbose: bool = True, prefetch: int | None = None):
+                 input_names: Sequence[str] | None = None, steps_per_execution: int = 64,
+                 verbose: bool = True, prefetch: int | None = None, pipeline: bool = True):
         super().__init__()
         self.infs = _check_inferencers(infs)
         _check_result_clash(self.infs)
@@ -144,12 +159,14 @@ class InferenceRunner(keras.callbacks.Callback):
         self.input_names = list(input_names) if input_names is not None else None
         self.steps_per_execution = steps_per_execution
         self.verbose = verbose
+        self.pipeline = bool(pipeline)
         self.last_results: dict[str, float] = {}
         self.last_images: dict[str, np.ndarray] = {}
         self.run_at_epoch_end = True
         self._strategy: tf.distribute.Strategy | None = None
         self._step = None
         self._ready = False
+        self._setup_key = None
         self._runs = 0
 
     # -- Keras hooks --------------------------------------------------------
@@ -168,8 +185,13 @@ class InferenceRunner(keras.callbacks.Callback):
 
     def setup(self) -> None:
         """Choose devices, trace the tower on the input's structure and check
-        every fetch name. Called by ``on_train_begin``; safe to call again."""
-        self._strategy = self._choose_strategy()
+        every fetch name. Called by ``on_train_begin``; a second call with the
+        same model and devices keeps the traced step (no retrace per ``fit``)."""
+        strategy = self._choose_strategy()
+        key = (id(self.model), id(strategy), id(self.tower_func))
+        if self._ready and key == self._setup_key:
+            return
+        self._strategy = strategy
         dataset = self.input.dataset
         if self._strategy is not None:
             self._dist_dataset = self._strategy.experimental_distribute_dataset(dataset)
@@ -196,6 +218,7 @@ class InferenceRunner(keras.callbacks.Callback):
         self._specs = self._output_specs(element_spec)
         self._step = self._make_step()
         self._ready = True
+        self._setup_key = key
 
     def trigger(self) -> dict[str, float]:
         """Run one validation pass now and return its results."""
@@ -213,6 +236,10 @@ class InferenceRunner(keras.callbacks.Callback):
     # -- internals ----------------------------------------------------------
 
     def _choose_strategy(self) -> tf.distribute.Strategy | None:
+        if self.device is not None:
+            if getattr(self, "_device_strategy", None) is None:
+                self._device_strategy = resolve_strategy(self.model, self.device)
+            return self._device_strategy
         return resolve_strategy(self.model, self.device)
 
     def _move_before_consumers(self) -> None:
@@ -300,6 +327,60 @@ class InferenceRunner(keras.callbacks.Callback):
         return tqdm(total=self.input.size, desc="Inference", unit="batch", leave=False,
                     disable=True if quiet else None, dynamic_ncols=True)
 
+    def _chunks(self, iterator):
+        """Yield ``(count, values, lengths)`` host arrays, one item per
+        ``tf.function`` call. With ``pipeline=True`` the calls run in a
+        background thread, so the device works on the next chunk while the
+        host dispatches this one to the inferencers."""
+        k = self.steps_per_execution
+
+        def call():
+            count, values, lengths = self._step(iterator)
+            count = int(count)
+            return count, [v.numpy() for v in values], [ln.numpy() for ln in lengths]
+
+        if not self.pipeline:
+            while True:
+                item = call()
+                if item[0]:
+                    yield item
+                if item[0] < k:
+                    return
+
+        results: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                while not stop.is_set():
+                    item = call()
+                    _put(results, ("item", item), stop)
+                    if item[0] < k:
+                        break
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                _put(results, ("error", e), stop)
+            _put(results, ("end", None), stop)
+
+        worker = threading.Thread(target=produce, name="infer_callbacks-step", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, payload = results.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise payload
+                if payload[0]:
+                    yield payload
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    results.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+                worker.join(timeout=0.05)
+
     def _run(self) -> dict[str, float]:
         for inf in self.infs:
             inf.before_inference()
@@ -309,19 +390,21 @@ class InferenceRunner(keras.callbacks.Callback):
         batches = 0
         samples = 0
         num_replicas = 1 if self._strategy is None else self._strategy.num_replicas_in_sync
+        self.input.reset_counter()
         with self._progress() as bar:
+            chunks = self._chunks(iterator)
             while True:
                 try:
-                    count, values, lengths = self._step(iterator)
+                    item = next(chunks, None)
                 except tf.errors.OpError as e:
-                    e.add_note(f"(raised while reading validation batch {batches + 1} "
-                               f"from {self.input.description})")
+                    where = self.input.failed_batch
+                    where = (f"batch {where}" if where is not None else
+                             f"one of batches {batches + 1}-{batches + self.steps_per_execution}")
+                    e.add_note(f"(raised while running validation {where} of {self.input.description})")
                     raise
-                count = int(count)
-                if count == 0:
+                if item is None:
                     break
-                values = [v.numpy() for v in values]
-                lengths = [ln.numpy() for ln in lengths]
+                count, values, lengths = item
                 num_samples = values[-1]
                 offsets = [np.concatenate([[0], np.cumsum(ln)]) for ln in lengths]
                 for j in range(count * num_replicas):
@@ -340,11 +423,10 @@ class InferenceRunner(keras.callbacks.Callback):
                             inf.on_fetches([fetched[i] for i in idx], ns if ns >= 0 else None)
                         except Exception as e:
                             e.add_note(f"(raised by inferencer {inf!r} on validation batch {batch_index})")
+                            chunks.close()
                             raise
                 batches += count
                 bar.update(count)
-                if count < self.steps_per_execution:
-                    break
         if batches == 0:
             raise ValueError(
                 f"The validation input ({self.input.description}) yielded no batch "
@@ -385,49 +467,121 @@ class InferenceRunner(keras.callbacks.Callback):
 
 
 def _gpu_devices(gpus: Any) -> list[str]:
+    """The devices ``gpus`` designates, as logical device names, in the
+    order given. Raises ``ValueError`` naming the devices that exist when a
+    device is missing, ``gpus`` is 0 or empty, or a device is listed twice."""
     available = [d.name for d in tf.config.list_logical_devices()]
-    if isinstance(gpus, bool):
-        raise TypeError(f"`gpus` must be an int or a list. Received: gpus={gpus!r}")
-    if isinstance(gpus, int):
-        if gpus < 1:
+    usage = ("Pass an int (the first N GPUs), a list of GPU ids such as [0, 1], or "
+             "a list of device strings such as ['/cpu:0', '/cpu:1'].")
+    if isinstance(gpus, str):
+        gpus = [gpus]
+    if isinstance(gpus, (bool, np.bool_)) or not isinstance(gpus, (int, np.integer, list, tuple)):
+        raise TypeError(f"`gpus` has the wrong type. {usage} Received: gpus={gpus!r}")
+    if isinstance(gpus, (int, np.integer)):
+        count = int(gpus)
+        if count < 1:
             raise ValueError(
-                f"`gpus` must be at least 1. Received: gpus={gpus}. Available "
-                f"devices: {available}.")
-        gpus = list(range(gpus))
+                f"`gpus` must be at least 1. Received: gpus={count}. {usage} "
+                f"Available devices: {available}.")
+        have = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if count > len(have):
+            raise ValueError(
+                f"`gpus={count}` asks for the first {count} GPUs, but this machine has "
+                f"{len(have)}. Available devices: {available}. {usage}")
+        gpus = list(range(count))
     gpus = list(gpus)
     if not gpus:
-        raise ValueError(f"`gpus` is an empty list. Available devices: {available}.")
-    devices = [_canonical_device(g if isinstance(g, str) else f"/gpu:{int(g)}") for g in gpus]
+        raise ValueError(f"`gpus` is an empty list. {usage} Available devices: {available}.")
+    devices, missing = [], []
+    for g in gpus:
+        if isinstance(g, str):
+            name = g
+        elif isinstance(g, (int, np.integer)) and not isinstance(g, (bool, np.bool_)) and g >= 0:
+            name = f"/gpu:{int(g)}"
+        else:
+            raise TypeError(
+                f"Every element of `gpus` must be a GPU id (an int >= 0) or a device "
+                f"string. Received {g!r} in gpus={gpus!r}.")
+        try:
+            devices.append(_canonical_device(name))
+        except ValueError:
+            missing.append(name)
+    if missing:
+        raise ValueError(
+            f"`gpus` names devices that do not exist on this machine: {missing} "
+            f"(gpus={gpus!r}). Available devices: {available}.")
     if len(set(devices)) != len(devices):
-        raise ValueError(f"`gpus` lists a device twice: {gpus!r}.")
+        raise ValueError(f"`gpus` lists a device twice: gpus={gpus!r} means {devices}.")
     return devices
 
 
 class DataParallelInferenceRunner(InferenceRunner):
     """An :class:`InferenceRunner` with one tower per device, run together.
 
-    Each batch is split across the devices by ``tf.distribute`` (a
-    ``MirroredStrategy``); every replica's outputs reach the inferencers, so
-    every sample is counted exactly once and the numbers equal the
-    single-device ones up to float round-off.
+    The devices are the replicas of a ``tf.distribute.MirroredStrategy``
+    (the model's own strategy when it was built under one over the same
+    devices). ``tf.distribute`` splits each batch across the replicas, a
+    partial last batch unevenly (some replicas may get no sample); each
+    non-empty replica slice reaches every inferencer's ``_on_fetches`` in
+    replica order. No sample is padded, dropped or repeated, so the results
+    equal the single-device ones up to float round-off.
+
+    A model built outside any strategy is validated as it is: each replica
+    reads the variables from the device where they live. A model built under
+    a ``MirroredStrategy`` can only run on that strategy's devices (its
+    variables are mirrored there); for it, plain :class:`InferenceRunner`
+    already uses all its replicas.
 
     Args:
         input: as for :class:`InferenceRunner`.
         infs: an :class:`Inferencer` or a list of them.
         gpus: an int (the first N GPUs), a list of GPU ids, or a list of
-            device strings such as ``['/cpu:0', '/cpu:1']``.
+            device strings such as ``['/cpu:0', '/cpu:1']``. Checked at
+            construction: a missing device raises ``ValueError`` listing the
+            available ones.
         tower_func: as for :class:`InferenceRunner`.
         **kwargs: the keyword-only arguments of :class:`InferenceRunner`.
+
+    Example:
+
+    ```python
+    model.fit(train_ds, epochs=10, callbacks=[
+        DataParallelInferenceRunner(val_ds, [ScalarStats("loss"), ClassificationError()],
+                                    gpus=[0, 1]),
+    ])
+    ```
     """
 
     def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer], gpus: Any,
                  tower_func: Callable[..., Any] | None = None, **kwargs):
+        if "device" in kwargs:
+            raise TypeError(
+                "DataParallelInferenceRunner takes its devices from `gpus`; `device` "
+                "belongs to InferenceRunner (one device). "
+                f"Received: device={kwargs['device']!r}")
         self.devices = _gpu_devices(gpus)
         super().__init__(input, infs, tower_func=tower_func, **kwargs)
-        self._own_strategy = tf.distribute.MirroredStrategy(self.devices)
+        self._own_strategy: tf.distribute.Strategy | None = None
 
     def _choose_strategy(self) -> tf.distribute.Strategy:
         model_strategy = getattr(self.model, "_distribute_strategy", None) if self.model is not None else None
-        if model_strategy is not None and sorted(model_strategy.extended.worker_devices) == sorted(self.devices):
-            return model_strategy
+        if model_strategy is not None and not isinstance(model_strategy, tf.distribute.OneDeviceStrategy):
+            # Mirrored variables have one copy per replica of *their*
+            # strategy; another strategy's replicas cannot read them.
+            theirs = []
+            for name in model_strategy.extended.worker_devices:
+                try:
+                    theirs.append(_canonical_device(name))
+                except ValueError:
+                    theirs.append(name)
+            if sorted(theirs) == sorted(self.devices):
+                return model_strategy
+            raise ValueError(
+                f"The model was built under a {type(model_strategy).__name__} over "
+                f"{theirs}, so its variables live on those devices only; "
+                f"DataParallelInferenceRunner cannot run it on {self.devices}. Pass "
+                f"gpus={theirs!r}, or use InferenceRunner, which validates on all "
+                "of the model's replicas.")
+        if self._own_strategy is None:
+            self._own_strategy = tf.distribute.MirroredStrategy(self.devices)
         return self._own_strategy
