@@ -1,11 +1,22 @@
 """In-loop evaluation for TensorFlow 2 training: tensorpack's InferenceRunner
 idea on Keras 3, tf.function and tf.distribute."""
 
+from .export import ModelExporter
 from .inferencer import BinaryClassificationStats, ClassificationError, Inferencer, ScalarStats
 from .metrics import ConfusionMatrix, GatherOutputs, KerasMetric
 from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
+from .predict import OfflinePredictor, PredictConfig
 from .runner import DataParallelInferenceRunner, InferenceRunner
+from .savers import MaxSaver, MinSaver, ModelSaver
 from .tower import TowerContext, get_current_tower_context
+from .trainer import (
+    DistributedTrainer,
+    ModelDesc,
+    SimpleTrainer,
+    SyncMultiGPUTrainer,
+    TrainConfig,
+    launch_train_with_config,
+)
 from .trigger import PeriodicTrigger
 
 __version__ = "0.1.0"
@@ -28,4 +39,16 @@ __all__ = [
     "ScalarPrinter",
     "JSONWriter",
     "TFEventWriter",
+    "PredictConfig",
+    "OfflinePredictor",
+    "ModelExporter",
+    "ModelDesc",
+    "TrainConfig",
+    "launch_train_with_config",
+    "SimpleTrainer",
+    "SyncMultiGPUTrainer",
+    "DistributedTrainer",
+    "ModelSaver",
+    "MinSaver",
+    "MaxSaver",
 ]

@@ -1,0 +1,275 @@
+"""PredictConfig / OfflinePredictor: restore, run, and refuse bad input clearly."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from infer_callbacks import OfflinePredictor, PredictConfig, get_current_tower_context
+from infer_callbacks.trainer import ModelDesc
+from infer_callbacks.predict import CheckpointMismatchError, trackable_model
+
+
+def make_keras(hidden=6, classes=3, extra_layer=False):
+    layers = [keras.Input((4,)), keras.layers.Dense(hidden, activation="relu")]
+    if extra_layer:
+        layers.append(keras.layers.Dense(hidden, activation="relu"))
+    layers += [keras.layers.Dropout(0.5), keras.layers.Dense(classes)]
+    return keras.Sequential(layers)
+
+
+def trained_keras(rng, **kwargs):
+    model = make_keras(**kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = rng.integers(0, 3, size=64).astype("int32")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    return model
+
+
+class Classifier(ModelDesc):
+    """The tensorpack way: layers in __init__, names by tf.identity."""
+
+    def __init__(self, hidden=6):
+        self.net = keras.Sequential([keras.layers.Dense(hidden, activation="relu"),
+                                     keras.layers.Dropout(0.5), keras.layers.Dense(3)])
+
+    def inputs(self):
+        return [tf.TensorSpec((None, 4), tf.float32, "x"), tf.TensorSpec((None,), tf.int32, "label")]
+
+    def build_graph(self, x, label):
+        logits = self.net(x, training=get_current_tower_context().is_training)
+        logits = tf.identity(logits, name="logits")
+        tf.nn.softmax(logits, name="prob")
+        pred = tf.argmax(logits, axis=1, output_type=tf.int32)
+        tf.cast(tf.not_equal(pred, label), tf.float32, name="wrong")
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits)
+        return tf.reduce_mean(loss, name="cost")
+
+    def optimizer(self):
+        return keras.optimizers.Adam(0.01)
+
+
+def log_softmax(z):
+    z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@pytest.fixture
+def x(rng):
+    return rng.normal(size=(11, 4)).astype("float32")
+
+
+@pytest.fixture
+def keras_ckpt(rng, tmp_path):
+    """A trained Keras model and its checkpoint directory (trainer-style:
+    model, optimizer and step, written by a CheckpointManager)."""
+    model = trained_keras(rng)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, step=tf.Variable(7))
+    manager = tf.train.CheckpointManager(ckpt, str(tmp_path / "checkpoints"), max_to_keep=2)
+    manager.save()
+    model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)  # the latest differs
+    manager.save()
+    return model, str(tmp_path / "checkpoints"), manager.latest_checkpoint
+
+
+def test_keras_checkpoint_dir_restores_latest_any_batch_size_one_trace(keras_ckpt, x, rng):
+    trained, directory, _ = keras_ckpt
+    predictor = OfflinePredictor(PredictConfig(model=make_keras(), session_init=directory))
+    assert predictor.input_names == ["input"] and predictor.output_names == ["output"]
+    for n in (1, 11, 5, 0, 37):
+        batch = rng.normal(size=(n, 4)).astype("float32")
+        (out,) = predictor(batch)
+        np.testing.assert_allclose(out, trained(batch, training=False).numpy(), rtol=1e-6, atol=1e-6)
+    assert predictor.tracing_count == 1
+    (by_name,) = predictor(input=x.astype("float64"))  # float64 is cast to the signature's float32
+    np.testing.assert_allclose(by_name, trained(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_checkpoint_prefix_and_index_file(keras_ckpt, x):
+    trained, _, prefix = keras_ckpt
+    for path in (prefix, prefix + ".index"):
+        (out,) = OfflinePredictor(PredictConfig(model=make_keras(), session_init=path))(x)
+        np.testing.assert_allclose(out, trained(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_without_session_init_uses_current_weights(rng, x):
+    model = trained_keras(rng)
+    (out,) = OfflinePredictor(PredictConfig(model=model))(x)
+    np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["module", "trackable_model", "root", "attribute"])
+def test_model_desc_checkpoint_layouts(layout, rng, x, tmp_path):
+    trained = Classifier()
+    trained.net(x)
+    trained.net.layers[0].kernel.assign(rng.normal(size=(4, 6)))
+    if layout == "module":        # the ModelDesc tracked as a tf.Module with its attributes
+        holder = tf.Module()
+        holder.net = trained.net
+        ckpt = tf.train.Checkpoint(model=holder, step=tf.Variable(1))
+    elif layout == "trackable_model":
+        ckpt = tf.train.Checkpoint(model=trackable_model(trained))
+    elif layout == "root":        # attributes at the checkpoint's root
+        ckpt = tf.train.Checkpoint(net=trained.net)
+    else:                         # the only layer-holding attribute as the model
+        ckpt = tf.train.Checkpoint(model=trained.net)
+    path = ckpt.save(str(tmp_path / "ckpt"))
+
+    config = PredictConfig(model=Classifier(), session_init=path, input_names=["x"],
+                           output_names=["logits", "prob"])
+    logits, prob = OfflinePredictor(config)(x)
+    expected = trained.net(x, training=False).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(prob, np.exp(log_softmax(expected)), rtol=1e-5, atol=1e-6)
+
+
+def test_model_desc_outputs_that_need_the_label(rng, x):
+    desc = Classifier()
+    label = rng.integers(0, 3, size=len(x)).astype("int32")
+    predictor = OfflinePredictor(PredictConfig(model=desc, output_names=["wrong", "cost", "label"]))
+    assert predictor.input_names == ["x", "label"]
+    wrong, cost, label_out = predictor(x, label)
+    logits = desc.net(x, training=False).numpy()
+    np.testing.assert_array_equal(wrong, (logits.argmax(1) != label).astype("float32"))
+    np.testing.assert_allclose(cost, -log_softmax(logits)[np.arange(len(x)), label].mean(), rtol=1e-5)
+    np.testing.assert_array_equal(label_out, label)
+
+
+def test_keras_with_label_signature_exposes_loss_and_wrong(rng, x):
+    model = trained_keras(rng)
+    label = rng.integers(0, 3, size=len(x))
+    config = PredictConfig(model=model, output_names=["loss", "wrong-top1"], input_signature=[
+        tf.TensorSpec((None, 4), tf.float32, "features"), tf.TensorSpec((None,), tf.int32, "label")])
+    loss, wrong = OfflinePredictor(config)(x, label)
+    logits = model(x).numpy()
+    np.testing.assert_allclose(loss, -log_softmax(logits)[np.arange(len(x)), label], rtol=1e-5)
+    np.testing.assert_array_equal(wrong, (logits.argmax(1) != label).astype("float32"))
+
+
+def test_tower_func_decodes_inside_the_graph(rng):
+    model = trained_keras(rng)
+    images = rng.integers(0, 256, size=(6, 4)).astype("uint8")
+
+    def tower(raw):
+        return {"prob": tf.nn.softmax(model(tf.cast(raw, tf.float32) / 255.0, training=False))}
+
+    config = PredictConfig(model=model, tower_func=tower,
+                           input_signature=[tf.TensorSpec((None, 4), tf.uint8, "raw")])
+    predictor = OfflinePredictor(config)
+    assert predictor.output_names == ["prob"]  # every key the tower returns
+    (prob,) = predictor(images)
+    expected = np.exp(log_softmax(model(images.astype("float32") / 255.0).numpy()))
+    np.testing.assert_allclose(prob, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_weights_file(rng, x, tmp_path):
+    trained = trained_keras(rng)
+    path = str(tmp_path / "model.weights.h5")
+    trained.save_weights(path)
+    (out,) = OfflinePredictor(PredictConfig(model=make_keras(), session_init=path))(x)
+    np.testing.assert_allclose(out, trained(x).numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(CheckpointMismatchError, match=r"layers/dense/vars/0  model: shape=\(4, 5\).*checkpoint: shape=\(4, 6\)"):
+        OfflinePredictor(PredictConfig(model=make_keras(hidden=5), session_init=path))
+
+
+# -- mismatches -------------------------------------------------------------
+
+
+def test_shape_mismatch_is_an_error_naming_the_variable(keras_ckpt):
+    _, directory, latest = keras_ckpt
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)shape/dtype mismatches.*"
+                       r"_operations/3/_kernel  model: shape=\(6, 4\).*checkpoint: shape=\(6, 3\)"
+                       r".*ignore_mismatch=True") as info:
+        OfflinePredictor(PredictConfig(model=make_keras(classes=4), session_init=directory))
+    assert latest in str(info.value)
+    assert sorted(info.value.mismatched) == ["_functional/_operations/3/_kernel",
+                                             "_functional/_operations/3/bias"]
+    assert not info.value.missing and not info.value.unused  # optimizer state is not "unused"
+
+
+def test_ignore_mismatch_warns_and_restores_what_matches(keras_ckpt, x):
+    trained, directory, _ = keras_ckpt
+    model = make_keras(classes=4)
+    with pytest.warns(UserWarning, match=r"2 of 4 variables match(?s:.*)_operations/3/bias"):
+        OfflinePredictor(PredictConfig(model=model, session_init=directory, ignore_mismatch=True))
+    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), trained.layers[0].kernel.numpy())
+
+
+def test_missing_and_unused_variables(rng, tmp_path):
+    deep = trained_keras(rng, extra_layer=True)
+    deep_path = tf.train.Checkpoint(model=deep).save(str(tmp_path / "deep"))
+    shallow = trained_keras(rng)
+    shallow_path = tf.train.Checkpoint(model=shallow).save(str(tmp_path / "shallow"))
+    # A model deeper than its checkpoint: variables missing from the checkpoint.
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)variables missing from the checkpoint:"
+                       r".*_operations/4/_kernel") as info:
+        OfflinePredictor(PredictConfig(model=make_keras(extra_layer=True), session_init=shallow_path))
+    assert "_functional/_operations/4/bias" in info.value.missing
+    # A checkpoint deeper than the model: unused checkpoint entries (matched by
+    # structure: the model's Dense at index 3 faces the checkpoint's Dropout).
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)unused checkpoint entries:"
+                       r".*_operations/4/_kernel  shape=\(6, 3\)") as info:
+        OfflinePredictor(PredictConfig(model=make_keras(), session_init=deep_path))
+    assert info.value.unused == ["_functional/_operations/2/_kernel", "_functional/_operations/2/bias",
+                                 "_functional/_operations/4/_kernel", "_functional/_operations/4/bias"]
+    assert info.value.missing == ["_functional/_operations/3/_kernel", "_functional/_operations/3/bias"]
+
+
+# -- bad input --------------------------------------------------------------
+
+
+def test_checkpoint_that_does_not_exist(tmp_path):
+    missing = str(tmp_path / "nope" / "ckpt-3")
+    with pytest.raises(FileNotFoundError, match=r"ckpt-3.*does not exist"):
+        OfflinePredictor(PredictConfig(model=make_keras(), session_init=missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"No checkpoint in directory .*empty"):
+        OfflinePredictor(PredictConfig(model=make_keras(), session_init=str(empty)))
+    with pytest.raises(FileNotFoundError, match=r"gone\.weights\.h5"):
+        OfflinePredictor(PredictConfig(model=make_keras(), session_init=str(tmp_path / "gone.weights.h5")))
+
+
+def test_unknown_input_name_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"Unknown input name 'image'.*\['x', 'label'\]"):
+        PredictConfig(model=Classifier(), input_names=["image"], output_names=["prob"])
+
+
+def test_unknown_output_name_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"Unknown output name 'probs'.*\['cost', 'label', 'logits', 'x'\]"):
+        OfflinePredictor(PredictConfig(model=Classifier(), output_names=["probs"]))
+
+
+def test_output_that_needs_an_input_not_fed():
+    with pytest.raises(ValueError, match=r"Output 'wrong' depends on input\(s\) \['label'\]"):
+        OfflinePredictor(PredictConfig(model=Classifier(), input_names=["x"], output_names=["wrong"]))
+
+
+def test_bad_call_arguments(x):
+    predictor = OfflinePredictor(PredictConfig(model=Classifier(), input_names=["x"],
+                                               output_names=["prob"]))
+    with pytest.raises(ValueError, match=r"Input 'x' must have shape \(None, 4\).*\(11, 3\)"):
+        predictor(x[:, :3])
+    with pytest.raises(ValueError, match=r"Unknown input name 'image'.*\['x'\]"):
+        predictor(image=x)
+    with pytest.raises(TypeError, match=r"Missing input\(s\) \['x'\]"):
+        predictor()
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="session_init='ckpt-1' needs `model=`"):
+        PredictConfig(tower_func=lambda x: x, session_init="ckpt-1",
+                      input_signature=[tf.TensorSpec((None, 2), tf.float32, "x")])
+    with pytest.raises(ValueError, match="input_signature"):
+        PredictConfig(tower_func=lambda x: x)
+    with pytest.raises(ValueError, match="must be a list of named tf.TensorSpec"):
+        PredictConfig(model=make_keras(), input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+    with pytest.raises(TypeError, match="ModelDesc or a keras.Model"):
+        PredictConfig(model="model.h5")
+    assert not os.path.exists("ckpt-1.index")
