@@ -7,7 +7,16 @@ from .metrics import ConfusionMatrix, GatherOutputs, KerasMetric
 from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
 from .predict import OfflinePredictor, PredictConfig
 from .runner import DataParallelInferenceRunner, InferenceRunner
+from .savers import MaxSaver, MinSaver, ModelSaver
 from .tower import TowerContext, get_current_tower_context
+from .trainer import (
+    DistributedTrainer,
+    ModelDesc,
+    SimpleTrainer,
+    SyncMultiGPUTrainer,
+    TrainConfig,
+    launch_train_with_config,
+)
 from .trigger import PeriodicTrigger
 
 __version__ = "0.1.0"
@@ -33,4 +42,13 @@ __all__ = [
     "PredictConfig",
     "OfflinePredictor",
     "ModelExporter",
+    "ModelDesc",
+    "TrainConfig",
+    "launch_train_with_config",
+    "SimpleTrainer",
+    "SyncMultiGPUTrainer",
+    "DistributedTrainer",
+    "ModelSaver",
+    "MinSaver",
+    "MaxSaver",
 ]

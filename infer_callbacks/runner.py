@@ -94,8 +94,67 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
 def _replica_parts(strategy: tf.distribute.Strategy, value) -> list:
     """One tensor per replica of ``strategy``, in replica order, all
     reachable from this host (called in cross-replica context inside the
-    validation ``tf.function``)."""
-    return list(strategy.experimental_local_results(value))
+    validation ``tf.function``). Under a ``MultiWorkerMirroredStrategy`` with
+    several workers, the replicas of every worker (gathered)."""
+    local = list(strategy.experimental_local_results(value))
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._num_workers > 1):
+        return local
+    return _gather_across_workers(strategy, value, local)
+
+
+# Elements per collective when gathering across workers. Every collective op
+# inside the validation loop must see the same shape at every iteration: TF
+# resolves a collective instance once per op (its instance key is fixed when
+# the function is traced), so a gather whose size varies from batch to batch
+# (e.g. a partial last batch) fails with "Shape mismatch in the collective
+# instance". Values are therefore sent as fixed-size chunks.
+_GATHER_CHUNK = 16384
+_GATHER_CAST = {tf.bool: tf.int32, tf.int8: tf.int32, tf.uint8: tf.int32, tf.int16: tf.int32,
+                tf.uint16: tf.int32, tf.bfloat16: tf.float32}
+
+
+def _gather_across_workers(strategy: tf.distribute.Strategy, value, local: list) -> list:
+    dtype = local[0].dtype
+    if dtype == tf.string:
+        raise ValueError("String tensors cannot be gathered across workers; fetch numbers instead.")
+    wire = _GATHER_CAST.get(dtype, dtype)
+    inner = local[0].shape[1:]
+    inner_dynamic = tf.shape(local[0])[1:]
+    chunk = _GATHER_CHUNK
+    num_replicas = strategy.num_replicas_in_sync
+
+    def meta_fn(v):
+        return tf.reshape(tf.stack([tf.shape(v, out_type=tf.int64)[0],
+                                    tf.size(v, out_type=tf.int64)]), [1, 2])
+
+    meta = strategy.gather(strategy.run(meta_fn, args=(value,)), axis=0)  # [R, 2], constant shape
+    sizes = meta[:, 1]
+    num_chunks = (tf.reduce_max(sizes) + chunk - 1) // chunk
+
+    def flat_fn(v):
+        flat = tf.cast(tf.reshape(v, [-1]), wire)
+        return tf.pad(flat, [[0, num_chunks * chunk - tf.size(flat, out_type=tf.int64)]])
+
+    flat = strategy.run(flat_fn, args=(value,))
+
+    def body(k, ta):
+        piece = strategy.run(lambda f: tf.reshape(f[k * chunk:(k + 1) * chunk], [1, chunk]), args=(flat,))
+        return k + 1, ta.write(tf.cast(k, tf.int32), strategy.gather(piece, axis=0))  # [R, chunk]
+
+    ta = tf.TensorArray(wire, size=0, dynamic_size=True, element_shape=[num_replicas, chunk])
+    _, ta = tf.while_loop(lambda k, ta: k < num_chunks, body, [tf.constant(0, tf.int64), ta],
+                          parallel_iterations=1)
+    gathered = tf.cond(num_chunks > 0,
+                       lambda: tf.reshape(tf.transpose(ta.stack(), [1, 0, 2]), [num_replicas, -1]),
+                       lambda: tf.zeros([num_replicas, 0], wire))
+    parts = []
+    for r in range(num_replicas):
+        part = tf.reshape(gathered[r, :sizes[r]], tf.concat([[meta[r, 0]], tf.cast(inner_dynamic, tf.int64)], 0))
+        part = tf.cast(part, dtype)
+        part.set_shape(tf.TensorShape([None]).concatenate(inner))
+        parts.append(part)
+    return parts  # in the collective group's order
 
 
 class InferenceRunner(keras.callbacks.Callback):

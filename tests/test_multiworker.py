@@ -1,0 +1,157 @@
+"""DistributedTrainer with two worker processes on 127.0.0.1 (TF_CONFIG, free
+ports picked at runtime, hard timeouts): every worker reports the same
+validation numbers, equal to numpy over the whole validation set, the
+weights equal a single-process numpy SGD, and only the chief writes files."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+WORKER = textwrap.dedent("""
+    import json, os, sys
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np, tensorflow as tf, keras
+    from infer_callbacks import (DistributedTrainer, TrainConfig, launch_train_with_config, ModelDesc,
+                                 InferenceRunner, ScalarStats, ClassificationError, Monitors,
+                                 ScalarPrinter, JSONWriter, ModelSaver, MinSaver)
+
+    trainer = DistributedTrainer(collective_timeout=60)   # first: it starts the collective server
+    d = np.load(sys.argv[1])
+    logdir = sys.argv[2]
+
+    class Linear(ModelDesc):
+        def __init__(self):
+            self.net = keras.layers.Dense(10, kernel_initializer=keras.initializers.Constant(d["w0"]),
+                                          bias_initializer="zeros")
+        def inputs(self):
+            return [tf.TensorSpec((None, 64), tf.float32, "x"), tf.TensorSpec((None,), tf.int32, "label")]
+        def build_graph(self, x, label):
+            logits = self.net(x)
+            tf.identity(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) != label, tf.float32),
+                        name="wrong-top1")
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits), name="cost")
+        def optimizer(self):
+            return keras.optimizers.SGD(0.5)
+
+    train = tf.data.Dataset.from_tensor_slices((d["xt"], d["yt"])).batch(32)
+    val = tf.data.Dataset.from_tensor_slices((d["xv"], d["yv"])).batch(50)
+    runner = InferenceRunner(val, [ScalarStats("cost"), ClassificationError("wrong-top1")], verbose=False)
+    config = TrainConfig(model=Linear(), data=train, max_epoch=2, verbose=0, callbacks=[
+        MinSaver("validation_cost", checkpoint_dir=logdir), runner,
+        Monitors([ScalarPrinter(), JSONWriter(logdir)]), ModelSaver(logdir)])
+    history = launch_train_with_config(config, trainer)
+    kernel, bias = [v.numpy() for v in trainer.model.trainable_variables]
+    print("RESULT " + json.dumps({"history": history.history, "kernel": kernel.tolist(),
+                                  "bias": bias.tolist(), "samples": runner.num_samples_last_run}))
+""")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _start_workers(n: int, args: list[str], timeout: float) -> list[tuple[int, str, str]]:
+    """Start ``n`` workers of WORKER (the run_python pattern, concurrent)."""
+    ports = _free_ports(n)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env["CUDA_VISIBLE_DEVICES"] = "-1"
+    procs = []
+    for i in range(n):
+        env_i = dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, *args], env=env_i, cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
+def _softmax_ce(w, b, x, y):
+    logits = x @ w + b
+    logits = logits - logits.max(1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    return -logp[np.arange(len(y)), y], logits
+
+
+def _numpy_sgd(w, b, x, y, batch, epochs, lr):
+    for _ in range(epochs):
+        for s in range(0, len(x), batch):
+            xb, yb = x[s:s + batch], y[s:s + batch]
+            _, logits = _softmax_ce(w, b, xb, yb)
+            p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+            p[np.arange(len(yb)), yb] -= 1
+            w, b = w - lr * xb.T @ p / len(yb), b - lr * p.mean(0)
+    return w, b
+
+
+@pytest.mark.timeout(200) if hasattr(pytest.mark, "timeout") else (lambda f: f)
+def test_two_workers_agree_with_numpy(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16).astype(np.float32)
+    y = digits.target.astype(np.int32)
+    rng = np.random.default_rng(0)
+    w0 = (rng.normal(size=(64, 10)) * 0.05).astype(np.float32)
+    xt, yt, xv, yv = x[:400], y[:400], x[1500:], y[1500:]  # 400 = 12 full batches + 16; 297 = 5x50 + 47
+    data = tmp_path / "data.npz"
+    np.savez(data, xt=xt, yt=yt, xv=xv, yv=yv, w0=w0)
+    logdir = tmp_path / "log"  # the same directory for both workers: only the chief may write
+
+    results = _start_workers(2, [str(data), str(logdir)], timeout=170)
+    reports = []
+    for i, (code, out, err) in enumerate(results):
+        assert code == 0, f"worker {i} failed:\n{err[-3000:]}"
+        line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+        assert line, f"worker {i} printed no result:\n{out[-2000:]}\n{err[-2000:]}"
+        reports.append(json.loads(line[-1][len("RESULT "):]))
+        assert "validation_cost" in out  # every worker prints its table
+
+    # Every worker: identical numbers, every validation sample exactly once.
+    assert reports[0]["history"] == reports[1]["history"]
+    for r in reports:
+        assert r["samples"] == len(xv)
+    # Weights equal single-process numpy SGD on the same global batches.
+    w, b = _numpy_sgd(w0.astype(np.float64), np.zeros(10), xt, yt, 32, 2, 0.5)
+    np.testing.assert_allclose(reports[0]["kernel"], w, atol=2e-5)
+    np.testing.assert_allclose(reports[1]["kernel"], reports[0]["kernel"], rtol=0, atol=0)
+    # Validation numbers equal numpy over the whole set with the final weights.
+    kernel, bias = np.array(reports[0]["kernel"]), np.array(reports[0]["bias"])
+    ce, logits = _softmax_ce(kernel, bias, xv.astype(np.float64), yv)
+    hist = reports[0]["history"]
+    np.testing.assert_allclose(hist["validation_cost"][-1], ce.mean(), rtol=1e-5)
+    assert hist["validation_error"][-1] == pytest.approx(np.mean(logits.argmax(1) != yv), abs=1e-12)
+
+    # Only the chief wrote: one stats.json with the two epochs, its checkpoints, no leftovers.
+    stats = json.loads((logdir / "stats.json").read_text())
+    assert [s["epoch_num"] for s in stats] == [1, 2]
+    assert stats[-1]["validation_cost"] == pytest.approx(hist["validation_cost"][-1])
+    names = sorted(os.listdir(logdir))
+    assert "checkpoint" in names and "ckpt-2.index" in names and "min-validation_cost.json" in names
+    assert not [n for n in names if n.startswith(".")], names
