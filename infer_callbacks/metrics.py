@@ -251,14 +251,15 @@ class GatherOutputs(Inferencer):
     are concatenated and ``score_fn({fetch_name: array})`` is called once;
     it returns ``{name: scalar}`` for the epoch's ``logs``.
 
-    Memory: at most ``max_memory_mb`` of outputs is held in memory. When the
-    next batch would exceed it, the held batches are appended to one raw file
-    per fetch in a private temporary directory, and from then on ``score_fn``
-    receives read-only ``np.memmap`` arrays of those files (valid only during
-    the call). The directory is deleted after ``score_fn`` returns or raises,
-    at the start of the next run, and when the inferencer is garbage
-    collected or the interpreter exits. Without spilling, the final
-    concatenation briefly needs one more copy of the largest fetch.
+    Memory: at most ``max_memory_mb`` of outputs is held in memory (plus one
+    batch). When the next batch would exceed it, the held batches are
+    appended to one raw file per fetch in a private temporary directory; at
+    the end, the set is concatenated in memory only if that copy also fits in
+    the budget. Otherwise ``score_fn`` receives read-only ``np.memmap``
+    arrays of the files (valid only during the call; the pages it reads are
+    page cache, which the kernel can reclaim). The directory is deleted after
+    ``score_fn`` returns or raises, at the start of the next run, and when
+    the inferencer is garbage collected or the interpreter exits.
 
     Args:
         fetches: tensor names to gather; all must have the same batch
@@ -392,13 +393,19 @@ class GatherOutputs(Inferencer):
                 a.tofile(f)
             pieces.clear()
         self._spilled_samples = self._num_samples
+        if self._held_bytes:
+            self.num_spills += 1
         self._held_bytes = 0
-        self.num_spills += 1
 
     # -- end of run ---------------------------------------------------------
 
     def _gathered(self) -> dict[str, np.ndarray]:
         specs = self._specs or [((), np.dtype(np.float64))] * len(self.fetches)
+        largest = max((sum(a.nbytes for a in pieces) for pieces in self._pieces), default=0)
+        if self._files is None and self._held_bytes + largest > self.max_memory_bytes:
+            # Concatenating would need one more copy of the largest fetch,
+            # above the budget: spill instead, and hand out memmaps.
+            self._spill()
         if self._files is None:
             out = {}
             for i, (name, (shape, dtype)) in enumerate(zip(self.fetches, specs)):
