@@ -87,12 +87,35 @@ def trackable_model(model: Any) -> Any:
         f"against. Received: {model!r}")
 
 
+def _keras_layers(value: Any, seen: set, out: list) -> None:
+    """Keras layers held in ``value`` (lists, tuples and dicts searched), in order."""
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, keras.layers.Layer):
+        out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _keras_layers(v, seen, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _keras_layers(v, seen, out)
+
+
 def _candidate_objects(model: Any) -> list[Any]:
-    """The model's structure, plus its single tracked attribute for a ModelDesc
-    (a checkpoint written as ``Checkpoint(model=desc.net)``)."""
+    """Structures a checkpoint of ``model`` may follow. For a ModelDesc: its
+    attributes by name; its Keras layers as a list ``desc_layers`` (the
+    trainer's Keras face of a ModelDesc); its single tracked attribute
+    (``Checkpoint(model=desc.net)``)."""
     root = trackable_model(model)
     candidates = [root]
     if isinstance(root, _ModelDescTrackable):
+        layers: list = []
+        _keras_layers(list(vars(model).values()), set(), layers)
+        if layers:
+            as_list = _ModelDescTrackable()
+            as_list.desc_layers = layers
+            candidates.append(as_list)
         children = tf.train.TrackableView.children(root)
         if len(children) == 1:
             candidates.append(next(iter(children.values())))
@@ -257,14 +280,22 @@ def _restore_tf_checkpoint(model: Any, path: str, ignore_mismatch: bool) -> _Rep
     graph = _read_object_graph(reader, path)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
-    roots = [(0, "")] + [(c.node_id, f" under checkpoint object {c.local_name!r}")
-                         for c in graph.nodes[0].children]
+    # Where the model sits: the root, or a node one or two levels below it
+    # (Checkpoint(model=m), Checkpoint(trainer=t) with t.model = m...).
+    levels = [[(0, "")]]
+    for _ in range(2):
+        levels.append([(c.node_id, _join(where, c.local_name)) for nid, where in levels[-1]
+                       for c in graph.nodes[nid].children if c.local_name not in _SKIPPED_CHILDREN])
     best = None
-    for obj in _candidate_objects(model):
-        for nid, where in roots:
-            report = _match(graph, shapes, dtypes, nid, obj, where)
-            if best is None or report.score() > best.score():
-                best = report
+    for level in levels:
+        for obj in _candidate_objects(model):
+            for nid, where in level:
+                report = _match(graph, shapes, dtypes, nid, obj,
+                                f" under checkpoint object {where!r}" if where else "")
+                if best is None or report.score() > best.score():
+                    best = report
+        if best is not None and best.ok and best.matched:
+            break
     _check(best, f"Checkpoint {path!r}", ignore_mismatch)
     for _, variable, key in best.matched:
         variable.assign(reader.get_tensor(key))

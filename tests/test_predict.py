@@ -104,7 +104,8 @@ def test_without_session_init_uses_current_weights(rng, x):
     np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("layout", ["module", "trackable_model", "root", "attribute"])
+@pytest.mark.parametrize("layout", ["module", "trackable_model", "root", "attribute", "layer_list",
+                                    "nested"])
 def test_model_desc_checkpoint_layouts(layout, rng, x, tmp_path):
     trained = Classifier()
     trained.net(x)
@@ -117,8 +118,17 @@ def test_model_desc_checkpoint_layouts(layout, rng, x, tmp_path):
         ckpt = tf.train.Checkpoint(model=trackable_model(trained))
     elif layout == "root":        # attributes at the checkpoint's root
         ckpt = tf.train.Checkpoint(net=trained.net)
-    else:                         # the only layer-holding attribute as the model
+    elif layout == "attribute":   # the only layer-holding attribute as the model
         ckpt = tf.train.Checkpoint(model=trained.net)
+    elif layout == "layer_list":  # the ModelDesc's layers as a list `desc_layers`
+        holder = tf.Module()
+        holder.desc_layers = [trained.net]
+        ckpt = tf.train.Checkpoint(model=holder, optimizer=keras.optimizers.Adam())
+    else:                         # the model one level deeper
+        outer, holder = tf.Module(), tf.Module()
+        holder.net = trained.net
+        outer.model = holder
+        ckpt = tf.train.Checkpoint(trainer=outer)
     path = ckpt.save(str(tmp_path / "ckpt"))
 
     config = PredictConfig(model=Classifier(), session_init=path, input_names=["x"],
