@@ -117,6 +117,7 @@ class InputSource:
         structure = _to_structure(first)
         signature = tf.nest.map_structure(_spec_of, structure)
         self.size = self._len()
+        self._signature = signature
         self.dataset = tf.data.Dataset.from_generator(
             self._generate, output_signature=signature
         ).prefetch(prefetch_n)
@@ -198,4 +199,31 @@ class InputSource:
                 self.failed_batch = self.produced + 1
                 raise
             self.produced += 1
-            yield _to_structure(batch)
+            structure = _to_structure(batch)
+            self._check_batch(structure)
+            yield structure
+
+    def _check_batch(self, structure: Any) -> None:
+        """Refuse a batch whose structure, dtype or shape differs from the
+        first batch's, naming the batch and both layouts."""
+        def layout(x):
+            return tf.nest.map_structure(lambda a: f"{a.dtype}{list(a.shape)}", x)
+
+        def expected():
+            return tf.nest.map_structure(lambda sp: f"{sp.dtype.name}{sp.shape.as_list()}", self._signature)
+
+        try:
+            tf.nest.assert_same_structure(structure, self._signature, check_types=False)
+            ok = all(
+                sp.shape.is_compatible_with(a.shape)
+                and (sp.dtype == tf.string or tf.as_dtype(a.dtype) == sp.dtype)
+                for a, sp in zip(tf.nest.flatten(structure), tf.nest.flatten(self._signature)))
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            self.failed_batch = self.produced
+            raise ValueError(
+                f"Validation batch {self.produced} of {self.description} does not match the "
+                f"first batch: got {layout(structure)}, expected {expected()} (None = any "
+                "batch size). Every batch must have the same structure, dtypes and "
+                "non-batch dimensions.")

@@ -60,6 +60,17 @@ def _image(key: str, value: Any) -> np.ndarray:
     return image
 
 
+def _optimizer_step(model) -> int | None:
+    """The model's global step (``optimizer.iterations``), if it has one."""
+    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
+    if iterations is None:
+        return None
+    try:
+        return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
+    except (TypeError, ValueError):
+        return None
+
+
 class MonitorWriter:
     """Base class of the writers held by :class:`Monitors`.
 
@@ -123,16 +134,25 @@ class JSONWriter(MonitorWriter):
 
     FILENAME = "stats.json"
 
-    def __init__(self, logdir: str | os.PathLike):
-        self.logdir = _prepare_logdir(logdir, "JSONWriter") if logdir is not None else None
-        if self.logdir is None:
-            _prepare_logdir(None, "JSONWriter")
+    def __init__(self, logdir: str | os.PathLike, *, overwrite: bool = False):
+        self.logdir = _prepare_logdir(logdir, "JSONWriter")
         self.path = os.path.join(self.logdir, self.FILENAME)
+        self.overwrite = overwrite
         self.stats: list[dict] = []
+        self._checked_continuity = False
 
     def setup(self, model) -> None:
         _prepare_logdir(self.logdir, "JSONWriter")
         self.stats = self.load(self.path)
+        self._checked_continuity = False
+        step = _optimizer_step(model)
+        if self.stats and step == 0:
+            if not self.overwrite:
+                raise ValueError(
+                    f"{self.path} already holds {len(self.stats)} epochs from another run, "
+                    "and this run starts from step 0 (not a resume); it was left untouched. "
+                    "Use another logdir, delete the file, or pass JSONWriter(logdir, overwrite=True).")
+            self.stats = []
 
     @staticmethod
     def load(path: str) -> list[dict]:
@@ -155,7 +175,23 @@ class JSONWriter(MonitorWriter):
             )
         return stats
 
+    def _check_continuity(self, epoch_num: int, step: int) -> None:
+        earlier = [s for s in self.stats if s["epoch_num"] < epoch_num]
+        last_step = max((s.get("global_step", 0) for s in earlier), default=0)
+        if isinstance(last_step, (int, float)) and last_step > step:
+            raise ValueError(
+                f"{self.path} is from another run: its epoch {max(s['epoch_num'] for s in earlier)} "
+                f"ended at global step {last_step}, but this run reached epoch {epoch_num} at "
+                f"step {step}. The file was left untouched; use another logdir or "
+                "JSONWriter(logdir, overwrite=True).")
+
     def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
+        if not self._checked_continuity:
+            if self.overwrite:
+                self.stats = [s for s in self.stats if s["epoch_num"] < epoch_num]
+            else:
+                self._check_continuity(epoch_num, step)
+            self._checked_continuity = True
         dropped = [s for s in self.stats if s["epoch_num"] >= epoch_num]
         if dropped:
             warnings.warn(
@@ -269,14 +305,8 @@ class Monitors(keras.callbacks.Callback):
             w.setup(self.model)
 
     def _global_step(self, epoch: int) -> int:
-        optimizer = getattr(self.model, "optimizer", None) if self.model is not None else None
-        iterations = getattr(optimizer, "iterations", None)
-        if iterations is not None:
-            try:
-                return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
-            except (TypeError, ValueError):
-                pass
-        return epoch + 1
+        step = _optimizer_step(self.model)
+        return epoch + 1 if step is None else step
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         scalars = {}

@@ -180,6 +180,9 @@ class InferenceRunner(keras.callbacks.Callback):
         pipeline: run the ``tf.function`` calls in a background thread so
             the device computes the next batches while the host hands the
             previous ones to the inferencers.
+        on_nonfinite: what to do when a result is NaN or infinite: ``'warn'``
+            (the inferencer warns naming the tensor, the value is reported
+            and training goes on) or ``'raise'`` (``FloatingPointError``).
         verbose: show a progress bar (only on a terminal, and not when
             ``fit(verbose=0)``).
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
@@ -197,7 +200,8 @@ class InferenceRunner(keras.callbacks.Callback):
     def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
                  tower_func: Callable[..., Any] | None = None, device: str | None = None, *,
                  input_names: Sequence[str] | None = None, steps_per_execution: int = 64,
-                 verbose: bool = True, prefetch: int | None = None, pipeline: bool = True):
+                 verbose: bool = True, prefetch: int | None = None, pipeline: bool = True,
+                 on_nonfinite: str = "warn"):
         super().__init__()
         self.infs = _check_inferencers(infs)
         _check_result_clash(self.infs)
@@ -219,6 +223,12 @@ class InferenceRunner(keras.callbacks.Callback):
         self.steps_per_execution = steps_per_execution
         self.verbose = verbose
         self.pipeline = bool(pipeline)
+        if on_nonfinite not in ("warn", "raise"):
+            raise ValueError(
+                "`on_nonfinite` must be 'warn' (report NaN/inf and go on) or 'raise'. "
+                f"Received: on_nonfinite={on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.shutdown_timeout = 2.0
         self.last_results: dict[str, float] = {}
         self.last_images: dict[str, np.ndarray] = {}
         self.run_at_epoch_end = True
@@ -433,7 +443,12 @@ class InferenceRunner(keras.callbacks.Callback):
                     yield payload
         finally:
             stop.set()
-            while worker.is_alive():  # unblock a producer waiting on a full queue
+            # Unblock a producer waiting on a full queue. A producer stuck in
+            # a long tf.function call (e.g. a slow input) is a daemon thread:
+            # after a bounded wait we stop waiting for it, so an interrupt or
+            # an inferencer's error ends the run promptly.
+            deadline = time.monotonic() + self.shutdown_timeout
+            while worker.is_alive() and time.monotonic() < deadline:
                 try:
                     results.get(timeout=0.05)
                 except queue.Empty:
@@ -496,8 +511,8 @@ class InferenceRunner(keras.callbacks.Callback):
 
             warnings.warn(
                 f"The validation input ({self.input.description}) reports "
-                f"{self.input.size} batches (len) but yielded {batches}; all "
-                f"{batches} were used.", RuntimeWarning, stacklevel=2)
+                f"{self.input.size} batches (len) but yielded {batches}; the results "
+                f"use the {batches} it yielded. Fix its __len__.", RuntimeWarning, stacklevel=2)
         results: dict[str, float] = {}
         images: dict[str, np.ndarray] = {}
         for inf in self.infs:
@@ -509,6 +524,13 @@ class InferenceRunner(keras.callbacks.Callback):
                         f"Two inferencers report the same key {key!r} (the second is "
                         f"{inf!r}). Give one of them another prefix or summary name.")
                 results[key] = value
+        if self.on_nonfinite == "raise":
+            bad = {k: v for k, v in results.items() if not np.isfinite(v)}
+            if bad:
+                raise FloatingPointError(
+                    f"Validation produced non-finite results {bad} (on_nonfinite='raise'). "
+                    "Check the tensors these inferencers fetch, or pass on_nonfinite='warn' "
+                    "to report them and go on.")
         self._runs += 1
         self.num_samples_last_run = samples
         self.last_images = images
