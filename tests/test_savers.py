@@ -1,0 +1,129 @@
+"""ModelSaver keeps the latest N and resumes; MinSaver / MaxSaver keep the
+best epoch whatever their place in the callback list, remember the best value
+across a restart, and work under Keras `fit` too."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from infer_callbacks import (InferenceRunner, MaxSaver, MinSaver, ModelSaver, ScalarStats, SimpleTrainer,
+                             TrainConfig, launch_train_with_config)
+from test_trainer import Linear, Recorder, train_ds, val_ds
+
+
+class Scripted(keras.callbacks.Callback):
+    """Puts a scripted `score` into each epoch's logs and records the weights."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = list(scores)
+        self.weights = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["score"] = self.scores.pop(0)
+        self.weights[epoch + 1] = [w.copy() for w in self.model.get_weights()]
+
+
+def test_model_saver_keeps_n_and_resumes(tmp_path):
+    ckdir = tmp_path / "ckpt"
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0,
+                                         callbacks=[ModelSaver(ckdir, max_to_keep=2)]), trainer)
+    names = sorted(n for n in os.listdir(ckdir) if n.endswith(".index"))
+    assert names == ["ckpt-3.index", "ckpt-4.index"]
+    saved = [v.numpy().copy() for v in trainer.model.weights]
+    steps = int(trainer.model.optimizer.iterations.numpy())
+
+    class AtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [w.copy() for w in self.model.get_weights()]
+            self.iterations = int(self.model.optimizer.iterations.numpy())
+
+    rec, start = Recorder(), AtStart()
+    resumed = SimpleTrainer()
+    history = launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=6, verbose=0,
+                                                   session_init=str(ckdir), callbacks=[start, rec]), resumed)
+    assert [i for n, i, _ in rec.calls if n == "epoch_begin"] == [4, 5]  # epochs 5 and 6
+    assert len(history.history["loss"]) == 2
+    for a, b in zip(start.weights, saved):
+        np.testing.assert_array_equal(a, b)
+    assert start.iterations == steps  # the optimizer's state came back too
+    with pytest.raises(ValueError, match="No checkpoint"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                             session_init=str(tmp_path / "nothing")), SimpleTrainer())
+
+
+@pytest.mark.parametrize("saver_first", [True, False])
+def test_min_saver_picks_best_epoch_in_any_order(tmp_path, saver_first):
+    scripted = Scripted([3.0, 1.0, 2.0])
+    saver = MinSaver("score", checkpoint_dir=tmp_path)
+    callbacks = [saver, scripted] if saver_first else [scripted, saver]
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=3, verbose=0,
+                                         callbacks=callbacks), trainer)
+    state = json.loads((tmp_path / "min-score.json").read_text())
+    assert state["best"] == 1.0 and state["epoch"] == 2 and saver.best_epoch == 2
+    # Only the best checkpoint is kept (no temporary files), and it holds epoch 2's weights.
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("min-score-")) == [
+        "min-score-2.data-00000-of-00001", "min-score-2.index"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+    tf.train.Checkpoint(model=trainer.model).restore(saver.checkpoint_path).expect_partial()
+    for a, b in zip(trainer.model.get_weights(), scripted.weights[2]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(scripted.weights[2][0], scripted.weights[3][0])
+
+
+def test_best_value_survives_restart(tmp_path):
+    first = MaxSaver("score", checkpoint_dir=tmp_path)
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=2, verbose=0,
+                                         callbacks=[first, Scripted([0.5, 0.9])]), SimpleTrainer())
+    assert first.best == 0.9 and first.best_epoch == 2
+    # Restart: 0.7 at epoch 3 is below the remembered 0.9 (not saved); 0.95 at epoch 4 is.
+    second = MaxSaver("score", checkpoint_dir=tmp_path)
+    scripted = Scripted([0.7, 0.95])
+
+    class Check(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:
+                state = json.loads((tmp_path / "max-score.json").read_text())
+                assert (state["best"], state["epoch"]) == (0.9, 2)
+
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, starting_epoch=3, verbose=0,
+                                         callbacks=[second, Check(), scripted]), SimpleTrainer())
+    state = json.loads((tmp_path / "max-score.json").read_text())
+    assert (state["best"], state["epoch"]) == (0.95, 4)
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".index")) == ["max-score-4.index"]
+    with pytest.raises(ValueError, match="not the min"):
+        MinSaver("score", checkpoint_dir=tmp_path, filename="max-score").on_train_begin()
+
+
+def test_min_saver_under_fit_before_the_runner(tmp_path):
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    y = (x.sum(1) > 0).astype(np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    saver = MinSaver("validation_loss", checkpoint_dir=tmp_path)
+    runner = InferenceRunner(ds, ScalarStats("loss"), verbose=False)
+    history = model.fit(ds, epochs=3, verbose=0, shuffle=False, callbacks=[saver, runner])
+    losses = history.history["validation_loss"]
+    assert saver.best == pytest.approx(min(losses))
+    assert saver.best_epoch == int(np.argmin(losses)) + 1
+    assert os.path.exists(saver.checkpoint_path + ".index")
+
+
+def test_min_saver_uses_model_saver_dir_and_needs_one(tmp_path):
+    saver = MinSaver("score")
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                         callbacks=[saver, ModelSaver(tmp_path), Scripted([1.0])]), SimpleTrainer())
+    assert (tmp_path / "min-score.json").exists()
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                             callbacks=[MinSaver("score"), Scripted([1.0])]), SimpleTrainer())
