@@ -371,3 +371,26 @@ def test_device_argument_runs_there(data):
     runner.set_model(model)
     assert runner.trigger()["validation_error"] == pytest.approx(
         np.mean(model.predict(xv, verbose=0).argmax(1) != yv))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PROPERTY_MODEL = None
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(1, 60), batch=st.integers(1, 17), steps=st.integers(1, 5))
+def test_property_any_set_any_batch_same_numbers(n, batch, steps):
+    global _PROPERTY_MODEL
+    if _PROPERTY_MODEL is None:
+        _PROPERTY_MODEL = _model()
+    model = _PROPERTY_MODEL
+    xv, yv = _data(n, n)
+    runner = InferenceRunner(_ds(xv, yv, batch), [ScalarStats("loss"), ClassificationError()],
+                             steps_per_execution=steps)
+    runner.set_model(model)
+    got = runner.trigger()
+    logits = model.predict(xv, verbose=0)
+    np.testing.assert_allclose(got["validation_loss"], _np_sparse_ce(logits, yv).mean(), rtol=1e-5)
+    assert got["validation_error"] == pytest.approx(np.mean(logits.argmax(1) != yv), abs=1e-12)
