@@ -214,8 +214,14 @@ class ModelExporter:
                 taken.add(name)
             keep.append(name)
         # Prune: only what the outputs need, without training-only nodes.
-        graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, self.output_names)
-        graph_def = tf.compat.v1.graph_util.remove_training_nodes(graph_def, protected_nodes=keep)
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # these v1 helpers log a deprecation notice on first use
+        try:
+            graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, self.output_names)
+            graph_def = tf.compat.v1.graph_util.remove_training_nodes(graph_def, protected_nodes=keep)
+        finally:
+            logger.setLevel(level)
         return graph_def
 
     def export_compact(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:

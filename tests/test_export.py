@@ -192,3 +192,19 @@ def test_exports_need_valid_names(trained):
     assert out.shape == (2, 4)
     with pytest.raises(ValueError, match=r"'bad name' is not a valid TensorFlow op name"):
         ModelExporter(config).compact_graph_def()
+
+
+def test_example_export_and_serve(tmp_path):
+    import importlib.util
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "export_and_serve", os.path.join(repo, "examples", "export_and_serve.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    rows = example.main(["--epochs", "1", "--outdir", str(tmp_path)])
+    assert [r["format"] for r in rows] == ["keras model (trained)", "OfflinePredictor", "SavedModel",
+                                           "frozen GraphDef", "TFLite"]
+    for row in rows:
+        assert row["max |Δprob|"] < 1e-5, row
+        assert row["same argmax"] == "397/397", row
