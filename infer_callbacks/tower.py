@@ -147,6 +147,19 @@ def _wrong_topk(y_pred: tf.Tensor, y_true: tf.Tensor, k: int) -> tf.Tensor:
     return _per_example(tf.reshape(tf.cast(wrong, tf.float32), tf.shape(labels)))
 
 
+def _binary_threshold(model: keras.Model) -> float | None:
+    """The decision threshold of a binary classifier compiled with binary
+    cross-entropy (0 on logits, 0.5 on probabilities), else ``None``."""
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, str):
+        return 0.5 if loss in ("binary_crossentropy", "bce") else None
+    if isinstance(loss, (keras.losses.BinaryCrossentropy, keras.losses.BinaryFocalCrossentropy)):
+        return 0.0 if loss.get_config().get("from_logits") else 0.5
+    if getattr(loss, "__name__", None) == "binary_crossentropy":
+        return 0.5
+    return None
+
+
 def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
     """The default tower of a Keras model: batches ``x``, ``(x, y)`` or
     ``(x, y, sample_weight)``.
@@ -155,6 +168,9 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
     single-output model), ``loss`` (the compiled loss per example, weighted
     sum over outputs, no sample weights or regularizers), and for a
     classifier ``wrong-top1`` (plus ``wrong-top5`` with at least 5 classes).
+    A binary classifier (one output unit, compiled with binary cross-entropy)
+    gets ``wrong-top1`` and ``pred`` (0/1, thresholded at 0 for logits, 0.5
+    for probabilities).
     """
 
     def tower(*batch):
@@ -188,6 +204,13 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
                 out["wrong-top1"] = _wrong_topk(pred, y, 1)
                 if classes >= 5:
                     out["wrong-top5"] = _wrong_topk(pred, y, 5)
+            elif classes == 1 and pred.dtype.is_floating:
+                threshold = _binary_threshold(model)
+                if threshold is not None:
+                    predicted = tf.cast(pred > threshold, tf.float32)
+                    truth = tf.cast(tf.reshape(y, tf.shape(pred)) > 0.5, tf.float32)
+                    out["pred"] = tf.cast(tf.reshape(predicted, [-1]), tf.int32)
+                    out["wrong-top1"] = _per_example(tf.cast(tf.not_equal(predicted, truth), tf.float32))
         return out
 
     return tower

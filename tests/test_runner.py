@@ -394,3 +394,28 @@ def test_property_any_set_any_batch_same_numbers(n, batch, steps):
     logits = model.predict(xv, verbose=0)
     np.testing.assert_allclose(got["validation_loss"], _np_sparse_ce(logits, yv).mean(), rtol=1e-5)
     assert got["validation_error"] == pytest.approx(np.mean(logits.argmax(1) != yv), abs=1e-12)
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_binary_classifier_default_tower(data, from_logits):
+    from infer_callbacks import BinaryClassificationStats
+
+    (x, y), (xv, yv) = data
+    yb, yvb = (y % 2).astype("float32"), (yv % 2).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1, activation=None if from_logits else "sigmoid")])
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=from_logits))
+    history = model.fit(_ds(x, yb, 32), epochs=2, verbose=0, callbacks=[InferenceRunner(
+        _ds(xv, yvb, 16), [ClassificationError(), ScalarStats("loss"),
+                           BinaryClassificationStats("pred", "label")])])
+    out = model.predict(xv, verbose=0)[:, 0]
+    pred = out > (0.0 if from_logits else 0.5)
+    truth = yvb > 0.5
+    assert history.history["validation_error"][-1] == pytest.approx(np.mean(pred != truth))
+    assert history.history["val_precision"][-1] == pytest.approx((pred & truth).sum() / max(pred.sum(), 1))
+    assert history.history["val_recall"][-1] == pytest.approx((pred & truth).sum() / truth.sum())
+    p = 1 / (1 + np.exp(-out.astype(np.float64))) if from_logits else out.astype(np.float64)
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    bce = -(truth * np.log(p) + (1 - truth) * np.log(1 - p))
+    np.testing.assert_allclose(history.history["validation_loss"][-1], bce.mean(), rtol=1e-4)
