@@ -546,3 +546,87 @@ def test_readme_coco_map_recipe_on_synthetic_ground_truth(rng):
     expected = {"validation_mAP": np.mean(ap), "validation_AP50": np.mean(ap)}
     assert expected["validation_mAP"] < 1.0
     check_inferencer(make, missing, expected, random_splits(rng, num_images, 4), rtol=1e-9)
+
+
+MULTIWORKER = """
+import json, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np, tensorflow as tf, keras
+from infer_callbacks import (DistributedTrainer, TrainConfig, launch_train_with_config, ModelDesc,
+                             InferenceRunner, GatherOutputs, ConfusionMatrix, KerasMetric)
+
+trainer = DistributedTrainer(collective_timeout=60)
+n = 203
+x = np.arange(n, dtype=np.float32)[:, None]
+label = np.arange(n, dtype=np.int32)
+
+class Tiny(ModelDesc):
+    def __init__(self):
+        self.net = keras.layers.Dense(1)
+    def inputs(self):
+        return [tf.TensorSpec((None, 1), tf.float32, "x"), tf.TensorSpec((None,), tf.int32, "label")]
+    def build_graph(self, x, label):
+        tf.identity(label % 3, name="true3")
+        tf.identity((label // 2) % 3, name="pred3")
+        return tf.reduce_mean(tf.square(self.net(x)), name="cost")
+    def optimizer(self):
+        return keras.optimizers.SGD(0.0)
+
+def score(out):
+    return {"val_in_order": float(np.array_equal(out["label"], label)), "val_n": len(out["label"])}
+
+cm = ConfusionMatrix("true3", "pred3", 3, image=False)
+runner = InferenceRunner(tf.data.Dataset.from_tensor_slices((x, label)).batch(20), [
+    GatherOutputs(["label"], score, max_memory_mb=0.0005),
+    KerasMetric(keras.metrics.Accuracy(), ["true3", "pred3"]), cm], verbose=False)
+config = TrainConfig(model=Tiny(), data=tf.data.Dataset.from_tensor_slices((x, label)).batch(32),
+                     max_epoch=1, verbose=0, callbacks=[runner])
+history = launch_train_with_config(config, trainer)
+print("RESULT " + json.dumps({"history": history.history, "matrix": cm.matrix.tolist()}))
+"""
+
+
+@pytest.mark.timeout(240)
+def test_gather_order_and_exact_metrics_on_two_workers():
+    """Two worker processes (MultiWorkerMirroredStrategy via the trainer host):
+    each gathers the whole validation set in dataset order, spilling, and
+    computes the same exact numbers."""
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    socks = [socket.socket() for _ in range(2)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]}
+    for s in socks:
+        s.close()
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               CUDA_VISIBLE_DEVICES="-1")
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", MULTIWORKER], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                       "task": {"type": "worker", "index": i}})))
+        for i in range(2)]
+    reports = []
+    try:
+        for i, p in enumerate(procs):
+            out, err = p.communicate(timeout=200)
+            lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+            assert p.returncode == 0 and lines, f"worker {i} failed:\n{err[-3000:]}"
+            reports.append(json.loads(lines[-1][len("RESULT "):]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    ids = np.arange(203)
+    true3, pred3 = ids % 3, (ids // 2) % 3
+    for r in reports:
+        hist = r["history"]
+        assert hist["val_in_order"] == [1.0] and hist["val_n"] == [203.0]
+        np.testing.assert_array_equal(r["matrix"], reference_confusion(true3, pred3, 3))
+        np.testing.assert_allclose(hist["validation_accuracy"], [np.mean(true3 == pred3)], rtol=1e-6)
+        assert hist == reports[0]["history"]
