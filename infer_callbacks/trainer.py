@@ -517,7 +517,7 @@ class Trainer:
         def train_on_iterator(iterator):
             return step_fn(next(iterator))
 
-        @tf.function
+        @tf.function(reduce_retracing=True)
         def train_on_batch(batch):
             return step_fn(batch)
 
@@ -538,15 +538,22 @@ class Trainer:
                 iterator = iter(dist)
             step = 0
             while steps is None or step < steps:
-                if steps is None:
-                    optional = iterator.get_next_as_optional()
-                    if not bool(optional.has_value()):
-                        break
-                    callbacks.on_train_batch_begin(step)
-                    logs = train_on_batch(optional.get_value())
-                else:
-                    callbacks.on_train_batch_begin(step)
-                    logs = train_on_iterator(iterator)
+                try:
+                    if steps is None:
+                        optional = iterator.get_next_as_optional()
+                        if not bool(optional.has_value()):
+                            break
+                        callbacks.on_train_batch_begin(step)
+                        logs = train_on_batch(optional.get_value())
+                    else:
+                        callbacks.on_train_batch_begin(step)
+                        logs = train_on_iterator(iterator)
+                except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
+                    if _is_multi_worker(strategy):
+                        e.add_note(f"(training step {step} of epoch {epoch + 1}: another worker is "
+                                   "unreachable or too slow; check its log. Every worker must run "
+                                   "the same program.)")
+                    raise
                 callbacks.on_train_batch_end(step, logs)
                 step += 1
                 if model.stop_training:

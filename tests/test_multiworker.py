@@ -25,9 +25,15 @@ WORKER = textwrap.dedent("""
                                  InferenceRunner, ScalarStats, ClassificationError, Monitors,
                                  ScalarPrinter, JSONWriter, ModelSaver, MinSaver)
 
-    trainer = DistributedTrainer(collective_timeout=60)   # first: it starts the collective server
+    trainer = DistributedTrainer(collective_timeout=float(sys.argv[4]))  # first: starts the collective server
     d = np.load(sys.argv[1])
     logdir = sys.argv[2]
+    die = sys.argv[3] == "die" and json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 1
+
+    class Die(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if die and epoch == 1:
+                os._exit(3)  # a worker lost in the middle of training
 
     class Linear(ModelDesc):
         def __init__(self):
@@ -48,7 +54,7 @@ WORKER = textwrap.dedent("""
     runner = InferenceRunner(val, [ScalarStats("cost"), ClassificationError("wrong-top1")], verbose=False)
     config = TrainConfig(model=Linear(), data=train, max_epoch=2, verbose=0, callbacks=[
         MinSaver("validation_cost", checkpoint_dir=logdir), runner,
-        Monitors([ScalarPrinter(), JSONWriter(logdir)]), ModelSaver(logdir)])
+        Monitors([ScalarPrinter(), JSONWriter(logdir)]), ModelSaver(logdir), Die()])
     history = launch_train_with_config(config, trainer)
     kernel, bias = [v.numpy() for v in trainer.model.trainable_variables]
     print("RESULT " + json.dumps({"history": history.history, "kernel": kernel.tolist(),
@@ -110,7 +116,6 @@ def _numpy_sgd(w, b, x, y, batch, epochs, lr):
     return w, b
 
 
-@pytest.mark.timeout(200) if hasattr(pytest.mark, "timeout") else (lambda f: f)
 def test_two_workers_agree_with_numpy(tmp_path):
     from sklearn.datasets import load_digits
 
@@ -124,7 +129,7 @@ def test_two_workers_agree_with_numpy(tmp_path):
     np.savez(data, xt=xt, yt=yt, xv=xv, yv=yv, w0=w0)
     logdir = tmp_path / "log"  # the same directory for both workers: only the chief may write
 
-    results = _start_workers(2, [str(data), str(logdir)], timeout=170)
+    results = _start_workers(2, [str(data), str(logdir), "live", "60"], timeout=170)
     reports = []
     for i, (code, out, err) in enumerate(results):
         assert code == 0, f"worker {i} failed:\n{err[-3000:]}"
@@ -155,3 +160,14 @@ def test_two_workers_agree_with_numpy(tmp_path):
     names = sorted(os.listdir(logdir))
     assert "checkpoint" in names and "ckpt-2.index" in names and "min-validation_cost.json" in names
     assert not [n for n in names if n.startswith(".")], names
+
+
+def test_a_dead_worker_fails_the_others_instead_of_hanging(tmp_path):
+    data = tmp_path / "data.npz"
+    from test_trainer import W0, XT, XV, YT, YV
+
+    np.savez(data, xt=XT, yt=YT, xv=XV, yv=YV, w0=W0)
+    (code0, _, err0), (code1, _, _) = _start_workers(
+        2, [str(data), str(tmp_path / "log"), "die", "20"], timeout=120)
+    assert code1 == 3  # worker 1 left during epoch 2
+    assert code0 != 0 and "another worker is unreachable" in err0, err0[-3000:]
