@@ -296,10 +296,61 @@ def _restore_tf_checkpoint(model: Any, path: str, ignore_mismatch: bool) -> _Rep
                     best = report
         if best is not None and best.ok and best.matched:
             break
+    if not best.matched:
+        best = _match_through_optimizer(graph, shapes, dtypes, model) or best
     _check(best, f"Checkpoint {path!r}", ignore_mismatch)
     for _, variable, key in best.matched:
         variable.assign(reader.get_tensor(key))
     return best
+
+
+def _trainable_in_keras_order(model: Any) -> list[Any]:
+    """The trainable variables in the order a Keras optimizer built on the
+    model (or on a Keras model holding a ModelDesc's layers) lists them."""
+    if isinstance(model, keras.Model):
+        return list(model.trainable_variables)
+    layers: list = []
+    _keras_layers(list(vars(model).values()), set(), layers)
+    found, seen = [], set()
+    for layer in layers:
+        for v in layer.trainable_variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                found.append(v)
+    return found
+
+
+def _match_through_optimizer(graph, shapes: dict, dtypes: dict, model: Any) -> _Report | None:
+    """Fallback for a checkpoint whose model object holds no variables but
+    whose Keras optimizer does (``optimizer/_trainable_variables/<i>``): match
+    the model's trainable variables by position, all shapes agreeing."""
+    lists = []
+    for top in graph.nodes[0].children:
+        nodes = [top] + [c for c in graph.nodes[top.node_id].children]
+        for node in nodes:
+            if node.local_name != "optimizer":
+                continue
+            for c in graph.nodes[node.node_id].children:
+                if c.local_name == "_trainable_variables":
+                    lists.append(graph.nodes[c.node_id])
+    wanted = _trainable_in_keras_order(model)
+    everything = _model_variables(trackable_model(model))
+    for listing in lists:
+        items = sorted(listing.children, key=lambda c: int(c.local_name) if c.local_name.isdigit() else -1)
+        keys = [next((a.checkpoint_key for a in graph.nodes[c.node_id].attributes
+                      if a.name == _VARIABLE_VALUE), None) for c in items]
+        if not wanted or len(keys) != len(wanted) or None in keys:
+            continue
+        if any(tuple(shapes[k]) != _shape_of(v) or tf.as_dtype(dtypes[k]) != _dtype_of(v)
+               for k, v in zip(keys, wanted)):
+            continue
+        report = _Report(" (matched by position through the optimizer's variable list)")
+        paths = {vid: pv[0] for vid, pv in everything.items()}
+        report.matched = [(paths.get(id(v), v.name), v, k) for k, v in zip(keys, wanted)]
+        matched = {id(v) for v in wanted}
+        report.missing = [pv for vid, pv in everything.items() if vid not in matched]
+        return report
+    return None
 
 
 def _check(report: _Report, source: str, ignore_mismatch: bool) -> None:

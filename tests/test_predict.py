@@ -139,6 +139,36 @@ def test_model_desc_checkpoint_layouts(layout, rng, x, tmp_path):
     np.testing.assert_allclose(prob, np.exp(log_softmax(expected)), rtol=1e-5, atol=1e-6)
 
 
+def test_checkpoint_holding_weights_only_through_the_optimizer(rng, x, tmp_path):
+    """A Keras model whose layers TF's checkpoint cannot reach (a plain list
+    attribute) is saved only through its optimizer's variable list: matched
+    by position, every shape agreeing."""
+    trained = Classifier()
+    trained.net(x)
+    for v in trained.net.weights:
+        v.assign(rng.normal(size=v.shape))
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(trained.net.trainable_variables)
+    path = tf.train.Checkpoint(model=tf.Module(), optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    config = PredictConfig(model=Classifier(), session_init=path, input_names=["x"], output_names=["logits"])
+    (logits,) = OfflinePredictor(config)(x)
+    np.testing.assert_allclose(logits, trained.net(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
+
+    class WithBatchNorm(Classifier):
+        def __init__(self):
+            self.net = keras.Sequential([keras.layers.Dense(6), keras.layers.BatchNormalization(),
+                                         keras.layers.Dense(3)])
+
+    bn = WithBatchNorm()
+    bn.net(x)
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(bn.net.trainable_variables)
+    path = tf.train.Checkpoint(model=tf.Module(), optimizer=optimizer).save(str(tmp_path / "bn"))
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 variables missing from the checkpoint:.*moving_mean"):
+        OfflinePredictor(PredictConfig(model=WithBatchNorm(), session_init=path, input_names=["x"],
+                                       output_names=["logits"]))
+
+
 def test_model_desc_outputs_that_need_the_label(rng, x):
     desc = Classifier()
     label = rng.integers(0, 3, size=len(x)).astype("int32")
