@@ -114,11 +114,50 @@ def test_keras_metric_sample_weight_and_reset_between_runs(rng):
     np.testing.assert_allclose(second["validation_loss"], np.average(b, weights=wb), rtol=1e-6)
 
 
-def test_keras_metric_rejecting_shapes_names_metric_and_shapes():
+@pytest.mark.parametrize("good_batches", [0, 3])  # eager (first batch), then compiled
+def test_keras_metric_rejecting_shapes_names_metric_and_shapes(good_batches):
     metric = KerasMetric(keras.metrics.MeanIoU(num_classes=3, name="my_iou"), ["label", "pred"])
     metric.before_inference()
+    for size in range(2, 2 + good_batches):
+        metric.on_fetches([np.zeros(size, np.int64), np.ones(size, np.int64)], size)
     with pytest.raises(ValueError, match=r"my_iou.*'label' shape \(5,\).*'pred' shape \(4,\)"):
         metric.on_fetches([np.zeros(5, np.int64), np.zeros(4, np.int64)], 5)
+
+
+class PythonSideMean(keras.metrics.Metric):
+    """A metric that cannot be traced: it keeps Python floats."""
+
+    def __init__(self):
+        super().__init__(name="py_mean")
+        self.reset_state()
+
+    def update_state(self, values):
+        self.total += float(np.sum(np.asarray(values)))
+        self.count += int(np.size(values))
+
+    def reset_state(self):
+        self.total, self.count = 0.0, 0
+
+    def result(self):
+        return self.total / max(self.count, 1)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_keras_metric_compiled_or_eager_same_numbers(rng, compiled):
+    n = 300
+    label = rng.integers(0, 2, n)
+    prob = rng.random(n).astype(np.float32)
+    sizes = random_splits(rng, n, 40)
+    auc = check_inferencer(
+        lambda: KerasMetric(keras.metrics.AUC(), ["label", "prob"], compiled=compiled),
+        {"label": label, "prob": prob}, {"validation_auc": roc_auc_score(label, prob)}, sizes, rtol=5e-3)
+    eager = check_inferencer(lambda: KerasMetric(keras.metrics.AUC(), ["label", "prob"], compiled=False),
+                             {"label": label, "prob": prob}, auc, sizes, rtol=1e-6)
+    assert eager == pytest.approx(auc, rel=1e-6)
+    values = rng.random(n)
+    inf = KerasMetric(PythonSideMean(), ["values"], compiled=compiled)
+    check_inferencer(lambda: inf, {"values": values}, {"validation_py_mean": values.mean()}, sizes)
+    assert inf._traced is (False if compiled else None)  # fell back to eager by itself
 
 
 def test_keras_metric_bad_arguments():
