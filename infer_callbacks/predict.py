@@ -30,6 +30,7 @@ from .trainer import ModelDesc
 __all__ = [
     "PredictConfig",
     "OfflinePredictor",
+    "get_predictor",
     "CheckpointMismatchError",
     "restore_weights",
     "trackable_model",
@@ -390,6 +391,14 @@ def _restore_keras_weights(model: Any, path: str, ignore_mismatch: bool) -> _Rep
             f"{path!r} is a Keras weights file; it needs a keras.Model. For a ModelDesc, "
             f"restore a TF checkpoint (tf.train.Checkpoint). Received model={model!r}")
     with tempfile.TemporaryDirectory() as tmp:
+        if path.endswith(".keras"):  # a zip archive holding model.weights.h5
+            import zipfile
+
+            with zipfile.ZipFile(path) as archive:
+                if "model.weights.h5" not in archive.namelist():
+                    raise ValueError(f"Keras file {path!r} holds no model.weights.h5 "
+                                     f"(it has {archive.namelist()}).")
+                path = archive.extract("model.weights.h5", os.path.join(tmp, "archive"))
         reference = os.path.join(tmp, "model.weights.h5")
         model.save_weights(reference)  # what this model writes, by Keras's own traversal
         want, have = _h5_arrays(reference), _h5_arrays(path)
@@ -420,6 +429,10 @@ def _resolve_weights_path(path: str) -> tuple[str, str]:
     """``('keras' | 'tf', path)`` for a weights file, checkpoint prefix or
     checkpoint directory (its latest checkpoint)."""
     path = os.fspath(path)
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Keras model file {path!r} does not exist.")
+        return "keras", path
     if path.endswith(".h5"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Keras weights file {path!r} does not exist.")
@@ -446,7 +459,8 @@ def restore_weights(model: Any, path: str, *, ignore_mismatch: bool = False) -> 
         model: a :class:`~infer_callbacks.ModelDesc`, a ``keras.Model`` or a
             ``tf.Module``, with its variables created.
         path: a TF2 checkpoint prefix (``ckpt-12``), a checkpoint directory
-            (its latest checkpoint), or a Keras ``.weights.h5`` file.
+            (its latest checkpoint), a Keras ``.weights.h5`` file, or the
+            weights of a ``.keras`` model file.
         ignore_mismatch: restore what matches and warn about the rest instead
             of raising :class:`CheckpointMismatchError`.
 
@@ -536,8 +550,8 @@ class PredictConfig:
             output is ``output``; the single input is ``input``).
         session_init: the weights: a TF2 checkpoint prefix
             (``train_log/checkpoints/ckpt-12``), a checkpoint directory (its
-            latest checkpoint), or a Keras ``.weights.h5`` file. ``None`` keeps
-            the model's current weights.
+            latest checkpoint), a Keras ``.weights.h5`` file or the weights of a
+            ``.keras`` file. ``None`` keeps the model's current weights.
         input_names: the inputs the predictor is fed, in call order; by default
             every input of the signature. Outputs may not depend on the others.
         output_names: what it returns, in order; resolved like the runner's
@@ -695,9 +709,22 @@ class OfflinePredictor:
         self._tower = TowerSpec(config.tower_func, tuple(specs), input_names=[s.name for s in specs])
         self.output_names: list[str] = list(config.output_names or [])
         self.input_names: list[str] = list(config.input_names)
+        created: list = []
+
+        def record(next_creator, **kwargs):
+            variable = next_creator(**kwargs)
+            created.append(variable)
+            return variable
+
         # autograph=False, as the runner traces towers: errors surface as raised.
         self._function = tf.function(self._serve, input_signature=self._fed_specs, autograph=False)
-        self._concrete = self._function.get_concrete_function()  # checks names, creates variables
+        with tf.variable_creator_scope(record):
+            self._concrete = self._function.get_concrete_function()  # checks names
+        if created:
+            # The trace built the model's variables; tf.function would trace once
+            # more on the first call (to check no more are created). Start afresh.
+            self._function = tf.function(self._serve, input_signature=self._fed_specs, autograph=False)
+            self._concrete = self._function.get_concrete_function()
         if config.session_init is not None:
             restore_weights(config.model, config.session_init, ignore_mismatch=config.ignore_mismatch)
 
@@ -797,3 +824,20 @@ class OfflinePredictor:
 
     def __repr__(self) -> str:
         return f"OfflinePredictor(inputs={self.input_names}, outputs={self.output_names})"
+
+
+def get_predictor(model: ModelDesc | keras.Model, input_names: Sequence[str] | None = None,
+                  output_names: Sequence[str] | None = None, **kwargs: Any) -> OfflinePredictor:
+    """A predictor on ``model``'s current weights (tensorpack's
+    ``trainer.get_predictor``): ``OfflinePredictor(PredictConfig(model, None,
+    input_names, output_names, **kwargs))``. The weights are shared, not
+    copied, so it sees later training steps.
+
+    Example:
+
+    ```python
+    predict = get_predictor(desc, ["x"], ["prob"])
+    (prob,) = predict(x_batch)
+    ```
+    """
+    return OfflinePredictor(PredictConfig(model, None, input_names, output_names, **kwargs))

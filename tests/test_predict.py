@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from infer_callbacks import OfflinePredictor, PredictConfig, get_current_tower_context
 from infer_callbacks.trainer import ModelDesc
-from infer_callbacks.predict import CheckpointMismatchError, trackable_model
+from infer_callbacks.predict import CheckpointMismatchError, get_predictor, trackable_model
 
 
 def make_keras(hidden=6, classes=3, extra_layer=False):
@@ -216,6 +216,19 @@ def test_keras_weights_file(rng, x, tmp_path):
     np.testing.assert_allclose(out, trained(x).numpy(), rtol=1e-6, atol=1e-6)
     with pytest.raises(CheckpointMismatchError, match=r"layers/dense/vars/0  model: shape=\(4, 5\).*checkpoint: shape=\(4, 6\)"):
         OfflinePredictor(PredictConfig(model=make_keras(hidden=5), session_init=path))
+    archive = str(tmp_path / "model.keras")  # a whole-model file: its weights
+    trained.save(archive)
+    (out,) = OfflinePredictor(PredictConfig(model=make_keras(), session_init=archive))(x)
+    np.testing.assert_allclose(out, trained(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_get_predictor_shares_the_weights(x):
+    desc = Classifier()
+    predict = get_predictor(desc, ["x"], ["logits"])
+    desc.net.layers[-1].bias.assign([1.0, 2.0, 3.0])  # later training steps are seen
+    (logits,) = predict(x)
+    np.testing.assert_allclose(logits, desc.net(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
+    assert predict.tracing_count == 1
 
 
 # -- mismatches -------------------------------------------------------------
