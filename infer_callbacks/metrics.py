@@ -518,8 +518,9 @@ def render_matrix(matrix: np.ndarray, *, cell: int | None = None) -> np.ndarray:
     """A confusion matrix as an ``H x W x 3`` uint8 heat map (numpy only).
 
     Each row is normalized by its total (the true class's count), so the
-    diagonal shows per-class recall: white is 0, dark blue is 1. Cells are
-    ``cell`` pixels wide (default: about 384 pixels in all, 2 to 32 per
+    diagonal shows per-class recall: white is 0, dark blue is 1, on a
+    square-root scale so that small confusions are visible. Cells are
+    ``cell`` pixels wide (default: about 384 pixels in all, 1 to 32 per
     cell), with a one-pixel grey grid when cells are at least 6 pixels.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -528,9 +529,9 @@ def render_matrix(matrix: np.ndarray, *, cell: int | None = None) -> np.ndarray:
     frac = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     low = np.array([255.0, 255.0, 255.0])
     high = np.array([8.0, 48.0, 107.0])
-    rgb = low + frac[..., None] * (high - low)  # n x n x 3
+    rgb = low + np.sqrt(frac)[..., None] * (high - low)  # n x n x 3; sqrt: small confusions show
     if cell is None:
-        cell = int(min(32, max(2, 384 // max(n, 1))))
+        cell = int(min(32, max(1, 384 // max(n, 1))))
     image = np.kron(rgb, np.ones((cell, cell, 1)))
     if cell >= 6:
         image[::cell, :, :] = 160.0

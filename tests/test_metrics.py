@@ -369,7 +369,8 @@ def test_confusion_matrix_image_and_errors():
     assert center(0, 0).tolist() == [8, 48, 107]       # recall 1: darkest
     assert center(0, 1).tolist() == [255, 255, 255]    # 0: white
     assert center(1, 2).tolist() == [8, 48, 107]
-    assert center(2, 2).tolist() == [132, 152, 181]    # half of the row
+    half = np.rint(255 + np.sqrt(0.5) * (np.array([8, 48, 107]) - 255))  # sqrt scale
+    assert center(2, 2).tolist() == half.tolist()      # half of the row
     assert ConfusionMatrix("l", "p", 3, image=False).after_inference_images() == {}
 
     with pytest.raises(ValueError, match=r"'label' has class id 3, outside \[0, num_classes=3\)"):
