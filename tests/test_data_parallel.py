@@ -176,6 +176,7 @@ out["implicit_weights"] = [w.tolist() for w in mirrored.get_weights()]
 same = DataParallelInferenceRunner(val_input(7), [ScalarStats("loss")], ["/cpu:1", "/cpu:0"], verbose=False)
 same.set_model(mirrored)
 out["implicit"]["same_devices"] = same.trigger()
+out["implicit"]["same_devices_reuse_strategy"] = same._strategy is strategy
 
 # Other devices than the model's: refused in on_train_begin, before any training step.
 steps_before = int(mirrored.optimizer.iterations.numpy())
@@ -262,7 +263,7 @@ def test_every_sample_once_in_order_in_per_device_slices(scenario, data, batch_s
         assert len(run["sizes"]) >= -(-N // batch_size), what
         if count != "1":
             assert len(run["placed"]) == int(count), (what, run["placed"])
-            ids = [ids for ids in run["replica_ids"]]
+            ids = run["replica_ids"]  # the replica ids found in each slice
             assert all(len(i) == 1 for i in ids), (what, ids)  # one replica per slice
             assert sorted({i[0] for i in ids}) == list(range(int(count))), what
 
@@ -293,6 +294,7 @@ def test_model_built_under_mirrored_strategy_validates_on_all_replicas(scenario,
     # the same devices listed explicitly reuse the model's strategy
     _assert_close(implicit["same_devices"], {"validation_loss": reference["validation_loss"]},
                   "DataParallelInferenceRunner on the model's devices")
+    assert implicit["same_devices_reuse_strategy"]
 
 
 def test_devices_other_than_the_models_strategy_fail_before_training(scenario):
