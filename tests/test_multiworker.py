@@ -1,7 +1,9 @@
 """DistributedTrainer with two worker processes on 127.0.0.1 (TF_CONFIG, free
 ports picked at runtime, hard timeouts): every worker reports the same
 validation numbers, equal to numpy over the whole validation set, the
-weights equal a single-process numpy SGD, and only the chief writes files."""
+weights equal a single-process numpy SGD (for a ModelDesc and for a compiled
+Keras model), only the chief writes files, and a dead worker fails the other
+instead of hanging."""
 
 from __future__ import annotations
 
@@ -57,8 +59,22 @@ WORKER = textwrap.dedent("""
         Monitors([ScalarPrinter(), JSONWriter(logdir)]), ModelSaver(logdir), Die()])
     history = launch_train_with_config(config, trainer)
     kernel, bias = [v.numpy() for v in trainer.model.trainable_variables]
+
+    def keras_model():  # the same model as a compiled Keras model (Keras's fit cannot run here)
+        m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+            10, kernel_initializer=keras.initializers.Constant(d["w0"]))])
+        m.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    keras_runner = InferenceRunner(val, [ScalarStats("loss"), ClassificationError()], verbose=False)
+    keras_history = launch_train_with_config(TrainConfig(model=keras_model, data=train, max_epoch=2, verbose=0,
+                                                         callbacks=[keras_runner]), trainer)
     print("RESULT " + json.dumps({"history": history.history, "kernel": kernel.tolist(),
-                                  "bias": bias.tolist(), "samples": runner.num_samples_last_run}))
+                                  "bias": bias.tolist(), "samples": runner.num_samples_last_run,
+                                  "keras_history": keras_history.history,
+                                  "keras_kernel": trainer.model.get_weights()[0].tolist(),
+                                  "keras_samples": keras_runner.num_samples_last_run}))
 """)
 
 
@@ -152,6 +168,12 @@ def test_two_workers_agree_with_numpy(tmp_path):
     hist = reports[0]["history"]
     np.testing.assert_allclose(hist["validation_cost"][-1], ce.mean(), rtol=1e-5)
     assert hist["validation_error"][-1] == pytest.approx(np.mean(logits.argmax(1) != yv), abs=1e-12)
+
+    # A compiled Keras model under the same strategy: the same steps and numbers.
+    assert reports[0]["keras_history"] == reports[1]["keras_history"]
+    assert reports[0]["keras_samples"] == len(xv)
+    np.testing.assert_allclose(reports[0]["keras_kernel"], w, atol=2e-5)
+    np.testing.assert_allclose(reports[0]["keras_history"]["validation_loss"], hist["validation_cost"], rtol=1e-5)
 
     # Only the chief wrote: one stats.json with the two epochs, its checkpoints, no leftovers.
     stats = json.loads((logdir / "stats.json").read_text())
