@@ -167,8 +167,11 @@ class ModelExporter:
             convert_variables_to_constants_v2,
         )
 
+        def op_name(name: str) -> str:  # "prob:0", tensorpack style, is the node "prob"
+            return name[:-2] if name.endswith(":0") else name
+
         for name in self.input_names + self.output_names:
-            if not _OP_NAME.match(name):
+            if not _OP_NAME.match(op_name(name)):
                 raise ValueError(
                     f"{name!r} is not a valid TensorFlow op name, so the frozen graph cannot "
                     "expose it as a tensor '<name>:0'. Rename it (letters, digits, '_', '.', '-', '/').")
@@ -195,10 +198,11 @@ class ModelExporter:
         structured = self.predictor.concrete_function.structured_outputs
         outputs = dict(zip(tf.nest.flatten({k: k for k in structured}), frozen.outputs))
         keep = list(self.input_names)
-        for name in self.output_names:
+        for key in self.output_names:
+            name = op_name(key)
             if name in self.input_names:  # an input fetched as an output: "<name>:0" already
                 continue
-            tensor_name = outputs[name].name
+            tensor_name = outputs[key].name
             if tensor_name != f"{name}:0":
                 source = tensor_name
                 if name in taken:
@@ -210,7 +214,7 @@ class ModelExporter:
                 identity.name = name
                 identity.op = "Identity"
                 identity.input.append(source[:-2] if source.endswith(":0") else source)
-                identity.attr["T"].type = outputs[name].dtype.as_datatype_enum
+                identity.attr["T"].type = outputs[key].dtype.as_datatype_enum
                 taken.add(name)
             keep.append(name)
         # Prune: only what the outputs need, without training-only nodes.
@@ -218,7 +222,8 @@ class ModelExporter:
         level = logger.level
         logger.setLevel("ERROR")  # these v1 helpers log a deprecation notice on first use
         try:
-            graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, self.output_names)
+            graph_def = tf.compat.v1.graph_util.extract_sub_graph(
+                graph_def, [op_name(n) for n in self.output_names])
             graph_def = tf.compat.v1.graph_util.remove_training_nodes(graph_def, protected_nodes=keep)
         finally:
             logger.setLevel(level)

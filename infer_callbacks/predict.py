@@ -345,7 +345,7 @@ def _match_through_optimizer(graph, shapes: dict, dtypes: dict, model: Any) -> _
         if any(tuple(shapes[k]) != _shape_of(v) or tf.as_dtype(dtypes[k]) != _dtype_of(v)
                for k, v in zip(keys, wanted)):
             continue
-        report = _Report(" (matched by position through the optimizer's variable list)")
+        report = _Report(", by position in the checkpoint's optimizer variable list")
         paths = {vid: pv[0] for vid, pv in everything.items()}
         report.matched = [(paths.get(id(v), v.name), v, k) for k, v in zip(keys, wanted)]
         matched = {id(v) for v in wanted}

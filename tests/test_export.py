@@ -148,6 +148,18 @@ def test_export_compact_with_label_outputs(trained, tmp_path):
     np.testing.assert_allclose(cost, -np.log(ref["prob"][np.arange(6), label]).mean(), rtol=1e-5)
 
 
+def test_export_compact_tensorpack_style_names(trained, tmp_path):
+    """"prob:0" is the node "prob"; an input fetched as an output stays the placeholder."""
+    desc, _ = trained
+    exporter = ModelExporter(PredictConfig(model=desc, input_names=["x"], output_names=["prob:0", "x"]))
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype("float32")
+    graph_def, (prob, x_out) = run_frozen_graph(exporter.export_compact(str(tmp_path / "m.pb")),
+                                                {"x": x}, ["prob", "x"])
+    np.testing.assert_allclose(prob, reference(desc, x)["prob"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(x_out, x)
+    assert [n.name for n in graph_def.node if n.op == "Placeholder"] == ["x"]
+
+
 def test_export_tflite_same_numbers(trained, batches, tmp_path):
     desc, exporter = trained
     path = exporter.export_tflite(str(tmp_path / "model.tflite"))
