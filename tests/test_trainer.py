@@ -306,3 +306,52 @@ def test_sync_multi_gpu_trainer_two_devices():
     assert r["w"] < 2e-5 and r["loss"] < 1e-5
     assert r["cost"][0] == pytest.approx(r["cost"][1], rel=1e-5)
     assert r["err"][0] == pytest.approx(r["err"][1], abs=1e-12)
+
+
+class DataFlow:
+    """A tensorpack-style DataFlow: no len, reset_state() once."""
+
+    def __init__(self):
+        self.resets = 0
+
+    def reset_state(self):
+        self.resets += 1
+
+    def __iter__(self):
+        return iter(batches_of(XT, YT, 32))
+
+
+def test_dataflow_input_and_batchnorm_untouched_by_validation():
+    class WithBN(Linear):
+        def __init__(self):
+            super().__init__()
+            self.bn = keras.layers.BatchNormalization()
+
+        def build_graph(self, x, label):
+            training = get_current_tower_context().is_training
+            logits = self.net(self.bn(x, training=training), training=training)
+            tf.identity(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) != label, tf.float32),
+                        name="wrong-top1")
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits))
+
+    flow, rec = DataFlow(), Recorder()
+    runner = InferenceRunner(val_ds(), ClassificationError("wrong-top1"), verbose=False)
+    model = WithBN()
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=model, dataflow=flow, max_epoch=2, verbose=0,
+                                         callbacks=[rec, runner]), trainer)
+    assert flow.resets == 1
+    assert [i for n, i, _ in rec.calls if n == "batch_begin"] == list(range(13)) * 2  # no extra hook at the end
+    moving = model.bn.moving_mean.numpy().copy()
+    assert np.abs(moving).sum() > 0  # training updated it
+    runner.trigger()
+    np.testing.assert_array_equal(model.bn.moving_mean.numpy(), moving)  # validation did not
+    assert len(trainer.model.weights) == 6
+
+
+def test_keras_model_predictor():
+    model = _keras_model()
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), trainer)
+    (out,) = trainer.get_predictor(["input"], ["output"])(XV)
+    np.testing.assert_allclose(out, model.predict(XV, verbose=0), atol=1e-5)
