@@ -597,6 +597,13 @@ class PredictConfig:
                 raise ValueError(
                     f"session_init={session_init!r} needs `model=` to match the checkpoint's "
                     "variables against.")
+            # Fail now on a path that does not exist; the latest checkpoint of a
+            # directory is chosen again when the predictor is built.
+            kind, _ = _resolve_weights_path(session_init)
+            if kind == "keras" and not isinstance(model, keras.Model):
+                raise TypeError(
+                    f"{session_init!r} is a Keras weights file; it needs a keras.Model. For a "
+                    "ModelDesc, restore a TF checkpoint (tf.train.Checkpoint).")
         self.model = model
         self.session_init = session_init
         self.ignore_mismatch = bool(ignore_mismatch)

@@ -286,7 +286,11 @@ def test_checkpoint_that_does_not_exist(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"No checkpoint in directory .*empty"):
         OfflinePredictor(PredictConfig(model=make_keras(), session_init=str(empty)))
     with pytest.raises(FileNotFoundError, match=r"gone\.weights\.h5"):
-        OfflinePredictor(PredictConfig(model=make_keras(), session_init=str(tmp_path / "gone.weights.h5")))
+        PredictConfig(model=make_keras(), session_init=str(tmp_path / "gone.weights.h5"))
+    weights = str(tmp_path / "model.weights.h5")
+    make_keras().save_weights(weights)
+    with pytest.raises(TypeError, match=r"model\.weights\.h5' is a Keras weights file; it needs a keras.Model"):
+        PredictConfig(model=Classifier(), session_init=weights)
 
 
 def test_unknown_input_name_lists_valid_ones():
