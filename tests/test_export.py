@@ -220,3 +220,19 @@ def test_example_export_and_serve(tmp_path):
     for row in rows:
         assert row["max |Δprob|"] < 1e-5, row
         assert row["same argmax"] == "397/397", row
+
+
+def test_tower_func_without_a_model_exports_its_captured_variables(tmp_path):
+    w = tf.Variable([[2.0], [3.0]])
+
+    def tower(x):
+        return {"y": tf.matmul(x, w) + 1.0}
+
+    exporter = ModelExporter(PredictConfig(tower_func=tower,
+                                           input_signature=[tf.TensorSpec((None, 2), tf.float32, "x")]))
+    x = np.array([[1.0, 1.0], [0.5, -1.0]], "float32")
+    loaded = tf.saved_model.load(exporter.export_serving(str(tmp_path / "sm")))
+    np.testing.assert_allclose(loaded.signatures["serving_default"](x=tf.constant(x))["y"].numpy(),
+                               [[6.0], [-1.0]])
+    _, (y,) = run_frozen_graph(exporter.export_compact(str(tmp_path / "m.pb")), {"x": x}, ["y"])
+    np.testing.assert_allclose(y, [[6.0], [-1.0]])
