@@ -153,6 +153,21 @@ for batch_size in BATCH_SIZES:
             out["rerun"] = {"same": again == b.last_results, "tracing_count": b.tracing_count}
 out["explicit_weights"] = [w.tolist() for w in model.get_weights()]
 
+# Without the background thread: the same numbers.
+serial = DataParallelInferenceRunner(val_input(10), [ScalarStats("loss"), ClassificationError()],
+                                     ["/cpu:0", "/cpu:1", "/cpu:2"], pipeline=False, verbose=False)
+serial.set_model(model)
+out["serial"] = serial.trigger()
+
+# Variables on a device no replica runs on: read from where they live.
+with tf.distribute.OneDeviceStrategy("/cpu:2").scope():
+    elsewhere = build(0.0)
+far = DataParallelInferenceRunner(val_input(32), [ScalarStats("loss"), ClassificationError()],
+                                  ["/cpu:0", "/cpu:1"], verbose=False)
+far.set_model(elsewhere)
+out["elsewhere"] = {"results": far.trigger(), "weights": [w.tolist() for w in elsewhere.get_weights()],
+                    "variable_devices": sorted({v.value.device for v in elsewhere.weights})}
+
 # 2. A model built under a MirroredStrategy, trained for one epoch with a
 #    plain InferenceRunner: validation runs on the model's two replicas.
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -274,6 +289,20 @@ def test_empty_replicas_on_a_one_sample_last_batch(scenario):
     sizes = scenario["explicit"]["32/3"]["sizes"]
     assert sizes == [11, 11, 10] * 3 + [1]
     assert scenario["explicit"]["32/2"]["sizes"] == [16, 16] * 3 + [1]
+
+
+def test_without_pipeline_thread_same_results(scenario, data):
+    reference = numpy_reference(scenario["explicit_weights"], *data)
+    _assert_close(scenario["serial"], {k: reference[k] for k in ("validation_loss", "validation_error")},
+                  "pipeline=False, 3 devices")
+
+
+def test_variables_on_another_device_are_read_where_they_live(scenario, data):
+    elsewhere = scenario["elsewhere"]
+    assert all(d.endswith("CPU:2") for d in elsewhere["variable_devices"]), elsewhere["variable_devices"]
+    reference = numpy_reference(elsewhere["weights"], *data)
+    _assert_close(elsewhere["results"], {k: reference[k] for k in ("validation_loss", "validation_error")},
+                  "model on /cpu:2, replicas on /cpu:0 and /cpu:1")
 
 
 def test_rerun_gives_same_results_without_retracing(scenario):
