@@ -302,7 +302,6 @@ class Trainer:
         self.model: keras.Model | None = None
         self.desc: ModelDesc | None = None
         self.config: TrainConfig | None = None
-        self.loop_epoch = 0
 
     # -- strategy -----------------------------------------------------------
 
@@ -318,7 +317,10 @@ class Trainer:
     # -- building -----------------------------------------------------------
 
     def _build(self, config: TrainConfig, dataset: tf.data.Dataset):
-        """Create the model under the strategy; returns (model, step_fn)."""
+        """Create the model under the strategy. Returns ``(model, step,
+        reset, epoch_logs)``: the Keras model the callbacks see, the step
+        (batch -> logs, traced inside the loop's tf.function), the metric
+        reset run at each epoch's start, and ``last logs -> epoch logs``."""
         model = config.model
         with self.strategy.scope():
             if not isinstance(model, (ModelDesc, keras.Model)):
@@ -531,7 +533,6 @@ class Trainer:
         logs: dict = {}
         iterator = iter(dist) if config.steps_per_epoch is not None else None
         for epoch in range(starting_epoch - 1, config.max_epoch):
-            self.loop_epoch = epoch
             reset()
             callbacks.on_epoch_begin(epoch)
             if config.steps_per_epoch is None:
@@ -845,7 +846,17 @@ class DistributedTrainer(Trainer):
         _cluster_from_tf_config()
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=self.collective_timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except RuntimeError as e:
+            if "program startup" not in str(e):
+                raise
+            raise RuntimeError(
+                "DistributedTrainer() must be created at the start of the program, before "
+                "TensorFlow runs anything (datasets, models): its MultiWorkerMirroredStrategy "
+                "configures this worker's collective ops, which TensorFlow allows only at "
+                "startup. Create it first: `trainer = DistributedTrainer()`, then build the "
+                "data and the TrainConfig.") from e
 
     def _make_strategy(self, model):
         if self._given is not None:
