@@ -193,3 +193,51 @@ def test_a_dead_worker_fails_the_others_instead_of_hanging(tmp_path):
         2, [str(data), str(tmp_path / "log"), "die", "20"], timeout=120)
     assert code1 == 3  # worker 1 left during epoch 2
     assert code0 != 0 and "another worker is unreachable" in err0, err0[-3000:]
+
+
+def test_cross_worker_gather_in_a_loop_with_partial_batches(tmp_path):
+    """The gather used across workers, inside a tf.function loop on a
+    3-device MirroredStrategy (collectives as between workers): batches of 7
+    split 3/2/2, a last batch of 2 split 1/1/0, values spread over several
+    fixed-size chunks. A plain strategy.gather fails here with "Shape
+    mismatch in the collective instance" (its shape changes between
+    iterations)."""
+    from conftest import run_python
+
+    code = """
+        import numpy as np, tensorflow as tf
+        import infer_callbacks.runner as R
+        R._GATHER_CHUNK = 4                      # several chunks per value
+        st = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1", "/cpu:2"])
+        x = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
+        ds = st.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, x[:, 0] > 150)).batch(7))
+
+        @tf.function
+        def run(iterator):
+            values = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False,
+                                    element_shape=tf.TensorShape([None, 3]))
+            flags = tf.TensorArray(tf.bool, size=0, dynamic_size=True, infer_shape=False,
+                                   element_shape=tf.TensorShape([None]))
+            count = tf.constant(0)
+            for _ in tf.range(100):
+                optional = iterator.get_next_as_optional()
+                if not optional.has_value():
+                    break
+                a, b = st.run(lambda a, b: (a * 2, b), args=optional.get_value())
+                pa = R._gather_across_workers(st, a, list(st.experimental_local_results(a)))
+                pb = R._gather_across_workers(st, b, list(st.experimental_local_results(b)))
+                values = values.write(count, tf.concat(pa, 0))
+                flags = flags.write(count, tf.concat(pb, 0))
+                count += 1
+            return values.concat(), flags.concat()
+
+        for _ in range(2):
+            v, f = run(iter(ds))
+            np.testing.assert_array_equal(v.numpy(), x * 2)
+            np.testing.assert_array_equal(f.numpy(), x[:, 0] > 150)
+        print("OK")
+    """
+    script = tmp_path / "gather_loop.py"  # a file, so that AutoGraph can read the loop's source
+    script.write_text(textwrap.dedent(code))
+    proc = run_python(f"import runpy; runpy.run_path({str(script)!r})", devices=3, timeout=120)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
