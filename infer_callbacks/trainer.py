@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .tower import TowerContext, TowerSpec
+from .tower import TowerContext
 
 __all__ = [
     "ModelDesc",
@@ -572,23 +572,24 @@ class Trainer:
 
     # -- predictors -----------------------------------------------------------
 
-    def get_predictor(self, input_names: Sequence[str], output_names: Sequence[str]) -> Callable:
-        """A function on numpy arrays (one per input name, batch first)
-        returning the named outputs as numpy arrays, in inference mode
-        (``is_training=False``) with the current weights: for use inside a
-        callback during training.
+    def get_predictor(self, input_names: Sequence[str] | None = None,
+                      output_names: Sequence[str] | None = None, **kwargs: Any) -> Callable:
+        """A callable on numpy arrays (one per input name, batch first)
+        returning the named outputs, in inference mode (``is_training=False``)
+        with the current weights: for use inside a callback during training
+        (tensorpack's GAN/DQN examples). Names are the ModelDesc's
+        ``inputs()`` names and tensors named in ``build_graph`` (or a Keras
+        model's tower names). See :func:`infer_callbacks.predict.get_predictor`.
 
-        For a ``ModelDesc``, names are ``inputs()`` names and tensors named in
-        ``build_graph``; inputs left out are fed zeros and must not affect
-        the outputs (checked). For a Keras model, see
-        :func:`keras_predictor`.
+        Example: ``(logits,) = trainer.get_predictor(["x"], ["logits"])(x_batch)``.
         """
         if self.model is None:
             raise ValueError("The trainer has no model yet: call get_predictor() during or after "
                              "launch_train_with_config(config, trainer).")
-        if self.desc is None:
-            return keras_predictor(self.model, input_names, output_names)
-        return _desc_predictor(self.desc, input_names, output_names)
+        from .predict import get_predictor
+
+        return get_predictor(self.desc if self.desc is not None else self.model, input_names,
+                             output_names, **kwargs)
 
 
 def _reduce_mean(strategy, values):
@@ -659,107 +660,6 @@ def _check_cost(desc: ModelDesc, cost) -> None:
     if not tf.as_dtype(cost.dtype).is_floating:
         raise ValueError(f"{type(desc).__name__}.build_graph returned a {tf.as_dtype(cost.dtype).name} "
                          "cost; it must be floating point.")
-
-
-# --------------------------------------------------------------------------
-# Predictors.
-
-
-def _predictor_from_tower(tower, specs: Sequence[tf.TensorSpec], input_names: Sequence[str],
-                          output_names: Sequence[str]) -> Callable:
-    element_spec = tuple(specs)
-    spec = TowerSpec(tower, element_spec, input_names=list(input_names))
-    fn = tf.function(spec.replica_fn(list(output_names)), autograph=False)
-    concrete = fn.get_concrete_function(element_spec)  # checks the names now
-
-    def predict(*arrays):
-        if len(arrays) != len(specs):
-            raise ValueError(f"The predictor takes {len(specs)} arrays ({list(input_names)}); "
-                             f"received {len(arrays)}.")
-        batch = tuple(tf.convert_to_tensor(a, dtype=s.dtype) for a, s in zip(arrays, specs))
-        out = concrete(batch)
-        return [out[n].numpy() for n in output_names]
-
-    return predict
-
-
-def _desc_predictor(desc: ModelDesc, input_names: Sequence[str], output_names: Sequence[str]):
-    specs = desc.get_input_signature()
-    by_name = {s.name: s for s in specs}
-    unknown = [n for n in input_names if n not in by_name]
-    if unknown:
-        raise ValueError(f"Unknown input names {unknown}; {type(desc).__name__}.inputs() are "
-                         f"{list(by_name)}.")
-    given = [by_name[n] for n in input_names]
-    missing = [s for s in specs if s.name not in input_names]
-    zero_ops: dict[str, tf.Operation] = {}
-
-    def tower(*arrays):
-        values = dict(zip(input_names, arrays))
-        batch = tf.shape(arrays[0])[0] if arrays else 1
-        for s in missing:
-            shape = [batch] + [d if d is not None else 1 for d in s.shape.as_list()[1:]]
-            z = tf.zeros(shape, s.dtype, name=f"unfed_{s.name}")
-            zero_ops[s.name] = z.op
-            values[s.name] = z
-        out = desc.build_graph(*[values[s.name] for s in specs])
-        return out if isinstance(out, dict) else {}
-
-    predict = _predictor_from_tower(tower, given, input_names, output_names)
-    # An output must not depend on an input that was not fed.
-    if missing:
-        spec = TowerSpec(tower, tuple(given), input_names=list(input_names))
-        graph = tf.function(spec.replica_fn(list(output_names)), autograph=False) \
-            .get_concrete_function(tuple(given)).graph
-        zero_names = {op.name: n for n, op in zero_ops.items() if op.graph is graph}
-        for out_name in output_names:
-            target = _find_output(graph, out_name)
-            used = _depends_on(target, set(zero_names)) if target is not None else set()
-            if used:
-                raise ValueError(
-                    f"Output {out_name!r} depends on inputs {sorted(zero_names[u] for u in used)} "
-                    f"that were not passed; pass them in input_names (given: {list(input_names)}).")
-    return predict
-
-
-def _find_output(graph, name: str):
-    for op in graph.get_operations():
-        if op.name == name or op.name.endswith("/" + name):
-            return op
-    return None
-
-
-def _depends_on(op: tf.Operation, names: set) -> set:
-    found, stack, seen = set(), [op], set()
-    while stack:
-        o = stack.pop()
-        if o.name in seen:
-            continue
-        seen.add(o.name)
-        if o.name in names:
-            found.add(o.name)
-        stack.extend(t.op for t in o.inputs)
-    return found
-
-
-def keras_predictor(model: keras.Model, input_names: Sequence[str] | None = None,
-                    output_names: Sequence[str] = ("output",)) -> Callable:
-    """A predictor for a Keras model (also usable from a callback under
-    ``fit``): ``predict(x) -> [outputs]`` in inference mode, with the current
-    weights. Output names are those of the default Keras tower (``output``
-    and each output's name)."""
-    from .tower import keras_tower_func
-
-    inputs = model.inputs if getattr(model, "inputs", None) else None
-    if not inputs:
-        raise ValueError(f"The Keras model {model.name!r} has no known inputs; build it on "
-                         "keras.Input(...) or call it once before asking for a predictor.")
-    specs = [tf.TensorSpec(t.shape, t.dtype) for t in tf.nest.flatten(inputs)]
-    if len(specs) != 1:
-        raise ValueError("keras_predictor supports single-input models.")
-    tower = keras_tower_func(model)
-    return _predictor_from_tower(lambda x: tower(x), specs, list(input_names or ["input"]),
-                                 output_names)
 
 
 # --------------------------------------------------------------------------
