@@ -115,6 +115,12 @@ _GATHER_CAST = {tf.bool: tf.int32, tf.int8: tf.int32, tf.uint8: tf.int32, tf.int
 
 
 def _gather_across_workers(strategy: tf.distribute.Strategy, value, local: list) -> list:
+    """Every replica's part of ``value`` (a per-replica tensor, batch first;
+    ``local`` its local results), from all workers, with constant-shape
+    collectives only: one gather of ``[rows, size]`` per replica, then the
+    flattened values, zero-padded to a whole number of ``_GATHER_CHUNK``
+    chunks, one chunk per gather; each part is cut back to its size and
+    shape (inner dimensions as on this worker)."""
     dtype = local[0].dtype
     if dtype == tf.string:
         raise ValueError("String tensors cannot be gathered across workers; fetch numbers instead.")
