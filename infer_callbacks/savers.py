@@ -102,7 +102,8 @@ class ModelSaver(keras.callbacks.Callback):
                  every_k_epochs: int = 1, keep_checkpoint_every_n_hours: float | None = None):
         super().__init__()
         if isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep < 1:
-            raise ValueError(f"`max_to_keep` must be a positive integer. Received: max_to_keep={max_to_keep!r}")
+            raise ValueError("`max_to_keep` must be a positive integer. "
+                             f"Received: max_to_keep={max_to_keep!r}")
         if isinstance(every_k_epochs, bool) or not isinstance(every_k_epochs, int) or every_k_epochs < 1:
             raise ValueError("`every_k_epochs` must be a positive integer. "
                              f"Received: every_k_epochs={every_k_epochs!r}")
@@ -236,7 +237,7 @@ class _BestSaver(keras.callbacks.Callback):
         self._pending = None
         state = self._read_state()
         if state is not None:  # resume: the best so far survives a restart
-            if state.get("monitor", self.monitor) != self.monitor or state.get("mode", self.mode) != self.mode:
+            if (state.get("monitor", self.monitor), state.get("mode", self.mode)) != (self.monitor, self.mode):
                 raise ValueError(f"{self.state_path} records the {state.get('mode')} of "
                                  f"{state.get('monitor')!r}, not the {self.mode} of {self.monitor!r}. "
                                  "Pass another filename= or checkpoint_dir=.")

@@ -31,7 +31,6 @@ import os
 from typing import Any, Callable, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from .tower import TowerContext

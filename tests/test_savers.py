@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from infer_callbacks import (InferenceRunner, MaxSaver, MinSaver, ModelSaver, ScalarStats, SimpleTrainer,
                              TrainConfig, launch_train_with_config)
-from test_trainer import Linear, Recorder, train_ds, val_ds
+from test_trainer import Linear, Recorder, train_ds
 
 
 class Scripted(keras.callbacks.Callback):
