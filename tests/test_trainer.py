@@ -354,3 +354,20 @@ def test_keras_model_predictor():
     launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), trainer)
     (out,) = trainer.get_predictor(["input"], ["output"])(XV)
     np.testing.assert_allclose(out, model.predict(XV, verbose=0), atol=1e-5)
+
+
+def test_distributed_trainer_takes_the_given_or_the_models_strategy(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = _keras_model()
+    trainer = DistributedTrainer()
+    launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), trainer)
+    assert trainer.strategy is strategy
+    given = DistributedTrainer(strategy)
+    history = launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0), given)
+    assert given.strategy is strategy
+    _, _, losses = numpy_sgd(batches_of(XT, YT, 32), 1)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-5)
+    with pytest.raises(ValueError, match="OneDeviceStrategy"):  # SimpleTrainer refuses a model built elsewhere
+        launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), SimpleTrainer())
