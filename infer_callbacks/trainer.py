@@ -133,6 +133,16 @@ class _DescModel(keras.Model):
         layers: list = []
         _find_layers(list(vars(desc).values()), set(), layers)
         self.desc_layers = layers
+        # Keras wraps `desc_layers` in a list type that TF checkpoints do not
+        # follow, so checkpoints would only reach the trainable variables
+        # (through the optimizer) and lose e.g. BatchNorm moving statistics.
+        # A plain trackable holding the ModelDesc's trackable attributes puts
+        # every variable under `model/desc_variables/<attribute>/...`.
+        holder = tf.__internal__.tracking.AutoTrackable()
+        for name, value in vars(desc).items():
+            if any(isinstance(v, tf.__internal__.tracking.Trackable) for v in tf.nest.flatten(value)):
+                setattr(holder, name, value)
+        self.desc_variables = holder
         object.__setattr__(self, "_desc", desc)
 
     def call(self, *inputs, training=False):

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from infer_callbacks import (InferenceRunner, MaxSaver, MinSaver, ModelSaver, ScalarStats, SimpleTrainer,
                              TrainConfig, launch_train_with_config)
+from infer_callbacks import get_current_tower_context
 from test_trainer import Linear, Recorder, train_ds
 
 
@@ -127,3 +128,38 @@ def test_min_saver_uses_model_saver_dir_and_needs_one(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_dir"):
         launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
                                              callbacks=[MinSaver("score"), Scripted([1.0])]), SimpleTrainer())
+
+
+class WithBatchNorm(Linear):
+    """A ModelDesc whose non-trainable state (BatchNorm statistics) must be
+    checkpointed too."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = keras.layers.BatchNormalization(momentum=0.5)
+
+    def build_graph(self, x, label):
+        training = get_current_tower_context().is_training
+        logits = self.net(self.bn(x, training=training), training=training)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits), name="cost")
+
+
+def test_checkpoint_keeps_non_trainable_state_of_a_model_desc(tmp_path):
+    ckdir = tmp_path / "ckpt"
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=WithBatchNorm(), data=train_ds(), max_epoch=2, verbose=0,
+                                         callbacks=[ModelSaver(ckdir)]), trainer)
+    trained = [(v.path, v.numpy().copy()) for v in trainer.model.weights]
+    moving = [value for path, value in trained if "moving_mean" in path]
+    assert moving and np.abs(moving[0]).max() > 0  # BatchNorm did learn statistics
+
+    class AtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [v.numpy().copy() for v in self.model.weights]
+
+    start = AtStart()
+    launch_train_with_config(TrainConfig(model=WithBatchNorm(), data=train_ds(), max_epoch=3, verbose=0,
+                                         session_init=str(ckdir), callbacks=[start]), SimpleTrainer())
+    assert len(start.weights) == len(trained)  # same layers, auto-named differently
+    for restored, (path, value) in zip(start.weights, trained):
+        np.testing.assert_array_equal(restored, value, err_msg=path)
