@@ -7,12 +7,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import warnings
 from typing import Any, Sequence
 
 import keras
 import numpy as np
+
+from ._util import atomic_write_json
 
 __all__ = ["Monitors", "MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
 
@@ -204,17 +205,7 @@ class JSONWriter(MonitorWriter):
         self._atomic_write(self.stats)
 
     def _atomic_write(self, stats: list[dict]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".stats.json.", dir=self.logdir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(stats, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_json(self.path, stats)
 
 
 class TFEventWriter(MonitorWriter):

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from ._util import find_keras_layers
 from .tower import TowerSpec, UnknownFetchError, keras_tower_func
 from .trainer import ModelDesc
 
@@ -88,21 +89,6 @@ def trackable_model(model: Any) -> Any:
         f"against. Received: {model!r}")
 
 
-def _keras_layers(value: Any, seen: set, out: list) -> None:
-    """Keras layers held in ``value`` (lists, tuples and dicts searched), in order."""
-    if id(value) in seen:
-        return
-    seen.add(id(value))
-    if isinstance(value, keras.layers.Layer):
-        out.append(value)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _keras_layers(v, seen, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _keras_layers(v, seen, out)
-
-
 def _candidate_objects(model: Any) -> list[Any]:
     """Structures a checkpoint of ``model`` may follow. For a ModelDesc: its
     attributes by name; its Keras layers as a list ``desc_layers`` (the
@@ -112,7 +98,7 @@ def _candidate_objects(model: Any) -> list[Any]:
     candidates = [root]
     if isinstance(root, _ModelDescTrackable):
         layers: list = []
-        _keras_layers(list(vars(model).values()), set(), layers)
+        find_keras_layers(list(vars(model).values()), set(), layers)
         if layers:
             as_list = _ModelDescTrackable()
             as_list.desc_layers = layers
@@ -311,7 +297,7 @@ def _trainable_in_keras_order(model: Any) -> list[Any]:
     if isinstance(model, keras.Model):
         return list(model.trainable_variables)
     layers: list = []
-    _keras_layers(list(vars(model).values()), set(), layers)
+    find_keras_layers(list(vars(model).values()), set(), layers)
     found, seen = [], set()
     for layer in layers:
         for v in layer.trainable_variables:

@@ -25,6 +25,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ._util import atomic_write_json
+
 __all__ = ["ModelSaver", "MinSaver", "MaxSaver", "restore_checkpoint"]
 
 
@@ -212,17 +214,7 @@ class _BestSaver(keras.callbacks.Callback):
         return state
 
     def _write_state(self, state: dict) -> None:
-        fd, tmp = tempfile.mkstemp(prefix="." + self.filename + ".", dir=self.checkpoint_dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(state, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.state_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_json(self.state_path, state)
 
     def _better(self, value: float) -> bool:
         if self.best is None:

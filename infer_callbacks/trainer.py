@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
+from ._util import find_keras_layers
 from .tower import TowerContext
 
 __all__ = [
@@ -108,20 +109,6 @@ class ModelDesc:
 # A ModelDesc as a Keras model, so that Keras callbacks see `self.model`.
 
 
-def _find_layers(obj: Any, seen: set, out: list) -> None:
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, keras.layers.Layer):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _find_layers(v, seen, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _find_layers(v, seen, out)
-
-
 class _DescModel(keras.Model):
     """The Keras face of a :class:`ModelDesc`: it holds the ModelDesc's layers
     (so ``weights``, ``get_weights``, ``save_weights`` and checkpoints cover
@@ -130,9 +117,7 @@ class _DescModel(keras.Model):
 
     def __init__(self, desc: ModelDesc):
         super().__init__(name=type(desc).__name__)
-        layers: list = []
-        _find_layers(list(vars(desc).values()), set(), layers)
-        self.desc_layers = layers
+        self.desc_layers = find_keras_layers(list(vars(desc).values()))
         # Keras wraps `desc_layers` in a list type that TF checkpoints do not
         # follow, so checkpoints would only reach the trainable variables
         # (through the optimizer) and lose e.g. BatchNorm moving statistics.
