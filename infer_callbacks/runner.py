@@ -198,7 +198,7 @@ class InferenceRunner(keras.callbacks.Callback):
     ```python
     model.fit(train_ds, epochs=10, callbacks=[
         InferenceRunner(val_ds, [ScalarStats("loss"), ClassificationError()]),
-        keras.callbacks.EarlyStopping(monitor="validation_error", patience=2),
+        keras.callbacks.EarlyStopping(monitor="validation_error", mode="min", patience=2),
     ])
     ```
     """
