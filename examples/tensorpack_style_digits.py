@@ -2,9 +2,9 @@
 trained by launch_train_with_config with in-loop validation, a stats table per
 epoch, checkpoints and the best model kept.
 
-    python examples/tensorpack_style.py                 # SimpleTrainer
-    python examples/tensorpack_style.py --gpus 2        # SyncMultiGPUTrainer (2 GPUs, or 2 CPU devices)
-    python examples/tensorpack_style.py --workers 2     # DistributedTrainer: 2 local worker processes
+    python examples/tensorpack_style_digits.py                 # SimpleTrainer
+    python examples/tensorpack_style_digits.py --gpus 2        # SyncMultiGPUTrainer (2 GPUs, or 2 CPU devices)
+    python examples/tensorpack_style_digits.py --workers 2     # DistributedTrainer: 2 local worker processes
 
 With ``--workers N`` this script starts N copies of itself on 127.0.0.1, each
 with its own ``TF_CONFIG``, and prints every worker's validation table: the
@@ -43,7 +43,7 @@ def launch_workers(args) -> int:
     for s in socks:
         s.close()
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    child_args = [sys.argv[0], "--epochs", str(args.epochs), "--batch", str(args.batch), "--logdir", args.logdir]
+    child_args = [os.path.abspath(__file__), "--epochs", str(args.epochs), "--batch", str(args.batch), "--logdir", args.logdir]
     procs = []
     for i in range(args.workers):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
