@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import keras
@@ -473,48 +474,48 @@ class InferenceRunner(keras.callbacks.Callback):
         self.input.reset_counter()
         with self._progress() as bar:
             chunks = self._chunks(iterator)
-            while True:
-                try:
-                    item = next(chunks, None)
-                except tf.errors.OpError as e:
-                    where = self.input.failed_batch
-                    where = (f"batch {where}" if where is not None else
-                             f"one of batches {batches + 1}-{batches + self.steps_per_execution}")
-                    e.add_note(f"(raised while running validation {where} of {self.input.description})")
-                    raise
-                if item is None:
-                    break
-                count, values, lengths = item
-                num_samples = values[-1]
-                offsets = [np.concatenate([[0], np.cumsum(ln)]) for ln in lengths]
-                for j in range(count * num_replicas):
-                    ns = int(num_samples[j])
-                    if ns == 0 and num_replicas > 1:
-                        continue  # an empty replica slice of a partial batch
-                    if ns > 0:
-                        samples += ns
-                    fetched = []
-                    for i in range(len(names)):
-                        a, b = offsets[i][j], offsets[i][j + 1]
-                        fetched.append(values[i][a] if scalar[i] else values[i][a:b])
-                    batch_index = batches + j // num_replicas + 1
-                    for inf, idx in self._plan:
-                        try:
-                            inf.on_fetches([fetched[i] for i in idx], ns if ns >= 0 else None)
-                        except Exception as e:
-                            e.add_note(f"(raised by inferencer {inf!r} on validation batch {batch_index})")
-                            chunks.close()
-                            raise
-                batches += count
-                bar.update(count)
+            try:
+                while True:
+                    try:
+                        item = next(chunks, None)
+                    except tf.errors.OpError as e:
+                        where = self.input.failed_batch
+                        where = (f"batch {where}" if where is not None else
+                                 f"one of batches {batches + 1}-{batches + self.steps_per_execution}")
+                        e.add_note(f"(raised while running validation {where} of {self.input.description})")
+                        raise
+                    if item is None:
+                        break
+                    count, values, lengths = item
+                    num_samples = values[-1]
+                    offsets = [np.concatenate([[0], np.cumsum(ln)]) for ln in lengths]
+                    for j in range(count * num_replicas):
+                        ns = int(num_samples[j])
+                        if ns == 0 and num_replicas > 1:
+                            continue  # an empty replica slice of a partial batch
+                        if ns > 0:
+                            samples += ns
+                        fetched = []
+                        for i in range(len(names)):
+                            a, b = offsets[i][j], offsets[i][j + 1]
+                            fetched.append(values[i][a] if scalar[i] else values[i][a:b])
+                        batch_index = batches + j // num_replicas + 1
+                        for inf, idx in self._plan:
+                            try:
+                                inf.on_fetches([fetched[i] for i in idx], ns if ns >= 0 else None)
+                            except Exception as e:
+                                e.add_note(f"(raised by inferencer {inf!r} on validation batch {batch_index})")
+                                raise
+                    batches += count
+                    bar.update(count)
+            finally:
+                chunks.close()  # stops the step thread, also on KeyboardInterrupt
         if batches == 0:
             raise ValueError(
                 f"The validation input ({self.input.description}) yielded no batch "
                 "in this run. Pass a non-empty, re-iterable validation set."
             )
         if self.input.size is not None and batches != self.input.size:
-            import warnings
-
             warnings.warn(
                 f"The validation input ({self.input.description}) reports "
                 f"{self.input.size} batches (len) but yielded {batches}; the results "
