@@ -220,6 +220,16 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
 # Input names and fetch resolution.
 
 _AUTO_NAME = re.compile(r"^(?:.*/)?(?:Identity|identity)(?:_\d+)?$")
+# Default op names of TensorFlow's Python API that differ from the op type.
+_AUTO_OP_NAMES = frozenset({
+    "strided_slice", "truediv", "floordiv", "mul", "add", "sub", "mod", "pow", "neg", "range",
+    "zeros", "ones", "zeros_like", "ones_like", "concat", "stack", "Reshape", "transpose", "Squeeze",
+    "ExpandDims", "one_hot", "Max", "Min", "Mean", "Sum", "Prod", "ArgMax", "ArgMin", "Cast",
+    "SelectV2", "clip_by_value", "Greater", "Less", "Equal", "NotEqual", "GatherV2", "Tile",
+    "in_top_k", "Softmax", "LogSoftmax", "Relu", "Sigmoid", "Tanh", "MatMul", "BiasAdd",
+    "split", "unstack", "Pad", "Shape", "Size", "Rank", "Fill", "LogicalNot", "LogicalAnd",
+    "LogicalOr", "Square", "Sqrt", "Exp", "Log", "Abs", "AddV2", "RealDiv", "Maximum", "Minimum",
+})
 
 
 def _parameter_names(fn: Callable) -> list[str] | None:
@@ -346,9 +356,18 @@ class TowerSpec:
         )
 
     def available_names(self, outputs: dict, new_ops: Sequence) -> list[str]:
-        named = [op.name.rsplit("/", 1)[-1] for op in new_ops
-                 if op.type == "Identity" and not _AUTO_NAME.match(op.name)
-                 and "/" not in op.name]
+        """Dict keys, input names, and the tower's top-level ops that were
+        given a name (``tf.identity(t, name=...)``, ``tf.reduce_mean(...,
+        name=...)``): those whose name is neither their op type nor one of
+        the names TensorFlow's Python API picks by itself."""
+        named = []
+        for op in new_ops:
+            if "/" in op.name or op.type in ("Placeholder", "Const", "NoOp") or not op.outputs:
+                continue
+            base = re.sub(r"_\d+$", "", op.name)
+            if base == op.type or base in _AUTO_OP_NAMES or _AUTO_NAME.match(op.name):
+                continue
+            named.append(op.name)
         return sorted(set(outputs) | set(self.input_paths) | set(named))
 
     def replica_fn(self, names: Sequence[str], ranks: dict | None = None) -> Callable[[Any], dict]:

@@ -419,3 +419,19 @@ def test_binary_classifier_default_tower(data, from_logits):
     p = np.clip(p, 1e-7, 1 - 1e-7)
     bce = -(truth * np.log(p) + (1 - truth) * np.log(1 - p))
     np.testing.assert_allclose(history.history["validation_loss"][-1], bce.mean(), rtol=1e-4)
+
+
+def test_unknown_name_lists_named_ops_of_a_custom_tower(data):
+    (_, _), (xv, yv) = data
+    model = _model()
+
+    def tower(x, label):
+        logits = model(x, training=False)
+        tf.nn.softmax(logits, name="prob")
+        tf.reduce_mean(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) != label, tf.float32), name="err")
+        return {"logits": logits}
+
+    runner = InferenceRunner(_ds(xv, yv, 16), ScalarStats("nope"), tower_func=tower)
+    runner.set_model(model)
+    with pytest.raises(ValueError, match=r"'nope'.*Available names: \['err', 'label', 'logits', 'prob', 'x'\]"):
+        runner.setup()
