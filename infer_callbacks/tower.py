@@ -160,6 +160,22 @@ def _binary_threshold(model: keras.Model) -> float | None:
     return None
 
 
+def _check_batched(model: keras.Model, x: Any) -> None:
+    """Refuse a validation set of single examples (a dataset without
+    ``.batch()``): its ``x`` has one dimension less than the model's input."""
+    try:
+        expected = [t.shape.rank if hasattr(t.shape, "rank") else len(t.shape) for t in model.inputs]
+    except (AttributeError, ValueError, TypeError):
+        return
+    got = [t.shape.rank for t in tf.nest.flatten(x)]
+    if len(expected) == len(got) and all(
+            e is not None and g is not None and g == e - 1 for e, g in zip(expected, got)):
+        raise ValueError(
+            f"The validation input's `x` has shape {[t.shape for t in tf.nest.flatten(x)]}, one "
+            f"dimension less than the model's input {[tuple(t.shape) for t in model.inputs]}: it "
+            "looks unbatched. Batch it, e.g. `dataset.batch(64)`.")
+
+
 def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
     """The default tower of a Keras model: batches ``x``, ``(x, y)`` or
     ``(x, y, sample_weight)``.
@@ -175,6 +191,7 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
 
     def tower(*batch):
         x, y, _ = _unpack_keras_batch(batch)
+        _check_batched(model, x)
         y_pred = model(x, training=False)
         out: dict[str, tf.Tensor] = {}
         output_names = list(getattr(model, "output_names", None) or [])

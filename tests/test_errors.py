@@ -255,3 +255,12 @@ def test_keyboard_interrupt_stops_promptly():
             proc.kill()
     assert proc.returncode == 3 and "interrupted" in out
     assert elapsed < 15
+
+
+def test_unbatched_dataset_is_refused_before_training():
+    x = np.zeros((10, 5), "float32")
+    y = np.zeros(10, "int32")
+    runner = InferenceRunner(tf.data.Dataset.from_tensor_slices((x, y)), ScalarStats("loss"))  # no .batch()
+    runner.set_model(_model())
+    with pytest.raises(ValueError, match=r"looks unbatched.*\.batch\(64\)"):
+        runner.setup()

@@ -299,7 +299,7 @@ def test_unknown_input_name_lists_valid_ones():
 
 
 def test_unknown_output_name_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"Unknown output name 'probs'.*\['cost', 'label', 'logits', 'x'\]"):
+    with pytest.raises(ValueError, match=r"Unknown output name 'probs'.*\['cost', 'label', 'logits', 'prob', 'wrong', 'x'\]"):
         OfflinePredictor(PredictConfig(model=Classifier(), output_names=["probs"]))
 
 
