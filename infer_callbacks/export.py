@@ -40,6 +40,12 @@ def _refuse_existing(path: str, overwrite: bool, what: str) -> None:
         raise FileExistsError(f"Export file {path!r} already exists. Pass overwrite=True to replace it.")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_file_atomically(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -49,6 +55,7 @@ def _write_file_atomically(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a server must read it
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -151,6 +158,7 @@ class ModelExporter:
             module = self._module()
             tf.saved_model.save(module, tmp, signatures={
                 "serving_default": self.predictor.concrete_function})
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; TF Serving must read it
             if os.path.exists(target):
                 shutil.rmtree(target)  # overwrite=True, checked above
             os.replace(tmp, target)

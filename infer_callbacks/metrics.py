@@ -232,7 +232,8 @@ class KerasMetric(Inferencer):
             return list(self.element_names)
         thresholds = getattr(self.metric, "thresholds", None)
         if len(shape) == 1 and isinstance(thresholds, (list, tuple)) and len(thresholds) == size:
-            return [f"at_{float(t):g}" for t in thresholds]
+            short = [f"at_{float(t):g}" for t in thresholds]
+            return short if len(set(short)) == size else [f"at_{float(t)!r}" for t in thresholds]
         return ["_".join(str(i) for i in index) for index in np.ndindex(*shape)]
 
     def _keys(self, shape: tuple) -> list[str]:
@@ -489,6 +490,10 @@ class GatherOutputs(Inferencer):
 # ConfusionMatrix
 
 
+def _is_one_hot(value: np.ndarray) -> bool:
+    return value.size > 0 and bool(np.all((value == 0) | (value == 1))) and bool(np.all(value.sum(-1) == 1))
+
+
 def _class_ids(value: np.ndarray, other: np.ndarray, num_classes: int, name: str) -> np.ndarray:
     """Class ids from ids, one-hot labels or scores. The argmax over the last
     axis is taken when ``value`` has one more axis than ``other``, or when
@@ -497,10 +502,15 @@ def _class_ids(value: np.ndarray, other: np.ndarray, num_classes: int, name: str
     value = np.asarray(value)
     other = np.asarray(other)
     last_is_classes = value.ndim >= 1 and value.shape[-1] == num_classes
-    if last_is_classes and (value.ndim == other.ndim + 1 or (
-            value.ndim == other.ndim >= 2 and other.shape[-1] == num_classes
-            and value.dtype.kind == "f")):
-        return np.argmax(value, axis=-1).astype(np.int64)
+    if last_is_classes and value.ndim == other.ndim + 1:
+        return np.argmax(value, axis=-1).astype(np.int64)  # scores or one-hot next to ids
+    if last_is_classes and value.ndim == other.ndim >= 2 and other.shape[-1] == num_classes:
+        # Same shapes: one-hot labels / scores, or class ids whose last axis
+        # happens to be num_classes long. Only a tensor that is not exactly
+        # one-hot per row *and* holds non-integers is unambiguous scores.
+        one_hot = _is_one_hot(value)
+        if one_hot or (value.dtype.kind == "f" and np.any(np.mod(value, 1) != 0)) or _is_one_hot(other):
+            return np.argmax(value, axis=-1).astype(np.int64)
     if value.dtype.kind == "f":
         fractional = np.mod(value, 1) != 0
         if np.any(fractional):

@@ -19,7 +19,7 @@ __all__ = ["Monitors", "MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventW
 
 
 def _scalar(value: Any) -> float | None:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return float(value)
     if isinstance(value, numbers.Real):
         return float(value)
@@ -292,8 +292,15 @@ class Monitors(keras.callbacks.Callback):
         self.history: list[dict] = []
 
     def on_train_begin(self, logs=None) -> None:
-        for w in self.writers:
-            w.setup(self.model)
+        ready = []
+        try:
+            for w in self.writers:
+                w.setup(self.model)
+                ready.append(w)
+        except BaseException:
+            for w in ready:  # e.g. a TFEventWriter opened before a JSONWriter refused
+                w.close()
+            raise
 
     def _global_step(self, epoch: int) -> int:
         step = _optimizer_step(self.model)

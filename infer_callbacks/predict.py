@@ -792,8 +792,14 @@ class OfflinePredictor:
             tensor = tf.convert_to_tensor(value, tf.string)
         else:
             array = np.asarray(value)
-            if array.dtype != spec.dtype.as_numpy_dtype:
-                array = array.astype(spec.dtype.as_numpy_dtype)
+            target = np.dtype(spec.dtype.as_numpy_dtype)
+            if array.dtype != target:
+                if not np.can_cast(array.dtype, target, casting="same_kind"):
+                    raise TypeError(
+                        f"Input {spec.name!r} expects {target}, received {array.dtype}: casting "
+                        "would silently change values (e.g. floats in [0, 1] to uint8 zeros). "
+                        f"Convert it yourself, e.g. x.astype({str(target)!r}).")
+                array = array.astype(target)
             tensor = tf.convert_to_tensor(array)
         if not spec.shape.is_compatible_with(tensor.shape):
             raise ValueError(f"Input {spec.name!r} must have shape {spec.shape} (None: any size). "

@@ -70,6 +70,15 @@ def restore_checkpoint(model: keras.Model, path: str | os.PathLike) -> int | Non
     if prefix is None or not tf.io.gfile.exists(prefix + ".index"):
         raise ValueError(f"No checkpoint at {path!r} (expected a ModelSaver directory or a "
                          "checkpoint prefix such as 'train_log/ckpt-3').")
+    # The model's own variables must all come from the checkpoint: a
+    # checkpoint of another model would otherwise restore nothing, silently.
+    try:
+        tf.train.Checkpoint(model=model).read(prefix).assert_existing_objects_matched().expect_partial()
+    except AssertionError as e:
+        raise ValueError(
+            f"Checkpoint {prefix!r} does not match the model: {e}. Was it written by "
+            "ModelSaver for this model? (For a checkpoint of another layout use "
+            "PredictConfig / predict.restore_weights, which report every mismatch.)") from None
     epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
     status = _checkpoint(model, epoch).restore(prefix)
     status.expect_partial()
@@ -125,6 +134,7 @@ class ModelSaver(keras.callbacks.Callback):
         return epoch or 0
 
     def on_train_begin(self, logs=None) -> None:
+        self._last_saved_epoch = None  # a second fit() with the same saver saves again
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._chief = _is_chief(self.model)
         directory = self.checkpoint_dir if self._chief else tempfile.mkdtemp(prefix="modelsaver-")

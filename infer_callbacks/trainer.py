@@ -414,7 +414,6 @@ class Trainer:
         variables = model.trainable_variables
         total = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="loss_sum")
         count = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="loss_count")
-        self._loss_vars = (total, count)
 
         def replica_step(batch):
             inputs = _desc_inputs(names, batch)
@@ -434,7 +433,17 @@ class Trainer:
             def skip():  # an empty replica slice of a partial batch
                 return tf.constant(0.0), [tf.zeros_like(v) for v in variables]
 
-            c, grads = tf.cond(n > 0, compute, skip)
+            try:
+                c, grads = tf.cond(n > 0, compute, skip)
+            except RuntimeError as e:
+                if "merge_call" not in str(e):
+                    raise
+                raise ValueError(
+                    f"{type(desc).__name__}.build_graph synchronizes across replicas (e.g. "
+                    "BatchNormalization(synchronized=True) or a cross-replica all-reduce), which "
+                    "this trainer does not support on several devices: it skips the forward "
+                    "pass of an empty replica slice inside a tf.cond. Use unsynchronized layers, "
+                    "or SimpleTrainer.") from e
             optimizer.apply_gradients(zip(grads, variables))
             return c * n, n
 
@@ -696,8 +705,15 @@ class SyncMultiGPUTrainer(Trainer):
     def _make_strategy(self, model):
         own = self._model_strategy(model)
         if own is not None:
-            if isinstance(own, tf.distribute.MirroredStrategy) and \
-                    sorted(own.extended.worker_devices) == sorted(self.devices):
+            from .tower import _canonical_device
+
+            theirs = []
+            for name in getattr(own.extended, "worker_devices", []):
+                try:
+                    theirs.append(_canonical_device(name))
+                except ValueError:
+                    theirs.append(name)
+            if isinstance(own, tf.distribute.MirroredStrategy) and sorted(theirs) == sorted(self.devices):
                 return own
             raise ValueError(
                 f"The Keras model was built under {type(own).__name__} on "

@@ -236,3 +236,17 @@ def test_tower_func_without_a_model_exports_its_captured_variables(tmp_path):
                                [[6.0], [-1.0]])
     _, (y,) = run_frozen_graph(exporter.export_compact(str(tmp_path / "m.pb")), {"x": x}, ["y"])
     np.testing.assert_allclose(y, [[6.0], [-1.0]])
+
+
+def test_exports_are_readable_by_others(trained, tmp_path):
+    # A serving process often runs as another user: the exports get the
+    # umask's permissions, not the 0600/0700 of a temporary file.
+    _, exporter = trained
+    old = os.umask(0o022)
+    try:
+        served = exporter.export_serving(str(tmp_path / "serving"), version=1)
+        exporter.export_compact(str(tmp_path / "m.pb"))
+    finally:
+        os.umask(old)
+    assert os.stat(served).st_mode & 0o777 == 0o755
+    assert os.stat(tmp_path / "m.pb").st_mode & 0o777 == 0o644

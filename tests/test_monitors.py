@@ -119,3 +119,17 @@ def test_killed_mid_write_leaves_previous_file(tmp_path):
     assert proc.returncode == -9, proc.stderr
     stats = json.load(open(os.path.join(logdir, "stats.json")))
     assert stats == [{"epoch_num": 1, "global_step": 10, "validation_loss": 1.0}]
+
+
+def test_stats_json_keeps_readable_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        w = JSONWriter(str(tmp_path))
+        w.setup(None)
+        w.write(1, 1, {"a": 1.0})
+        assert os.stat(w.path).st_mode & 0o777 == 0o644
+        os.chmod(w.path, 0o640)
+        w.write(2, 2, {"a": 2.0})
+        assert os.stat(w.path).st_mode & 0o777 == 0o640  # an existing file keeps its mode
+    finally:
+        os.umask(old)

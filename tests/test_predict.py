@@ -330,3 +330,11 @@ def test_bad_config():
     with pytest.raises(TypeError, match="ModelDesc or a keras.Model"):
         PredictConfig(model="model.h5")
     assert not os.path.exists("ckpt-1.index")
+
+
+def test_lossy_input_cast_is_refused(x):
+    model = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Lambda(lambda t: tf.cast(t, "float32"))])
+    predictor = OfflinePredictor(PredictConfig(model=model))
+    with pytest.raises(TypeError, match=r"expects int32, received float32.*astype"):
+        predictor(x)
+    np.testing.assert_array_equal(predictor(np.arange(8).reshape(2, 4))[0], np.arange(8).reshape(2, 4))

@@ -163,3 +163,27 @@ def test_checkpoint_keeps_non_trainable_state_of_a_model_desc(tmp_path):
     assert len(start.weights) == len(trained)  # same layers, auto-named differently
     for restored, (path, value) in zip(start.weights, trained):
         np.testing.assert_array_equal(restored, value, err_msg=path)
+
+
+def test_session_init_from_another_model_is_refused(tmp_path):
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    prefix = tf.train.Checkpoint(model=other).write(str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="does not match the model"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                             session_init=prefix), SimpleTrainer())
+
+
+def test_model_saver_saves_again_in_a_second_fit(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    saver = ModelSaver(tmp_path / "ckpt")
+    for _ in range(2):
+        model.fit(train_ds(), epochs=1, verbose=0, callbacks=[saver])
+    final = [w.copy() for w in model.get_weights()]
+    fresh = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    fresh.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    fresh.optimizer.build(fresh.trainable_variables)
+    ModelSaver.restore(fresh, tmp_path / "ckpt")
+    for a, b in zip(fresh.get_weights(), final):
+        np.testing.assert_array_equal(a, b)
