@@ -670,3 +670,21 @@ def test_gather_order_and_exact_metrics_on_two_workers():
         np.testing.assert_array_equal(r["matrix"], reference_confusion(true3, pred3, 3))
         np.testing.assert_allclose(hist["validation_accuracy"], [np.mean(true3 == pred3)], rtol=1e-6)
         assert hist == reports[0]["history"]
+
+
+def test_confusion_matrix_same_shape_class_ids_are_not_argmaxed():
+    # Per-token class ids whose last axis happens to be num_classes long are
+    # ids, not one-hot rows.
+    ids = np.array([[0, 1, 2], [2, 2, 2]], dtype=np.float32)
+    cm = ConfusionMatrix("label", "pred", num_classes=3)
+    cm.before_inference()
+    cm.on_fetches([ids, ids], 2)
+    cm.after_inference()
+    np.testing.assert_array_equal(cm.matrix, np.diag([1, 1, 4]))
+    # One-hot labels (integers) next to float scores are argmaxed.
+    onehot = np.eye(3, dtype=np.int32)[[0, 2, 1]]
+    scores = np.array([[0.9, 0.05, 0.05], [0.1, 0.2, 0.7], [0.3, 0.4, 0.3]], dtype=np.float32)
+    cm.before_inference()
+    cm.on_fetches([onehot, scores], 3)
+    cm.after_inference()
+    np.testing.assert_array_equal(cm.matrix, np.eye(3, dtype=np.int64))
