@@ -28,6 +28,7 @@ from .tower import TowerSpec, UnknownFetchError, _canonical_device, keras_tower_
 __all__ = ["InferenceRunner", "DataParallelInferenceRunner"]
 
 _NUM_SAMPLES = "__num_samples__"
+_CALL_SECONDS = 0.25  # target duration of one validation tf.function call
 
 
 def _check_inferencers(infs: Any) -> list[Inferencer]:
@@ -182,8 +183,10 @@ class InferenceRunner(keras.callbacks.Callback):
             default, on the model's own strategy or TensorFlow's placement.
         input_names: names of the positional batch elements, when
             ``tower_func``'s parameter names are not the ones to fetch.
-        steps_per_execution: batches run per ``tf.function`` call; the
-            inferencers still see one batch at a time, in order.
+        steps_per_execution: the most batches run per ``tf.function`` call
+            (fewer on a slow model, so that a call takes about a quarter of
+            a second and the progress bar moves); the inferencers still see
+            one batch at a time, in order.
         pipeline: run the ``tf.function`` calls in a background thread so
             the device computes the next batches while the host hands the
             previous ones to the inferencers.
@@ -372,14 +375,14 @@ class InferenceRunner(keras.callbacks.Callback):
             return [_replica_parts(strategy, out[n]) for n in names]
 
         @tf.function
-        def step(iterator):
+        def step(iterator, limit):
             values = [tf.TensorArray(specs[n].dtype, size=0, dynamic_size=True, infer_shape=False,
                                      element_shape=tf.TensorShape([None]).concatenate(specs[n].shape[1:]))
                       for n in names]
             lengths = [tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False,
                                       element_shape=tf.TensorShape([None])) for _ in names]
             count = tf.constant(0)
-            for _ in tf.range(k):
+            for _ in tf.range(tf.minimum(limit, k)):
                 optional = iterator.get_next_as_optional()
                 if not optional.has_value():
                     break
@@ -409,18 +412,33 @@ class InferenceRunner(keras.callbacks.Callback):
         background thread, so the device works on the next chunk while the
         host dispatches this one to the inferencers."""
         k = self.steps_per_execution
+        # Batches per call adapt to the model's speed: the first call runs
+        # one batch, later calls as many as fit in about `_CALL_SECONDS`
+        # (at most double the last call's, and at most
+        # `steps_per_execution`), so the progress bar keeps moving
+        # on a slow model while a fast one gets long calls. `limit` is a
+        # tensor: changing it does not retrace.
+        limit = 1
 
         def call():
-            count, values, lengths = self._step(iterator)
+            nonlocal limit
+            asked = limit
+            start = time.perf_counter()
+            count, values, lengths = self._step(iterator, tf.constant(asked, tf.int32))
             count = int(count)
-            return count, [v.numpy() for v in values], [ln.numpy() for ln in lengths]
+            item = (count, [v.numpy() for v in values], [ln.numpy() for ln in lengths])
+            if count:
+                per_batch = (time.perf_counter() - start) / count
+                # at most double per call: prefetched batches look faster than they are
+                limit = int(min(k, 2 * asked, max(1, _CALL_SECONDS / max(per_batch, 1e-9))))
+            return item, count < asked
 
         if not self.pipeline:
             while True:
-                item = call()
+                item, exhausted = call()
                 if item[0]:
                     yield item
-                if item[0] < k:
+                if exhausted:
                     return
 
         results: queue.Queue = queue.Queue(maxsize=2)
@@ -429,9 +447,9 @@ class InferenceRunner(keras.callbacks.Callback):
         def produce():
             try:
                 while not stop.is_set():
-                    item = call()
+                    item, exhausted = call()
                     _put(results, ("item", item), stop)
-                    if item[0] < k:
+                    if exhausted:
                         break
             except BaseException as e:  # noqa: BLE001 - handed to the consumer
                 _put(results, ("error", e), stop)

@@ -109,3 +109,35 @@ def test_input_error_names_the_batch():
         runner.trigger()
     assert any("validation batch 5" in note for note in getattr(info.value, "__notes__", []))
     assert not any(t.name == "infer_callbacks-step" for t in threading.enumerate())
+
+
+def test_slow_batches_get_short_calls_so_progress_moves():
+    # steps_per_execution is an upper bound: a call runs about a quarter of
+    # a second of batches, so a slow input (>= 50 ms per batch) is never run
+    # in one long call and the progress bar advances during the run.
+    import time
+
+    class Slow:
+        def __iter__(self):
+            for i in range(10):
+                time.sleep(0.05)
+                yield np.full((2, 5), i, "float32"), np.zeros(2, "int32")
+
+    model = _model()
+    runner = InferenceRunner(Slow(), [ScalarStats("loss")], tower_func=_tower(model), steps_per_execution=64)
+    runner.set_model(model)
+    runner.setup()
+    calls = []
+    step = runner._step
+
+    def counting(iterator, limit):
+        calls.append(int(limit))
+        return step(iterator, limit)
+
+    runner._step = counting
+    runner.trigger()
+    # 1, 2, 4, ...: at least doubling from one batch, never one long call
+    assert calls[0] == 1 and len(calls) >= 4 and max(calls) <= 8, calls
+    assert all(b <= 2 * a for a, b in zip(calls, calls[1:])), calls
+    assert runner.num_samples_last_run == 20
+    assert step.experimental_get_tracing_count() == 1  # the limit is a tensor: no retrace
