@@ -1,7 +1,7 @@
 """``InferenceRunner`` and ``DataParallelInferenceRunner``: when to run, the
 loop, the progress bar, dispatch to inferencers, and results into ``logs``.
 
-The loop runs ``steps_per_execution`` batches per ``tf.function`` call (each
+The loop runs up to ``steps_per_execution`` batches per ``tf.function`` call (each
 replica's outputs of each batch kept apart), then hands every batch's numpy
 values to the inferencers in order on the host. Inferencers never see
 TensorFlow.
