@@ -43,7 +43,7 @@ def main(argv=None):
     for bar, v in zip(bars, values):
         axes[2].annotate(f"{v:.2f}s", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom")
     axes[2].set_title(f"slow Python input, {s['delay_ms_per_batch']:.0f} ms/batch\n"
-                      f"runner / max(input, compute) = {s['runner_over_max_load_compute']:.2f}")
+                      f"runner / max(input, compute): median of rounds {s['runner_over_max_load_compute']:.2f}")
     axes[2].set_ylim(0, max(values) * 1.2)
     m = data["machine"]
     fig.suptitle(f"infer_callbacks validation speed — {m['cpus']} CPU cores, TF {m['tensorflow']}, "
