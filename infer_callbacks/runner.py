@@ -93,14 +93,18 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
             pass
 
 
+def _spans_workers(strategy: tf.distribute.Strategy | None) -> bool:
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._num_workers > 1)
+
+
 def _replica_parts(strategy: tf.distribute.Strategy, value) -> list:
     """One tensor per replica of ``strategy``, in replica order, all
     reachable from this host (called in cross-replica context inside the
     validation ``tf.function``). Under a ``MultiWorkerMirroredStrategy`` with
     several workers, the replicas of every worker (gathered)."""
     local = list(strategy.experimental_local_results(value))
-    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._num_workers > 1):
+    if not _spans_workers(strategy):
         return local
     return _gather_across_workers(strategy, value, local)
 
@@ -417,8 +421,11 @@ class InferenceRunner(keras.callbacks.Callback):
         # (at most double the last call's, and at most
         # `steps_per_execution`), so the progress bar keeps moving
         # on a slow model while a fast one gets long calls. `limit` is a
-        # tensor: changing it does not retrace.
-        limit = 1
+        # tensor: changing it does not retrace. Across several workers every
+        # worker must run the same calls (collectives inside), so there the
+        # limit stays fixed instead of following each worker's own clock.
+        adaptive = not _spans_workers(self._strategy)
+        limit = 1 if adaptive else k
 
         def call():
             nonlocal limit
@@ -427,7 +434,7 @@ class InferenceRunner(keras.callbacks.Callback):
             count, values, lengths = self._step(iterator, tf.constant(asked, tf.int32))
             count = int(count)
             item = (count, [v.numpy() for v in values], [ln.numpy() for ln in lengths])
-            if count:
+            if count and adaptive:
                 per_batch = (time.perf_counter() - start) / count
                 # at most double per call: prefetched batches look faster than they are
                 limit = int(min(k, 2 * asked, max(1, _CALL_SECONDS / max(per_batch, 1e-9))))
