@@ -72,8 +72,10 @@ def restore_checkpoint(model: keras.Model, path: str | os.PathLike) -> int | Non
                          "checkpoint prefix such as 'train_log/ckpt-3').")
     # The model's own variables must all come from the checkpoint: a
     # checkpoint of another model would otherwise restore nothing, silently.
+    check = tf.train.Checkpoint(model=model).read(prefix)
+    check.expect_partial()  # optimizer and epoch entries are restored below
     try:
-        tf.train.Checkpoint(model=model).read(prefix).assert_existing_objects_matched().expect_partial()
+        check.assert_existing_objects_matched()
     except AssertionError as e:
         raise ValueError(
             f"Checkpoint {prefix!r} does not match the model: {e}. Was it written by "
