@@ -9,18 +9,22 @@ import tempfile
 from typing import Any
 
 
-def atomic_write_json(path: str, obj: Any) -> None:
-    """Replace ``path`` with ``obj`` as JSON, atomically: write a temporary
-    file in the same directory, fsync it, rename it over ``path``. A crash at
-    any point leaves either the old file or the new one, never a partial."""
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: write a temporary file in
+    the same directory, fsync it, give it the old file's permissions (or a
+    new file's under the umask: ``mkstemp`` makes 0600, which a TensorBoard
+    or serving process running as another user could not read), rename it
+    over ``path``. A crash at any point leaves either the old file or the new
+    one, never a partial one."""
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600: keep the file readable
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -28,14 +32,45 @@ def atomic_write_json(path: str, obj: Any) -> None:
         raise
 
 
+def atomic_write_json(path: str, obj: Any) -> None:
+    """:func:`atomic_write_bytes` of ``obj`` as indented JSON."""
+    atomic_write_bytes(path, json.dumps(obj, indent=2).encode())
+
+
+def umask() -> int:
+    """The process's umask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _mode_for(path: str) -> int:
     """The permissions ``path`` has, or a new file's under the umask."""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~umask()
+
+
+def check_named_specs(specs: Any, what: str) -> list:
+    """``specs`` as a list of named ``tf.TensorSpec`` with unique names, or a
+    ``TypeError``/``ValueError`` that says what ``what`` must be."""
+    import tensorflow as tf
+
+    if isinstance(specs, tf.TensorSpec):
+        specs = [specs]
+    if not isinstance(specs, (list, tuple)):
+        raise TypeError(f"{what} must be a list of named tf.TensorSpec. Received: {specs!r}")
+    names = []
+    for spec in specs:
+        if not isinstance(spec, tf.TensorSpec) or not spec.name:
+            raise ValueError(
+                f"{what} must be a list of named tf.TensorSpec, e.g. "
+                f"tf.TensorSpec((None, 8, 8, 1), tf.float32, 'image'). Received: {spec!r}")
+        names.append(spec.name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} has duplicate names: {names}")
+    return list(specs)
 
 
 def find_keras_layers(value: Any, seen: set | None = None, out: list | None = None) -> list:

@@ -16,6 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from ._util import atomic_write_bytes, umask
 from .predict import OfflinePredictor, PredictConfig
 
 __all__ = ["ModelExporter"]
@@ -38,29 +39,6 @@ def _refuse_existing(path: str, overwrite: bool, what: str) -> None:
         raise FileExistsError(f"Export path {path!r} exists and is a file, not a directory.")
     elif not overwrite:
         raise FileExistsError(f"Export file {path!r} already exists. Pass overwrite=True to replace it.")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_file_atomically(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a server must read it
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _node_of(tensor_name: str) -> str:
@@ -158,7 +136,7 @@ class ModelExporter:
             module = self._module()
             tf.saved_model.save(module, tmp, signatures={
                 "serving_default": self.predictor.concrete_function})
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; TF Serving must read it
+            os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; TF Serving must read it
             if os.path.exists(target):
                 shutil.rmtree(target)  # overwrite=True, checked above
             os.replace(tmp, target)
@@ -247,7 +225,7 @@ class ModelExporter:
         """
         path = os.fspath(path)
         _refuse_existing(path, overwrite, "file")
-        _write_file_atomically(path, self.compact_graph_def().SerializeToString())
+        atomic_write_bytes(path, self.compact_graph_def().SerializeToString())
         return path
 
     # -- TFLite -------------------------------------------------------------
@@ -280,5 +258,5 @@ class ModelExporter:
         if allow_select_tf_ops:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
                                                    tf.lite.OpsSet.SELECT_TF_OPS]
-        _write_file_atomically(path, converter.convert())
+        atomic_write_bytes(path, converter.convert())
         return path

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from ._util import find_keras_layers
+from ._util import check_named_specs, find_keras_layers
 from .tower import TowerSpec, UnknownFetchError, keras_tower_func
 from .trainer import ModelDesc
 
@@ -474,20 +474,7 @@ def _relax_batch(spec: tf.TensorSpec) -> tf.TensorSpec:
 
 
 def _check_signature(specs: Any, what: str) -> list[tf.TensorSpec]:
-    if isinstance(specs, tf.TensorSpec):
-        specs = [specs]
-    if not isinstance(specs, (list, tuple)):
-        raise TypeError(f"{what} must be a list of named tf.TensorSpec. Received: {specs!r}")
-    names = []
-    for spec in specs:
-        if not isinstance(spec, tf.TensorSpec) or not spec.name:
-            raise ValueError(
-                f"{what} must be a list of named tf.TensorSpec, e.g. "
-                f"tf.TensorSpec((None, 8, 8, 1), tf.float32, 'image'). Received: {spec!r}")
-        names.append(spec.name)
-    if len(set(names)) != len(names):
-        raise ValueError(f"{what} has duplicate names: {names}")
-    return [_relax_batch(s) for s in specs]
+    return [_relax_batch(s) for s in check_named_specs(specs, what)]
 
 
 def _keras_signature(model: keras.Model) -> list[tf.TensorSpec]:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from ._util import find_keras_layers
+from ._util import check_named_specs, find_keras_layers
 from .tower import TowerContext
 
 __all__ = [
@@ -88,17 +88,7 @@ class ModelDesc:
 
     def get_input_signature(self) -> list[tf.TensorSpec]:
         """``inputs()``, checked: named ``tf.TensorSpec`` with unique names."""
-        specs = list(self.inputs())
-        names = []
-        for spec in specs:
-            if not isinstance(spec, tf.TensorSpec) or not spec.name:
-                raise ValueError(
-                    f"{type(self).__name__}.inputs() must return named tf.TensorSpec, e.g. "
-                    f"tf.TensorSpec((None, 28, 28), tf.float32, 'image'). Received: {spec!r}")
-            names.append(spec.name)
-        if len(set(names)) != len(names):
-            raise ValueError(f"{type(self).__name__}.inputs() has duplicate names: {names}")
-        return specs
+        return check_named_specs(list(self.inputs()), f"{type(self).__name__}.inputs()")
 
     @property
     def input_names(self) -> list[str]:

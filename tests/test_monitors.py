@@ -107,12 +107,10 @@ def test_killed_mid_write_leaves_previous_file(tmp_path):
         from infer_callbacks.monitors import JSONWriter
         w = JSONWriter({logdir!r}); w.setup(None)
         w.write(1, 10, {{"validation_loss": 1.0}})
-        real_dump = json.dump
-        def dying_dump(obj, f, **kw):
-            f.write('[{{"epoch_num": 2, "trunc')   # half an entry on disk...
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)   # ...and the process dies
-        json.dump = dying_dump
+        json.dumps = lambda obj, **kw: '[{{"epoch_num": 2, "trunc'   # half an entry on disk...
+        def dying_fsync(fd):
+            os.kill(os.getpid(), signal.SIGKILL)                         # ...and the process dies
+        os.fsync = dying_fsync
         w.write(2, 20, {{"validation_loss": 0.5}})
     """
     proc = run_python(code, timeout=60)
