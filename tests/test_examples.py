@@ -8,13 +8,18 @@ import os
 from conftest import run_python
 
 
+def run_example(script: str, *args: str, timeout: float = 240):
+    """Run ``examples/<script>`` as ``python examples/<script> args...``."""
+    return run_python(f"""
+        import runpy, sys
+        sys.argv = [{script!r}, *{list(args)!r}]
+        runpy.run_path("examples/{script}", run_name="__main__")
+    """, timeout=timeout)
+
+
 def test_keras_digits_example(tmp_path):
     logdir = str(tmp_path / "log")
-    proc = run_python(f"""
-        import runpy, sys
-        sys.argv = ["keras_digits.py", "--epochs", "3", "--logdir", {logdir!r}]
-        runpy.run_path("examples/keras_digits.py", run_name="__main__")
-    """, timeout=240)
+    proc = run_example("keras_digits.py", "--epochs", "3", "--logdir", logdir, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "validation_error" in proc.stdout and "best validation error" in proc.stdout
     stats = json.load(open(os.path.join(logdir, "stats.json")))
@@ -28,11 +33,7 @@ def _finals(stdout: str) -> list[dict]:
 
 def test_tensorpack_style_digits_example(tmp_path):
     logdir = str(tmp_path / "log")
-    proc = run_python(f"""
-        import runpy, sys
-        sys.argv = ["tensorpack_style_digits.py", "--epochs", "2", "--logdir", {logdir!r}]
-        runpy.run_path("examples/tensorpack_style_digits.py", run_name="__main__")
-    """, timeout=240)
+    proc = run_example("tensorpack_style_digits.py", "--epochs", "2", "--logdir", logdir, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (final,) = _finals(proc.stdout)
     assert final["validation_error"] < 0.5
@@ -43,11 +44,7 @@ def test_tensorpack_style_digits_example(tmp_path):
 
 def test_two_workers_example(tmp_path):
     logdir = str(tmp_path / "log")
-    proc = run_python(f"""
-        import runpy, sys
-        sys.argv = ["two_workers.py", "--epochs", "1", "--timeout", "200", "--logdir", {logdir!r}]
-        runpy.run_path("examples/two_workers.py", run_name="__main__")
-    """, timeout=300)
+    proc = run_example("two_workers.py", "--epochs", "1", "--timeout", "200", "--logdir", logdir, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     finals = _finals(proc.stdout)
     assert len(finals) == 2

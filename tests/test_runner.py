@@ -14,7 +14,6 @@ from infer_callbacks import (
     Inferencer,
     InferenceRunner,
     Monitors,
-    PeriodicTrigger,
     ScalarPrinter,
     ScalarStats,
     get_current_tower_context,
@@ -303,53 +302,6 @@ def test_one_shot_generator_refused(data):
 def test_empty_or_infinite_input_refused(source, match):
     with pytest.raises(ValueError, match=match):
         InferenceRunner(source(), ScalarStats("loss"))
-
-
-def test_periodic_trigger_epochs_and_steps(data):
-    (x, y), (xv, yv) = data
-    runs = []
-
-    class Count(ScalarStats):
-        def _before_inference(self):
-            runs.append(1)
-            super()._before_inference()
-
-    model = _model()
-    every2 = PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), [Count("loss")]), every_k_epochs=2,
-                             before_train=True)
-    recorder = Recorder()
-    model.fit(_ds(x, y, 64), epochs=4, verbose=0, callbacks=[every2, recorder])  # 4 steps/epoch
-    assert len(runs) == 1 + 2
-    assert ["validation_loss" in logs for logs in recorder.epoch_logs] == [True, True, False, True]
-    runs.clear()
-    # every k-th *global* step (optimizer.iterations), as in tensorpack: the
-    # model has already made 16 steps, so steps 18, 21, 24 of the next 8.
-    steps = PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), [Count("loss")]), every_k_steps=3)
-    model.fit(_ds(x, y, 64), epochs=2, verbose=0, callbacks=[steps])
-    assert len(runs) == 3
-
-
-def test_epoch_trigger_adds_no_batch_hook(data):
-    # Keras dispatches batch hooks asynchronously only when no callback
-    # overrides them (`_is_default`); an epoch-triggered runner must not.
-    (_, _), (xv, yv) = data
-    hooks = ("on_train_batch_end", "on_train_batch_begin", "on_batch_end")
-
-    def is_default(cb):
-        return all(getattr(getattr(cb, h), "_is_default", False) for h in hooks)
-
-    runner = InferenceRunner(_ds(xv, yv, 32), ScalarStats("loss"))
-    assert is_default(runner)
-    assert is_default(PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), ScalarStats("loss")), every_k_epochs=2))
-    assert not is_default(PeriodicTrigger(runner, every_k_steps=5))
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    ({}, "needs a period"), ({"every_k_epochs": 0}, "every_k_epochs"), ({"every_k_steps": -2}, "every_k_steps")])
-def test_periodic_trigger_bad_periods(data, kwargs, match):
-    (_, _), (xv, yv) = data
-    with pytest.raises(ValueError, match=match):
-        PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), ScalarStats("loss")), **kwargs)
 
 
 def test_progress_bar_quiet_when_not_a_tty(data, capsys):

@@ -141,6 +141,9 @@ def test_modeldesc_matches_numpy_sgd_and_validation(tmp_path):
     assert history.history["validation_error"][-1] == pytest.approx(np.mean(logits.argmax(1) != YV), abs=1e-12)
     assert runner.num_samples_last_run == len(XV)
     assert True in model.modes and False in model.modes
+    # The validation tower is traced after the training step, in inference mode
+    # (build-time traces before the first training trace do not count).
+    assert False in model.modes[model.modes.index(True):]
     assert len(trainer.model.weights) == 2  # no new variables from the inference tower
 
     predict = trainer.get_predictor(["x", "label"], ["logits", "wrong-top1"])
