@@ -1,36 +1,75 @@
-"""The ``Inferencer`` plugin protocol and the scalar built-ins.
+"""The ``Inferencer`` plugin protocol (tensorpack's, on numpy).
 
-Inferencers see numpy arrays only; the runner owns TensorFlow.
+Inferencers see numpy arrays only; the runner owns TensorFlow. The built-ins
+live in :mod:`infer_callbacks.builtins` and :mod:`infer_callbacks.metrics`.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
+import weakref
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Inferencer", "ScalarStats", "ClassificationError", "BinaryClassificationStats"]
+from .context import RunContext, TrainerHandle
+
+__all__ = ["Inferencer"]
+
+_warned_renames: set = set()
+
+
+def _overrides(obj: Any, name: str) -> bool:
+    return getattr(type(obj), name, None) is not getattr(Inferencer, name, None)
+
+
+def _warn_renamed(obj: Any, old: str, new: str) -> None:
+    key = (type(obj), old)
+    if key not in _warned_renames:
+        _warned_renames.add(key)
+        warnings.warn(
+            f"{type(obj).__name__}.{old}() is tensorpack's old name of {new}(); it still works, "
+            f"but rename it to {new}().", UserWarning, stacklevel=4)
+
+
+def _looks_like_tensor(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module.split(".")[0] in ("tensorflow", "keras", "tf_keras") or (
+        hasattr(value, "dtype") and hasattr(value, "op") and hasattr(value, "name"))
+
+
+def element_keys(key: str, shape: tuple) -> list[str]:
+    """Keys for the elements of a non-scalar result: ``key_<i>`` (``key_<i>_<j>``
+    for a matrix), the same convention as :class:`~infer_callbacks.KerasMetric`."""
+    return [f"{key}_{'_'.join(str(i) for i in index)}" for index in np.ndindex(*shape)]
 
 
 class Inferencer:
     """Turns per-batch tensors into epoch-level numbers.
 
-    The runner drives every inferencer through one validation run like this::
+    Subclasses override the underscore hooks, the template methods of every
+    inferencer (built-ins included). For each validation run the runner does::
 
-        inf.before_inference()                   # -> _before_inference()
-        names = inf.get_fetches()                # -> _get_fetches(), once
-        for batch in validation_set:             # (per device slice under
-            inf.on_fetches(results, num_samples) #  data-parallel validation)
-                                                 # -> _on_fetches(results)
-        logs.update(inf.after_inference())       # -> _after_inference()
+        inf._before_inference()                     # reset state
+        for batch in validation_set:                # in dataset order
+            inf._on_fetches(results)                # numpy arrays, _get_fetches() order
+        logs.update(inf._after_inference() or {})   # {name: scalar}
 
-    ``results`` is a list of numpy arrays in the order of ``_get_fetches()``.
-    ``_after_inference`` returns ``{name: scalar}`` (or ``None``); the runner
-    puts those into the epoch's ``logs``, where History, EarlyStopping and the
-    monitors find them.
+    ``_get_fetches()`` returns the tensor names, as strings, to fetch; it is
+    asked once, before training. Through the public methods the runner also
+    passes each batch's sample count, its exact ``(num, den)`` pairs and its
+    sample weights (read them in a hook with :meth:`batch_extras`), and the
+    run's context: :attr:`model`, :attr:`epoch_num` (1-based),
+    :attr:`global_step`, :attr:`is_chief` and :attr:`trainer`
+    (``self.trainer.monitors.put_scalar(name, value)`` as in tensorpack).
+    ``_setup_graph()`` runs once per model (no TensorFlow graph to build: use
+    it for per-model setup), ``_before_train()`` / ``_after_train()`` around
+    training.
+
+    Values returned by ``_after_inference`` that are not one number never stop
+    training: an array becomes one key per element (``name_0``, ``name_1``,
+    ...) and anything non-numeric is dropped, each with a warning.
 
     Example, a tensorpack-style custom inferencer:
 
@@ -42,12 +81,32 @@ class Inferencer:
     ...     def _on_fetches(self, results):
     ...         pred, label = results
     ...         if len(pred):
-    ...             self.worst = max(self.worst, float(np.abs(pred.ravel() - label.ravel()).max()))
+    ...             self.worst = max(self.worst, float(np.abs(pred - label).max()))
     ...     def _after_inference(self):
     ...         return {"validation_max_abs_error": self.worst}
-
-    Override the underscore hooks; the runner calls the public ones.
+    >>> inf = MaxAbsError()
+    >>> inf.before_inference()
+    >>> inf.on_fetches([np.array([1.0, 2.0]), np.array([1.5, 0.0])], 2)
+    >>> inf.after_inference()
+    {'validation_max_abs_error': 2.0}
     """
+
+    # Class-level defaults: tensorpack subclasses often skip super().__init__().
+    _chief_only = False
+    _run_context: RunContext | None = None
+    _setup_for: Any = None
+    _batch: tuple = (None, None, None, None)  # results, num_samples, exact, sample_weight
+
+    # -- hooks to override ---------------------------------------------------
+
+    def _setup_graph(self) -> None:
+        """Called once per model, before its first validation run."""
+
+    def _before_train(self) -> None:
+        """Called when training starts."""
+
+    def _after_train(self) -> None:
+        """Called when training ends."""
 
     def _before_inference(self) -> None:
         """Reset state; called at the start of every validation run."""
@@ -56,103 +115,226 @@ class Inferencer:
         """Names of the tensors this inferencer needs, in order."""
         raise NotImplementedError(
             f"{type(self).__name__} must override `_get_fetches()` to return the "
-            "list of tensor names it needs."
-        )
+            "list of tensor names it needs.")
 
     def _on_fetches(self, results: list[np.ndarray]) -> None:
         """Consume one batch of fetched values (numpy, in fetch order)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must override `_on_fetches(results)`."
-        )
+        raise NotImplementedError(f"{type(self).__name__} must override `_on_fetches(results)`.")
 
     def _after_inference(self) -> dict[str, float] | None:
         """Return the run's results as ``{name: scalar}``, or ``None``."""
         return None
 
-    # -- public API called by the runner ------------------------------------
+    # -- the run context -----------------------------------------------------
+
+    def _context(self, what: str) -> RunContext:
+        if self._run_context is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.{what} is known only while a runner drives the "
+                "inferencer (after setup_run(ctx) or set_run_context(ctx)).")
+        return self._run_context
+
+    @property
+    def model(self) -> Any:
+        """The model whose weights are measured."""
+        return self._context("model").model
+
+    @property
+    def trainer(self) -> TrainerHandle:
+        """tensorpack's ``self.trainer``: ``.monitors``, ``.epoch_num``, ..."""
+        return self._context("trainer").trainer
+
+    @property
+    def epoch_num(self) -> int:
+        """The 1-based epoch whose weights are measured (0 before training)."""
+        return self._context("epoch_num").epoch_num
+
+    @property
+    def global_step(self) -> int:
+        """The optimizer's step count at the measured weights."""
+        return self._context("global_step").global_step
+
+    @property
+    def is_chief(self) -> bool:
+        return self._context("is_chief").is_chief
+
+    @property
+    def chief_only(self) -> bool:
+        """Run only on the chief worker (default ``False``: every worker
+        computes the same numbers, so their ``logs`` agree)."""
+        return self._chief_only
+
+    @chief_only.setter
+    def chief_only(self, value: bool) -> None:
+        self._chief_only = bool(value)
+
+    def set_chief_only(self, v: bool = True) -> "Inferencer":
+        """Set :attr:`chief_only` and return the inferencer (tensorpack's API)."""
+        self.chief_only = v
+        return self
+
+    def batch_extras(self) -> tuple[int | None, list | None, np.ndarray | None]:
+        """The current batch's ``(num_samples, exact, sample_weight)``, as the
+        runner passed them to :meth:`on_fetches`."""
+        return self._batch[1], self._batch[2], self._batch[3]
+
+    def _exact_pair(self, index: int, value: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """The exact ``(num, den)`` of fetch ``index``, if the runner sent one and
+        ``value`` is the array it fetched (a subclass that passes other values
+        to ``super()._on_fetches`` gets them averaged as given)."""
+        results, _, exact, _ = self._batch
+        if exact is None or results is None or index >= len(exact) or exact[index] is None:
+            return None
+        return exact[index] if value is results[index] else None
+
+    def _sample_weight_for(self, value: np.ndarray) -> np.ndarray | None:
+        """The batch's sample weights, if ``value`` has one row per sample."""
+        w = self._batch[3]
+        if w is None or np.ndim(value) == 0 or np.shape(value)[0] != np.shape(w)[0]:
+            return None
+        return w
+
+    # -- public API called by the runner -------------------------------------
+
+    def setup_run(self, ctx: RunContext) -> None:
+        """Bind to a run; calls ``_setup_graph()`` the first time for ``ctx.model``."""
+        self.set_run_context(ctx)
+        key = ctx.model
+        try:
+            ref = weakref.ref(key) if key is not None else None
+        except TypeError:
+            ref = None
+        known = self._setup_for
+        same = known is not None and ((known() is key) if isinstance(known, weakref.ref) else known == id(key))
+        if not same:
+            self._setup_graph()
+            self._setup_for = ref if ref is not None else id(key)
+
+    def set_run_context(self, ctx: RunContext) -> None:
+        if not isinstance(ctx, RunContext):
+            raise TypeError(f"set_run_context needs an infer_callbacks.context.RunContext. "
+                            f"Received: {ctx!r:.200}")
+        self._run_context = ctx
+
+    def before_train(self) -> None:
+        self._before_train()
+
+    def after_train(self) -> None:
+        self._after_train()
 
     def before_inference(self) -> None:
+        self._batch = Inferencer._batch
         self._before_inference()
 
     def get_fetches(self) -> list[str]:
-        fetches = self._get_fetches()
+        """``_get_fetches()``, checked: a non-empty list of tensor names."""
+        if not _overrides(self, "_get_fetches") and _overrides(self, "_get_output_tensors"):
+            _warn_renamed(self, "_get_output_tensors", "_get_fetches")
+            fetches = self._get_output_tensors()
+        else:
+            fetches = self._get_fetches()
+        who = f"{type(self).__name__}._get_fetches()"
         if isinstance(fetches, str) or not isinstance(fetches, (list, tuple)):
-            raise TypeError(
-                f"{type(self).__name__}._get_fetches() must return a list of tensor "
-                f"names. It returned {fetches!r}."
-            )
+            hint = " (a list, even for one name)" if isinstance(fetches, str) else ""
+            raise TypeError(f"{who} must return a list of tensor names{hint}. It returned {fetches!r:.200}.")
         if not fetches:
-            raise ValueError(
-                f"{type(self).__name__}._get_fetches() returned an empty list; an "
-                "inferencer needs at least one tensor name."
-            )
+            raise ValueError(f"{who} returned an empty list; an inferencer needs at least one tensor name.")
         for name in fetches:
-            if not isinstance(name, str):
+            if _looks_like_tensor(name):
                 raise TypeError(
-                    f"{type(self).__name__}._get_fetches() must return strings. "
-                    f"It returned {name!r} in {list(fetches)!r}."
-                )
+                    f"{who} returned a tensor or op ({name!r:.120}), a TF1 habit that cannot carry "
+                    "over: return the tensor names as strings, e.g. 'wrong-top1'; compute extra "
+                    "tensors in the tower function.")
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{who} must return non-empty strings. It returned {name!r} in {list(fetches)!r}.")
         return list(fetches)
 
-    def on_fetches(self, results: list[np.ndarray], num_samples: int | None = None) -> None:
-        """Called by the runner once per batch; ``num_samples`` is the batch's
-        sample count (``None`` when the batch has no batch dimension)."""
-        self._on_fetches(results)
+    def on_fetches(self, results: list[np.ndarray], num_samples: int | None = None, *,
+                   exact: Sequence | None = None, sample_weight: np.ndarray | None = None) -> None:
+        """One batch: ``results`` in fetch order; ``num_samples`` its sample count
+        (``None`` if unknown); ``exact`` a list aligned with the fetches of
+        ``None`` or ``(num, den)`` arrays; ``sample_weight`` a ``[B]`` array or
+        ``None``. Stores the extras (see :meth:`batch_extras`) and calls
+        ``_on_fetches(results)``."""
+        if num_samples is not None and (isinstance(num_samples, bool) or int(num_samples) < 0):
+            num_samples = None
+        results = list(results)
+        self._batch = (results, None if num_samples is None else int(num_samples),
+                       None if exact is None else list(exact),
+                       None if sample_weight is None else np.asarray(sample_weight))
+        if not _overrides(self, "_on_fetches") and _overrides(self, "_datapoint"):
+            _warn_renamed(self, "_datapoint", "_on_fetches")
+            self._datapoint(results)
+        else:
+            self._on_fetches(results)
 
     def after_inference(self) -> dict[str, float]:
-        results = self._after_inference()
-        if results is None:
-            return {}
-        if not isinstance(results, dict):
-            raise TypeError(
-                f"{type(self).__name__}._after_inference() must return a dict of "
-                f"{{name: scalar}} or None. It returned {type(results).__name__}: {results!r}."
-            )
-        clean = {}
-        for key, value in results.items():
-            if not isinstance(key, str):
-                raise TypeError(
-                    f"{type(self).__name__}._after_inference() returned a non-string "
-                    f"key {key!r}; result names must be strings."
-                )
-            clean[key] = _as_scalar(value, f"{type(self).__name__}._after_inference()[{key!r}]")
-        return clean
+        """``_after_inference()`` as ``{str: float}``; never raises over a value."""
+        self._batch = Inferencer._batch
+        return self._sanitize(self._after_inference())
 
     def after_inference_images(self) -> dict[str, np.ndarray]:
-        """Images to show in TensorBoard for this run, ``{name: HxWxC uint8
-        array}``; called by the runner just before ``after_inference``.
-        Default: none."""
+        """Images of this run, ``{name: HxWxC uint8 array}``. Default: none."""
+        return {}
+
+    def monitor_only_results(self) -> dict[str, float]:
+        """Scalars for the monitors but not ``logs`` (e.g. per-class values). Default: none."""
         return {}
 
     def result_names(self) -> list[str] | None:
-        """The keys ``_after_inference`` will return, when known in advance
+        """The keys ``after_inference`` will return, when known in advance
         (used to detect clashes before training). ``None`` if unknown."""
         return None
 
+    # -- helpers -------------------------------------------------------------
+
+    def _sanitize(self, results: Any) -> dict[str, float]:
+        if results is None:
+            return {}
+        who = f"{self!r}._after_inference()"
+        if not hasattr(results, "items"):
+            warnings.warn(f"{who} returned {type(results).__name__} {results!r:.200}, not a dict of "
+                          "{name: scalar}; nothing is reported.", UserWarning, stacklevel=3)
+            return {}
+        clean: dict[str, float] = {}
+        for key, value in results.items():
+            if not isinstance(key, str):
+                warnings.warn(f"{who} returned the non-string key {key!r}; reported as {str(key)!r}.",
+                              UserWarning, stacklevel=3)
+                key = str(key)
+            clean.update(_scalars(key, value, who))
+        return clean
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(self._get_fetches_safe())})"
-
-    def _get_fetches_safe(self) -> list[str]:
         try:
-            return [repr(n) for n in self._get_fetches()]
+            names = ", ".join(repr(n) for n in self._get_fetches())
         except Exception:  # noqa: BLE001 - only for repr
-            return []
+            names = ""
+        return f"{type(self).__name__}({names})"
 
 
-def _as_scalar(value: Any, where: str) -> float:
+def _scalars(key: str, value: Any, who: str) -> dict[str, float]:
     if isinstance(value, (numbers.Real, np.number, np.bool_)) and not isinstance(value, complex):
-        return float(value)
-    array = np.asarray(value) if not hasattr(value, "numpy") else np.asarray(value.numpy())
-    if array.shape == () and array.dtype.kind in "biuf":
-        return float(array)
-    raise ValueError(
-        f"{where} must be a scalar (a Python or numpy number). Received a value of "
-        f"type {type(value).__name__} with shape {getattr(array, 'shape', None)}; "
-        "reduce it to one number or report each element under its own name."
-    )
+        return {key: float(value)}
+    try:
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    except Exception:  # noqa: BLE001 - a value we cannot read is dropped, not fatal
+        array = np.asarray(None, dtype=object)
+    if array.dtype.kind not in "biuf":
+        warnings.warn(f"{who}[{key!r}] is not a number ({type(value).__name__} {value!r:.80}); "
+                      "it is not reported.", UserWarning, stacklevel=4)
+        return {}
+    if array.shape == ():
+        return {key: float(array)}
+    keys = element_keys(key, array.shape)
+    warnings.warn(f"{who}[{key!r}] has shape {array.shape}, not one number; reported as one key "
+                  f"per element: {keys[0]!r}, ... Reduce it or name the elements to silence this.",
+                  UserWarning, stacklevel=4)
+    return dict(zip(keys, (float(v) for v in array.ravel())))
 
 
 def _names(names: str | Sequence[str], arg: str) -> list[str]:
+    """A tensor name or a non-empty list of names, as a list (for ``__init__``s)."""
     if isinstance(names, str):
         names = [names]
     names = list(names)
@@ -161,204 +343,11 @@ def _names(names: str | Sequence[str], arg: str) -> list[str]:
     return names
 
 
-def _warn_nonfinite(total: float, name: str, key: str) -> None:
-    if not math.isfinite(total):
-        warnings.warn(
-            f"Tensor {name!r} had NaN or infinite values during validation; "
-            f"{key} is reported as {total}.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+def __getattr__(name: str) -> Any:
+    # Compatibility: the built-ins moved to builtins.py. Remove once
+    # __init__.py imports them from there (request filed with the lead).
+    if name in ("ScalarStats", "ClassificationError", "BinaryClassificationStats"):
+        from . import builtins
 
-
-class ScalarStats(Inferencer):
-    """The mean of each named tensor over the whole validation set.
-
-    A per-example tensor (leading dimension = batch) is averaged over all its
-    elements, so the result equals ``np.mean`` over the concatenated set. A
-    scalar per batch (e.g. a batch's mean cost) is weighted by the batch's
-    sample count. Sums are float64. Reports ``<prefix>_<name>``.
-
-    Args:
-        names: a tensor name or a list of names.
-        prefix: the prefix of the reported keys.
-
-    Example:
-
-    >>> s = ScalarStats("loss")
-    >>> s.before_inference()
-    >>> s.on_fetches([np.array([1.0, 2.0])], 2); s.on_fetches([np.array([6.0])], 1)
-    >>> s.after_inference()
-    {'validation_loss': 3.0}
-    """
-
-    def __init__(self, names: str | Sequence[str], prefix: str = "validation"):
-        self.names = _names(names, "names")
-        self.prefix = prefix
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}_{name}" if self.prefix else name
-
-    def _before_inference(self) -> None:
-        self._sums = np.zeros(len(self.names), np.float64)
-        self._counts = np.zeros(len(self.names), np.float64)
-
-    def _get_fetches(self) -> list[str]:
-        return list(self.names)
-
-    def on_fetches(self, results, num_samples=None) -> None:
-        for i, value in enumerate(results):
-            value = np.asarray(value)
-            if value.ndim == 0:
-                weight = 1 if num_samples is None or num_samples < 0 else int(num_samples)
-                if weight:
-                    self._sums[i] += float(value) * weight
-                    self._counts[i] += weight
-            else:
-                self._sums[i] += np.sum(value, dtype=np.float64)
-                self._counts[i] += value.size
-
-    def _on_fetches(self, results) -> None:
-        self.on_fetches(results)
-
-    def _after_inference(self) -> dict[str, float]:
-        out = {}
-        for i, name in enumerate(self.names):
-            key = self._key(name)
-            out[key] = float(self._sums[i] / self._counts[i]) if self._counts[i] else float("nan")
-            _warn_nonfinite(out[key], name, key)
-        return out
-
-    def result_names(self) -> list[str]:
-        return [self._key(n) for n in self.names]
-
-
-class ClassificationError(Inferencer):
-    """The fraction of wrong predictions over the whole set.
-
-    Fetches a per-example vector that is 1 (or True) where the prediction is
-    wrong, e.g. the ``wrong-top1`` that the default Keras tower exposes, and
-    reports its sample-weighted mean.
-
-    Args:
-        wrong_tensor_name: the per-example "is wrong" tensor.
-        summary_name: the reported key.
-
-    Example:
-
-    >>> e = ClassificationError()
-    >>> e.before_inference()
-    >>> e.on_fetches([np.array([1, 0, 0])], 3); e.on_fetches([np.array([1])], 1)
-    >>> e.after_inference()
-    {'validation_error': 0.5}
-    """
-
-    def __init__(self, wrong_tensor_name: str = "wrong-top1", summary_name: str = "validation_error"):
-        self.wrong_tensor_name = _names(wrong_tensor_name, "wrong_tensor_name")[0]
-        self.summary_name = summary_name
-
-    def _before_inference(self) -> None:
-        self._wrong = 0.0
-        self._count = 0
-
-    def _get_fetches(self) -> list[str]:
-        return [self.wrong_tensor_name]
-
-    def on_fetches(self, results, num_samples=None) -> None:
-        wrong = np.asarray(results[0])
-        if wrong.ndim == 0:
-            raise ValueError(
-                f"ClassificationError needs a per-example vector for "
-                f"{self.wrong_tensor_name!r}, but the tower gave a scalar per batch. "
-                "Return the unreduced 0/1 vector (shape [batch]) from the tower."
-            )
-        if num_samples is not None and num_samples >= 0 and wrong.shape[0] != num_samples:
-            raise ValueError(
-                f"{self.wrong_tensor_name!r} has leading dimension {wrong.shape[0]} but "
-                f"the batch has {num_samples} samples; ClassificationError needs one "
-                "value per example."
-            )
-        self._wrong += np.sum(wrong, dtype=np.float64)
-        self._count += wrong.size
-
-    def _on_fetches(self, results) -> None:
-        self.on_fetches(results)
-
-    def _after_inference(self) -> dict[str, float]:
-        value = self._wrong / self._count if self._count else float("nan")
-        _warn_nonfinite(value, self.wrong_tensor_name, self.summary_name)
-        return {self.summary_name: float(value)}
-
-    def result_names(self) -> list[str]:
-        return [self.summary_name]
-
-
-class BinaryClassificationStats(Inferencer):
-    """Precision and recall of binary 0/1 predictions over the whole set.
-
-    Args:
-        pred_tensor_name: predicted labels (0/1 or bool, one per example).
-        label_tensor_name: true labels (0/1 or bool).
-        prefix: the reported keys are ``<prefix>_precision`` and
-            ``<prefix>_recall``.
-
-    Precision is 0 when nothing was predicted positive, recall is 0 when
-    there is no positive label (as in tensorpack).
-
-    Example:
-
-    >>> b = BinaryClassificationStats("pred", "label")
-    >>> b.before_inference()
-    >>> b.on_fetches([np.array([1, 1, 0]), np.array([1, 0, 1])], 3)
-    >>> b.after_inference()
-    {'val_precision': 0.5, 'val_recall': 0.5}
-    """
-
-    def __init__(self, pred_tensor_name: str, label_tensor_name: str, prefix: str = "val"):
-        self.pred_tensor_name = _names(pred_tensor_name, "pred_tensor_name")[0]
-        self.label_tensor_name = _names(label_tensor_name, "label_tensor_name")[0]
-        self.prefix = prefix
-
-    def _before_inference(self) -> None:
-        self._tp = 0
-        self._pred_pos = 0
-        self._label_pos = 0
-
-    def _get_fetches(self) -> list[str]:
-        return [self.pred_tensor_name, self.label_tensor_name]
-
-    def _binary(self, value: np.ndarray, name: str) -> np.ndarray:
-        value = np.asarray(value)
-        if value.dtype != np.bool_:
-            bad = (value != 0) & (value != 1)
-            if np.any(bad):
-                raise ValueError(
-                    f"BinaryClassificationStats needs 0/1 values in {name!r}, got "
-                    f"{value[bad].ravel()[0]!r}. Threshold scores in the tower, e.g. "
-                    "tf.cast(prob > 0.5, tf.int32)."
-                )
-        return value.astype(bool)
-
-    def on_fetches(self, results, num_samples=None) -> None:
-        pred = self._binary(results[0], self.pred_tensor_name)
-        label = self._binary(results[1], self.label_tensor_name)
-        if pred.size != label.size:
-            raise ValueError(
-                f"{self.pred_tensor_name!r} has {pred.size} values but "
-                f"{self.label_tensor_name!r} has {label.size}; they must match."
-            )
-        pred, label = pred.ravel(), label.ravel()
-        self._tp += int(np.count_nonzero(pred & label))
-        self._pred_pos += int(np.count_nonzero(pred))
-        self._label_pos += int(np.count_nonzero(label))
-
-    def _on_fetches(self, results) -> None:
-        self.on_fetches(results)
-
-    def _after_inference(self) -> dict[str, float]:
-        precision = self._tp / self._pred_pos if self._pred_pos else 0.0
-        recall = self._tp / self._label_pos if self._label_pos else 0.0
-        return {f"{self.prefix}_precision": float(precision), f"{self.prefix}_recall": float(recall)}
-
-    def result_names(self) -> list[str]:
-        return [f"{self.prefix}_precision", f"{self.prefix}_recall"]
+        return getattr(builtins, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .inferencer import Inferencer, _as_scalar, _names
+from .inferencer import Inferencer, _names, element_keys
 
 __all__ = ["KerasMetric", "GatherOutputs", "ConfusionMatrix"]
 
@@ -158,6 +158,7 @@ class KerasMetric(Inferencer):
         self.element_names = None if element_names is None else [str(e) for e in element_names]
         self.compiled = bool(compiled)
         self._traced: Any = None  # None: not yet; False: cannot trace; else the tf.function
+        self._sample_weight_slot: int | None = None
 
     def _warn_swapped_order(self) -> None:
         if len(self.fetches) >= 2:
@@ -182,10 +183,13 @@ class KerasMetric(Inferencer):
     def _get_fetches(self) -> list[str]:
         return list(self.fetches)
 
-    def on_fetches(self, results, num_samples=None) -> None:
+    def _on_fetches(self, results) -> None:
+        num_samples, _, sample_weight = self.batch_extras()
         if num_samples == 0 or all(np.ndim(r) > 0 and len(r) == 0 for r in results):
             return  # an empty device slice: nothing to add
         args, kwargs = (results, {}) if self._keywords is None else ((), dict(zip(self._keywords, results)))
+        if sample_weight is not None and self._takes_set_weights(len(args), kwargs):
+            kwargs["sample_weight"] = sample_weight
         if self.compiled and self._traced:
             import tensorflow as tf
 
@@ -213,8 +217,17 @@ class KerasMetric(Inferencer):
             f"{self._signature()}) and the shapes the metric expects. "
             f"Original error: {type(e).__name__}: {_short(e)}") from e
 
-    def _on_fetches(self, results) -> None:
-        self.on_fetches(results)
+    def _takes_set_weights(self, num_args: int, kwargs: dict) -> bool:
+        """Whether to pass the validation set's sample weights: ``update_state``
+        has a ``sample_weight`` parameter that the fetches do not fill."""
+        if self._sample_weight_slot is None:
+            try:
+                params = list(inspect.signature(self.metric.update_state).parameters)
+            except (TypeError, ValueError):
+                params = []
+            self._sample_weight_slot = params.index("sample_weight") if "sample_weight" in params else -1
+        slot = self._sample_weight_slot
+        return slot >= 0 and num_args <= slot and "sample_weight" not in kwargs
 
     def _signature(self) -> str:
         try:
@@ -222,7 +235,7 @@ class KerasMetric(Inferencer):
         except (TypeError, ValueError):
             return "(y_true, y_pred, sample_weight=None)"
 
-    def _element_suffixes(self, shape: tuple) -> list[str]:
+    def _element_suffixes(self, shape: tuple) -> list[str] | None:
         size = int(np.prod(shape))
         if self.element_names is not None:
             if len(self.element_names) != size:
@@ -234,20 +247,25 @@ class KerasMetric(Inferencer):
         if len(shape) == 1 and isinstance(thresholds, (list, tuple)) and len(thresholds) == size:
             short = [f"at_{float(t):g}" for t in thresholds]
             return short if len(set(short)) == size else [f"at_{float(t)!r}" for t in thresholds]
-        return ["_".join(str(i) for i in index) for index in np.ndindex(*shape)]
+        return None
 
     def _keys(self, shape: tuple) -> list[str]:
         if shape == ():
             return [self.key]
-        return [f"{self.key}_{suffix}" for suffix in self._element_suffixes(shape)]
+        suffixes = self._element_suffixes(shape)
+        if suffixes is None:  # by index, as Inferencer names the elements of any array result
+            return element_keys(self.key, shape)
+        return [f"{self.key}_{suffix}" for suffix in suffixes]
 
     def _after_inference(self) -> dict[str, float]:
         value = self.metric.result()
         value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
         if value.dtype.kind not in "biuf":
-            raise ValueError(
-                f"KerasMetric({self.name!r}): result() returned a non-numeric value "
-                f"of dtype {value.dtype}; report it with a custom Inferencer instead.")
+            warnings.warn(
+                f"KerasMetric({self.name!r}): result() returned a non-numeric value of dtype "
+                f"{value.dtype}; it is not reported. Report it with a custom Inferencer instead.",
+                UserWarning, stacklevel=3)
+            return {}
         keys = self._keys(value.shape)
         return {k: float(v) for k, v in zip(keys, value.ravel())}
 
@@ -371,7 +389,7 @@ class GatherOutputs(Inferencer):
 
     # -- per batch ----------------------------------------------------------
 
-    def on_fetches(self, results, num_samples=None) -> None:
+    def _on_fetches(self, results) -> None:
         arrays = [np.asarray(r) for r in results]
         n = _batch_length(self.fetches, arrays, "GatherOutputs")
         specs = [(a.shape[1:], a.dtype) for a in arrays]
@@ -401,9 +419,6 @@ class GatherOutputs(Inferencer):
         self.peak_held_bytes = max(self.peak_held_bytes, self._held_bytes)
         if self._held_bytes > self.max_memory_bytes:  # one batch above the budget
             self._spill()
-
-    def _on_fetches(self, results) -> None:
-        self.on_fetches(results)
 
     def _spill(self) -> None:
         """Append the held batches to the per-fetch files."""
@@ -461,24 +476,11 @@ class GatherOutputs(Inferencer):
             gathered = self._gathered()
             scores = self.score_fn(gathered)
             del gathered
-            return self._check_scores(scores)
+            return scores  # checked by Inferencer.after_inference
         finally:
             self._pieces = [[] for _ in self.fetches]
             self._held_bytes = 0
             self._cleanup()
-
-    def _check_scores(self, scores: Any) -> dict[str, float]:
-        where = getattr(self.score_fn, "__name__", repr(self.score_fn))
-        if not isinstance(scores, Mapping):
-            raise TypeError(
-                f"GatherOutputs: score_fn {where} must return a dict of {{name: scalar}}. "
-                f"It returned {type(scores).__name__}: {scores!r:.200}.")
-        clean = {}
-        for key, value in scores.items():
-            if not isinstance(key, str):
-                raise TypeError(f"GatherOutputs: score_fn {where} returned a non-string key {key!r}.")
-            clean[key] = _as_scalar(value, f"GatherOutputs: score_fn {where}'s result[{key!r}]")
-        return clean
 
     @property
     def num_samples(self) -> int:
@@ -551,8 +553,9 @@ def render_matrix(matrix: np.ndarray, *, cell: int | None = None) -> np.ndarray:
 
 
 class ConfusionMatrix(Inferencer):
-    """Counts ``(label, prediction)`` pairs; reports per-class recall and
-    precision, and an image of the matrix for TensorBoard.
+    """Counts ``(label, prediction)`` pairs; reports the mean per-class recall
+    and precision, per-class values to the monitors, and an image of the
+    matrix for TensorBoard.
 
     Rows are true classes, columns predicted classes (scikit-learn's
     ``confusion_matrix`` convention). State: ``num_classes**2`` int64 counts,
@@ -564,14 +567,17 @@ class ConfusionMatrix(Inferencer):
         pred: tensor of predicted class ids, or of scores/logits with one
             more axis of size ``num_classes`` (argmax is taken).
         num_classes: the number of classes; ids must be in ``[0, num_classes)``.
-        prefix: keys are ``<prefix>_recall_<class>`` and
-            ``<prefix>_precision_<class>``.
+        prefix: ``logs`` get ``<prefix>_mean_recall`` (balanced accuracy) and
+            ``<prefix>_mean_precision`` (macro averages over all classes);
+            the monitors also get ``<prefix>_recall_<class>`` and
+            ``<prefix>_precision_<class>`` (:meth:`monitor_only_results`).
         class_names: names used in the keys instead of the class ids.
         image: also produce an image ``<prefix>_confusion_matrix`` (rows
             normalized; written by ``TFEventWriter``).
 
     Recall (precision) of a class with no true (predicted) example is 0, as
     scikit-learn's ``zero_division=0``. The last matrix is :attr:`matrix`.
+    Counts are not weighted by the set's sample weights.
 
     Example:
 
@@ -579,6 +585,8 @@ class ConfusionMatrix(Inferencer):
     >>> cm.before_inference()
     >>> cm.on_fetches([np.array([0, 1, 1]), np.array([0, 1, 0])], 3)
     >>> cm.after_inference()
+    {'validation_mean_recall': 0.75, 'validation_mean_precision': 0.75}
+    >>> cm.monitor_only_results()
     {'validation_recall_0': 1.0, 'validation_recall_1': 0.5, 'validation_precision_0': 0.5, 'validation_precision_1': 1.0}
     """
 
@@ -621,7 +629,7 @@ class ConfusionMatrix(Inferencer):
     def _get_fetches(self) -> list[str]:
         return [self.label, self.pred]
 
-    def on_fetches(self, results, num_samples=None) -> None:
+    def _on_fetches(self, results) -> None:
         label, pred = np.asarray(results[0]), np.asarray(results[1])
         if label.size == 0 and pred.size == 0:
             return
@@ -645,16 +653,28 @@ class ConfusionMatrix(Inferencer):
         counts = np.bincount((label_ids * n + pred_ids).ravel(), minlength=n * n)
         self._matrix += counts.reshape(n, n)
 
-    def _on_fetches(self, results) -> None:
-        self.on_fetches(results)
-
-    def _after_inference(self) -> dict[str, float]:
+    def _rates(self) -> tuple[np.ndarray, np.ndarray]:
         m = self._matrix
         tp = np.diag(m).astype(np.float64)
         true = m.sum(axis=1).astype(np.float64)
         predicted = m.sum(axis=0).astype(np.float64)
         recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
         precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        return recall, precision
+
+    def _headline_keys(self) -> list[str]:
+        return [self._plain_key("mean_recall"), self._plain_key("mean_precision")]
+
+    def _plain_key(self, what: str) -> str:
+        return f"{self.prefix}_{what}" if self.prefix else what
+
+    def _after_inference(self) -> dict[str, float]:
+        recall, precision = self._rates()
+        return dict(zip(self._headline_keys(), (float(recall.mean()), float(precision.mean()))))
+
+    def monitor_only_results(self) -> dict[str, float]:
+        """Per-class recall and precision, for the monitors (not ``logs``)."""
+        recall, precision = self._rates()
         out = {self._key("recall", c): float(recall[c]) for c in range(self.num_classes)}
         out.update({self._key("precision", c): float(precision[c]) for c in range(self.num_classes)})
         return out
@@ -665,8 +685,7 @@ class ConfusionMatrix(Inferencer):
         return {self.image_name: render_matrix(self._matrix)}
 
     def result_names(self) -> list[str]:
-        return ([self._key("recall", c) for c in range(self.num_classes)]
-                + [self._key("precision", c) for c in range(self.num_classes)])
+        return self._headline_keys()
 
     def __repr__(self) -> str:
         return f"ConfusionMatrix({self.label!r}, {self.pred!r}, num_classes={self.num_classes})"
