@@ -1,10 +1,22 @@
-"""Towers: the inference function, its output names, and its devices.
+"""Towers: the inference function and its output names.
 
 A *tower* is one copy of the model's forward pass. Here it is a Python
 function ``tower_func(*batch) -> dict[str, Tensor]`` run with
 ``training=False`` under a :class:`TowerContext`, traced into a
 ``tf.function`` and replicated on devices by a ``tf.distribute`` strategy
-(one replica per device).
+(one replica per device). The default tower of a Keras model lives in
+:mod:`infer_callbacks.keras_tower`.
+
+Names resolve, in this order, to a key of the tower's dict, an input of the
+batch, or a named op of the tower; ``name`` and ``name:0`` are the same name,
+as in tensorpack. For an output ``n`` a tower may also return the exact sums
+``exact_keys(n)``; the epoch value of ``n`` is then
+``sum_k(sum_i num[i, k] / sum_i den[i, k])`` over the whole validation set.
+
+Example:
+
+>>> exact_keys("loss")
+('loss#num', 'loss#den')
 """
 
 from __future__ import annotations
@@ -14,17 +26,59 @@ import re
 import threading
 from typing import Any, Callable, Sequence
 
-import keras
 import tensorflow as tf
 
 __all__ = [
     "TowerContext",
     "get_current_tower_context",
     "TowerSpec",
-    "keras_tower_func",
-    "resolve_strategy",
     "UnknownFetchError",
+    "exact_keys",
+    "check_fetch_name",
+    "SAMPLE_WEIGHT_KEY",
+    "NUM_SAMPLES_KEY",
 ]
+
+SAMPLE_WEIGHT_KEY = "#sample_weight"
+"""Output key of the batch's per-example sample weights ``[B]``."""
+NUM_SAMPLES_KEY = "__num_samples__"
+"""Output key of the batch's sample count ``[1]``, added by :meth:`TowerSpec.replica_fn`."""
+
+
+def exact_keys(name: str) -> tuple[str, str]:
+    """The keys of the numerator and denominator sums of output ``name``.
+
+    Example:
+
+    >>> exact_keys("wrong-top1")
+    ('wrong-top1#num', 'wrong-top1#den')
+    """
+    return name + "#num", name + "#den"
+
+
+def check_fetch_name(name: Any) -> str:
+    """Return ``name`` if it is a fetch name (a string), else raise ``TypeError``.
+
+    In TF2 there is no graph to fetch a tensor from: an inferencer names what
+    it wants (``'prob'``, ``'prob:0'``) and the tower provides it.
+
+    Example:
+
+    >>> check_fetch_name("prob:0")
+    'prob:0'
+    """
+    if isinstance(name, str):
+        return name
+    try:
+        hint = f" (here {name.name.split(':')[0]!r})" if isinstance(getattr(name, "name", None), str) else ""
+    except AttributeError:
+        hint = ""
+    raise TypeError(
+        "A fetch must be a name string: an output key of the tower, an input name, or the name of "
+        f"an op in the tower (e.g. 'prob' for tf.identity(prob, name='prob')){hint}. Tensors and "
+        "ops cannot be fetched directly in TF2: return the tensor's name from `_get_fetches`. "
+        f"Received: {name!r} of type {type(name).__name__}")
+
 
 _local = threading.local()
 
@@ -61,176 +115,6 @@ def get_current_tower_context() -> TowerContext | None:
     """The innermost active :class:`TowerContext`, or ``None`` outside any."""
     stack = getattr(_local, "stack", None)
     return stack[-1] if stack else None
-
-
-# --------------------------------------------------------------------------
-# The default tower of a compiled Keras model.
-
-
-def _unpack_keras_batch(batch: tuple) -> tuple[Any, Any, Any]:
-    if len(batch) == 1:
-        return batch[0], None, None
-    if len(batch) == 2:
-        return batch[0], batch[1], None
-    if len(batch) == 3:
-        return batch
-    raise ValueError(
-        "A Keras validation batch must be `x`, `(x, y)` or "
-        f"`(x, y, sample_weight)`. Received a tuple of {len(batch)} elements; "
-        "pass `tower_func` to handle other layouts."
-    )
-
-
-def _per_example(values: tf.Tensor) -> tf.Tensor:
-    """Reduce every axis but the first by its mean."""
-    values = tf.convert_to_tensor(values)
-    if values.shape.rank is not None and values.shape.rank > 1:
-        values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-    return values
-
-
-def _loss_function(loss: Any) -> Callable[[Any, Any], tf.Tensor]:
-    """An unreduced (per-example) version of one compiled loss."""
-    if isinstance(loss, keras.losses.Loss):
-        def unreduced(y_true, y_pred, _loss=loss):
-            y_pred = tf.cast(y_pred, _loss.dtype or "float32")
-            y_true = tf.convert_to_tensor(y_true)
-            return _loss.call(y_true, y_pred)
-
-        return unreduced
-    fn = keras.losses.get(loss)
-    if isinstance(fn, keras.losses.Loss):
-        return _loss_function(fn)
-    return fn
-
-
-def _compiled_losses(model: keras.Model) -> list[tuple[int | str | None, Callable, float]]:
-    """(output key, unreduced loss, weight) for each compiled loss."""
-    loss = getattr(model, "loss", None)
-    if loss is None:
-        return []
-    weights = getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)
-    if isinstance(loss, dict):
-        weights = weights or {}
-        return [(k, _loss_function(v), float(weights.get(k, 1.0)) if isinstance(weights, dict) else 1.0)
-                for k, v in loss.items() if v is not None]
-    if isinstance(loss, (list, tuple)):
-        weights = weights or [1.0] * len(loss)
-        return [(i, _loss_function(v), float(weights[i])) for i, v in enumerate(loss) if v is not None]
-    return [(None, _loss_function(loss), 1.0)]
-
-
-def _pick(structure: Any, key: int | str | None, names: Sequence[str]) -> Any:
-    if key is None:
-        return structure
-    if isinstance(structure, dict):
-        return structure[key if isinstance(key, str) else names[key]]
-    if isinstance(structure, (list, tuple)):
-        return structure[key if isinstance(key, int) else list(names).index(key)]
-    return structure
-
-
-def _wrong_topk(y_pred: tf.Tensor, y_true: tf.Tensor, k: int) -> tf.Tensor:
-    """1.0 where the true class is not among the k largest scores."""
-    num_classes = y_pred.shape[-1]
-    y_true = tf.convert_to_tensor(y_true)
-    if y_true.shape.rank == y_pred.shape.rank and y_true.shape[-1] == num_classes and num_classes > 1:
-        labels = tf.argmax(y_true, axis=-1, output_type=tf.int32)  # one-hot
-    else:
-        labels = tf.cast(tf.reshape(y_true, tf.shape(y_pred)[:-1]), tf.int32)
-    scores = tf.reshape(tf.cast(y_pred, tf.float32), [-1, num_classes])
-    flat_labels = tf.reshape(labels, [-1])
-    if k == 1:
-        wrong = tf.not_equal(tf.argmax(scores, axis=-1, output_type=tf.int32), flat_labels)
-    else:
-        wrong = tf.logical_not(tf.math.in_top_k(flat_labels, scores, k))
-    return _per_example(tf.reshape(tf.cast(wrong, tf.float32), tf.shape(labels)))
-
-
-def _binary_threshold(model: keras.Model) -> float | None:
-    """The decision threshold of a binary classifier compiled with binary
-    cross-entropy (0 on logits, 0.5 on probabilities), else ``None``."""
-    loss = getattr(model, "loss", None)
-    if isinstance(loss, str):
-        return 0.5 if loss in ("binary_crossentropy", "bce") else None
-    if isinstance(loss, (keras.losses.BinaryCrossentropy, keras.losses.BinaryFocalCrossentropy)):
-        return 0.0 if loss.get_config().get("from_logits") else 0.5
-    if getattr(loss, "__name__", None) == "binary_crossentropy":
-        return 0.5
-    return None
-
-
-def _check_batched(model: keras.Model, x: Any) -> None:
-    """Refuse a validation set of single examples (a dataset without
-    ``.batch()``): its ``x`` has one dimension less than the model's input."""
-    try:
-        expected = [t.shape.rank if hasattr(t.shape, "rank") else len(t.shape) for t in model.inputs]
-    except (AttributeError, ValueError, TypeError):
-        return
-    got = [t.shape.rank for t in tf.nest.flatten(x)]
-    if len(expected) == len(got) and all(
-            e is not None and g is not None and g == e - 1 for e, g in zip(expected, got)):
-        raise ValueError(
-            f"The validation input's `x` has shape {[t.shape for t in tf.nest.flatten(x)]}, one "
-            f"dimension less than the model's input {[tuple(t.shape) for t in model.inputs]}: it "
-            "looks unbatched. Batch it, e.g. `dataset.batch(64)`.")
-
-
-def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
-    """The default tower of a Keras model: batches ``x``, ``(x, y)`` or
-    ``(x, y, sample_weight)``.
-
-    It exposes each model output under its output name (and ``output`` for a
-    single-output model), ``loss`` (the compiled loss per example, weighted
-    sum over outputs, no sample weights or regularizers), and for a
-    classifier ``wrong-top1`` (plus ``wrong-top5`` with at least 5 classes).
-    A binary classifier (one output unit, compiled with binary cross-entropy)
-    gets ``wrong-top1`` and ``pred`` (0/1, thresholded at 0 for logits, 0.5
-    for probabilities).
-    """
-
-    def tower(*batch):
-        x, y, _ = _unpack_keras_batch(batch)
-        _check_batched(model, x)
-        y_pred = model(x, training=False)
-        out: dict[str, tf.Tensor] = {}
-        output_names = list(getattr(model, "output_names", None) or [])
-        flat_pred = tf.nest.flatten(y_pred)
-        if isinstance(y_pred, dict):
-            out.update(y_pred)
-        else:
-            for i, t in enumerate(flat_pred):
-                if i < len(output_names):
-                    out[output_names[i]] = t
-        if len(flat_pred) == 1:
-            out["output"] = flat_pred[0]
-        if y is None:
-            return out
-        losses = _compiled_losses(model)
-        if losses:
-            total = None
-            for key, fn, weight in losses:
-                term = _per_example(fn(_pick(y, key, output_names), _pick(y_pred, key, output_names)))
-                term = tf.cast(term, tf.float32) * weight
-                total = term if total is None else total + term
-            out["loss"] = total
-        if len(flat_pred) == 1 and not isinstance(y, (dict, list, tuple)):
-            pred = flat_pred[0]
-            classes = pred.shape[-1] if pred.shape.rank else None
-            if classes is not None and classes >= 2 and pred.dtype.is_floating:
-                out["wrong-top1"] = _wrong_topk(pred, y, 1)
-                if classes >= 5:
-                    out["wrong-top5"] = _wrong_topk(pred, y, 5)
-            elif classes == 1 and pred.dtype.is_floating:
-                threshold = _binary_threshold(model)
-                if threshold is not None:
-                    predicted = tf.cast(pred > threshold, tf.float32)
-                    truth = tf.cast(tf.reshape(y, tf.shape(pred)) > 0.5, tf.float32)
-                    out["pred"] = tf.cast(tf.reshape(predicted, [-1]), tf.int32)
-                    out["wrong-top1"] = _per_example(tf.cast(tf.not_equal(predicted, truth), tf.float32))
-        return out
-
-    return tower
 
 
 # --------------------------------------------------------------------------
@@ -353,18 +237,31 @@ class TowerSpec:
         return out, new_ops
 
     def resolve(self, batch: Any, names: Sequence[str], outputs: dict, new_ops: Sequence) -> dict:
+        """``{name: tensor}`` for each requested name; ``name`` and ``name:0`` alike."""
         found = {}
         for name in names:
-            if name in outputs:
-                found[name] = tf.convert_to_tensor(outputs[name])
-            elif name in self.input_paths:
-                found[name] = _get_path(batch, self.input_paths[name])
-            else:
-                op = _find_named_op(new_ops, name)
-                if op is None or not op.outputs:
-                    raise UnknownFetchError(name, self._unknown_message(name, outputs, new_ops))
-                found[name] = op.outputs[0]
+            tensor = self._lookup(batch, check_fetch_name(name), outputs, new_ops)
+            if tensor is None:
+                raise UnknownFetchError(name, self._unknown_message(name, outputs, new_ops))
+            found[name] = tensor
         return found
+
+    def _lookup(self, batch: Any, name: str, outputs: dict, new_ops: Sequence) -> Any:
+        base = name[:-2] if name.endswith(":0") else name
+        candidates = list(dict.fromkeys((name, base, base + ":0")))
+        for candidate in candidates:
+            if candidate in outputs:
+                return tf.convert_to_tensor(outputs[candidate])
+        for candidate in candidates:
+            if candidate in self.input_paths:
+                return _get_path(batch, self.input_paths[candidate])
+        op = _find_named_op(new_ops, name)
+        return op.outputs[0] if op is not None and op.outputs else None
+
+    def _key_in(self, name: str, outputs: dict) -> str | None:
+        """The key of ``outputs`` that ``name`` resolves to, if any."""
+        base = name[:-2] if name.endswith(":0") else name
+        return next((k for k in (name, base, base + ":0") if k in outputs), None)
 
     def _unknown_message(self, name: str, outputs: dict, new_ops: Sequence) -> str:
         return (
@@ -385,17 +282,32 @@ class TowerSpec:
             if base == op.type or base in _AUTO_OP_NAMES or _AUTO_NAME.match(op.name):
                 continue
             named.append(op.name)
-        return sorted(set(outputs) | set(self.input_paths) | set(named))
+        shown = {k for k in outputs if not (k.endswith(("#num", "#den")) or k == SAMPLE_WEIGHT_KEY)}
+        return sorted(shown | set(self.input_paths) | set(named))
 
     def replica_fn(self, names: Sequence[str], ranks: dict | None = None) -> Callable[[Any], dict]:
-        """``fn(batch) -> {name: tensor}`` for the requested names, plus the
-        batch's sample count under ``"__num_samples__"``. Rank-0 values are
-        reshaped to ``[1]`` so that replicas and steps can be concatenated."""
+        """``fn(batch) -> {name: tensor}`` for the requested names.
+
+        Also returned: ``exact_keys(name)`` for each requested name whose
+        output came with its exact sums, ``"#sample_weight"`` when the tower
+        returned it, and the batch's sample count under
+        ``"__num_samples__"``. Rank-0 values are reshaped to ``[1]`` so that
+        replicas and steps can be concatenated; ``ranks`` (if given) receives
+        each returned key's rank.
+        """
         names = list(dict.fromkeys(names))
+        for name in names:
+            check_fetch_name(name)
 
         def fn(batch):
             outputs, ops = self._call(batch)
             found = self.resolve(batch, names, outputs, ops)
+            for name in names:
+                key = self._key_in(name, outputs)
+                if key is not None and all(k in outputs for k in exact_keys(key)):
+                    found.update(zip(exact_keys(name), (outputs[k] for k in exact_keys(key))))
+            if SAMPLE_WEIGHT_KEY in outputs:
+                found[SAMPLE_WEIGHT_KEY] = outputs[SAMPLE_WEIGHT_KEY]
             result = {}
             for name, value in found.items():
                 value = tf.convert_to_tensor(value)
@@ -406,7 +318,7 @@ class TowerSpec:
                 if ranks is not None:
                     ranks[name] = value.shape.rank
                 result[name] = tf.reshape(value, [1]) if value.shape.rank == 0 else value
-            result["__num_samples__"] = tf.reshape(_num_samples(batch), [1])
+            result[NUM_SAMPLES_KEY] = tf.reshape(_num_samples(batch), [1])
             return result
 
         return fn
@@ -420,39 +332,19 @@ def _num_samples(batch: Any) -> tf.Tensor:
 
 
 # --------------------------------------------------------------------------
-# Devices.
+# Temporary re-exports, removed by the lead once every caller has moved.
+
+# moved to devices.py
+from .devices import available_devices as _available_devices  # noqa: E402
+from .devices import canonical_device as _canonical_device  # noqa: E402
+from .devices import strategy_for as resolve_strategy  # noqa: E402
 
 
-def _available_devices() -> list[str]:
-    return [d.name for d in tf.config.list_logical_devices()]
+def __getattr__(name: str) -> Any:
+    # `keras_tower_func` moved to keras_tower.py (which imports this module,
+    # hence the lazy look-up instead of an import at the top).
+    if name == "keras_tower_func":
+        from .keras_tower import keras_tower_func
 
-
-def _canonical_device(device: str) -> str:
-    """Map ``'/gpu:0'``, ``'GPU:0'``, ``'/device:CPU:1'``... to the full name
-    of an existing logical device, or raise ``ValueError`` listing them."""
-    if not isinstance(device, str):
-        raise TypeError(f"A device must be a string such as '/cpu:0'. Received: {device!r}")
-    try:
-        spec = tf.DeviceSpec.from_string(device if device.startswith("/") else "/" + device)
-    except ValueError:
-        spec = None
-    available = _available_devices()
-    if spec is not None and spec.device_type is not None:
-        for name in available:
-            have = tf.DeviceSpec.from_string(name)
-            if (have.device_type.upper() == spec.device_type.upper()
-                    and (spec.device_index is None or have.device_index == spec.device_index)):
-                return name
-    raise ValueError(
-        f"Device {device!r} does not exist on this machine. Available devices: {available}."
-    )
-
-
-def resolve_strategy(model: keras.Model | None, device: str | None) -> tf.distribute.Strategy | None:
-    """The strategy to run towers under: ``device`` if given (one device),
-    else the model's own strategy when it was built under one, else ``None``
-    (run in place, on TensorFlow's default placement)."""
-    if device is not None:
-        return tf.distribute.OneDeviceStrategy(_canonical_device(device))
-    strategy = getattr(model, "_distribute_strategy", None) if model is not None else None
-    return strategy
+        return keras_tower_func
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""Towers: TowerContext, the default Keras tower against numpy, name
-resolution, device names."""
+"""Towers: TowerContext, name resolution, the exact-sum extras of
+replica_fn (the default Keras tower is tested in test_keras_tower.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 
 from infer_callbacks import TowerContext, get_current_tower_context
-from infer_callbacks.tower import TowerSpec, UnknownFetchError, _canonical_device, _find_named_op, keras_tower_func
+from infer_callbacks.devices import canonical_device as _canonical_device  # tests move to test_devices.py
+from infer_callbacks.keras_tower import keras_tower_func
+from infer_callbacks.tower import TowerSpec, UnknownFetchError, _find_named_op, exact_keys
 
 
 def test_tower_context_nests_and_unwinds():
