@@ -208,7 +208,11 @@ class ClassificationError(Inferencer):
             self.err_stat.feed(np.sum(w * wrong, dtype=np.float64), np.sum(w, dtype=np.float64))
 
     def _after_inference(self) -> dict[str, float]:
-        value = self.err_stat.ratio if self.err_stat.total else float("nan")
+        if not self.err_stat.total:
+            warnings.warn(f"{self!r} saw no samples (or only zero weights); {self.summary_name} "
+                          "is reported as 0, as tensorpack's RatioCounter and Keras do.",
+                          RuntimeWarning, stacklevel=3)
+        value = self.err_stat.ratio
         _warn_nonfinite(value, self.wrong_tensor_name, self.summary_name)
         return {self.summary_name: value}
 
