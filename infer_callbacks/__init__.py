@@ -6,7 +6,8 @@ from .inferencer import BinaryClassificationStats, ClassificationError, Inferenc
 from .metrics import ConfusionMatrix, GatherOutputs, KerasMetric
 from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
 from .predict import OfflinePredictor, PredictConfig
-from .runner import DataParallelInferenceRunner, InferenceRunner
+from .data_parallel import DataParallelInferenceRunner
+from .runner import InferenceRunner
 from .savers import MaxSaver, MinSaver, ModelSaver
 from .tower import TowerContext, get_current_tower_context
 from .trainer import (

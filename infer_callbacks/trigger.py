@@ -1,4 +1,4 @@
-"""``PeriodicTrigger``: run a runner every k epochs and/or every k steps."""
+"""``PeriodicTrigger``: run any callback every k epochs and/or every k steps."""
 
 from __future__ import annotations
 
@@ -7,19 +7,30 @@ import keras
 __all__ = ["PeriodicTrigger"]
 
 
+def _is_runner(callback) -> bool:
+    return callable(getattr(callback, "trigger", None)) and callable(getattr(callback, "pop_reports", None))
+
+
 class PeriodicTrigger(keras.callbacks.Callback):
-    """Runs ``runner`` periodically instead of at the end of every epoch.
+    """Runs a callback periodically instead of at the end of every epoch.
+
+    The wrapped callback gets ``set_model``, ``set_params``,
+    ``on_train_begin`` and ``on_train_end`` as usual. At its schedule:
+
+    * an :class:`InferenceRunner` validates (results go into that epoch's
+      ``logs``; a run after a training step goes into that batch's ``logs``
+      and the next epoch's);
+    * any other callback (``MaxSaver``, ``ModelCheckpoint``, your own) gets
+      ``trigger(logs)`` if it has one, else ``on_epoch_end(epoch, logs)``
+      with the latest epoch's logs and any newer validation results.
 
     Args:
-        runner: an :class:`InferenceRunner` (or anything with ``trigger()``
-            returning a dict of results).
-        every_k_epochs: run after every k-th epoch (results go into that
-            epoch's ``logs``).
-        every_k_steps: run after every k-th training step (results go into
-            that batch's ``logs`` and the next epoch's ``logs``); k counts global
-            steps (``optimizer.iterations``), as in tensorpack. Only this
-            option adds a batch hook, which makes Keras dispatch batch hooks
-            synchronously.
+        callback: the callback to run (tensorpack's ``triggerable``).
+        every_k_epochs: run after every k-th epoch.
+        every_k_steps: run after every k-th global step: it reads
+            ``optimizer.iterations`` after each training call, so with
+            ``compile(steps_per_execution=n)`` it still fires whenever a
+            multiple of k was reached (once per call that crosses one).
         before_train: also run once before the first training step.
 
     Example:
@@ -29,62 +40,89 @@ class PeriodicTrigger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, runner, every_k_epochs: int | None = None, every_k_steps: int | None = None,
-                 before_train: bool = False):
+    def __init__(self, callback: keras.callbacks.Callback, every_k_epochs: int | None = None,
+                 every_k_steps: int | None = None, before_train: bool = False):
         super().__init__()
         for name, value in (("every_k_epochs", every_k_epochs), ("every_k_steps", every_k_steps)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be a positive integer or None. Received: {name}={value!r}")
         if every_k_epochs is None and every_k_steps is None and not before_train:
-            raise ValueError(
-                "PeriodicTrigger needs a period: pass every_k_epochs=, every_k_steps= "
-                "or before_train=True.")
-        if not callable(getattr(runner, "trigger", None)):
-            raise TypeError(f"`runner` must have a trigger() method (an InferenceRunner). Received: {runner!r}")
-        self.runner = runner
+            raise ValueError("PeriodicTrigger needs a period: pass every_k_epochs=, every_k_steps= "
+                             "or before_train=True.")
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise TypeError("`callback` must be a keras.callbacks.Callback (an InferenceRunner, a saver, "
+                            f"...). Received: {callback!r}")
+        self.callback = callback
         self.every_k_epochs = every_k_epochs
         self.every_k_steps = every_k_steps
         self.before_train = before_train
-        if hasattr(runner, "run_at_epoch_end"):
-            runner.run_at_epoch_end = False
-        self._step = 0
+        self._last_step = 0
+        self._epoch = 0
         self._pending: dict[str, float] = {}
+        self._latest: dict = {}
         if every_k_steps is None:
-            # Keep Keras's asynchronous batch dispatch: no batch hook at all.
+            # No batch hook at all when only epochs are counted.
             self.on_train_batch_end = keras.callbacks.Callback.on_train_batch_end.__get__(self)
+
+    @property
+    def runner(self):
+        """The wrapped callback (tensorpack code calls it ``runner`` too)."""
+        return self.callback
 
     def set_model(self, model) -> None:
         super().set_model(model)
-        self.runner.set_model(model)
+        self.callback.set_model(model)
 
     def set_params(self, params) -> None:
         super().set_params(params)
-        self.runner.set_params(params)
+        self.callback.set_params(params)
+
+    def _iterations(self) -> int:
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        return int(iterations.numpy()) if iterations is not None else 0
+
+    def _fire(self, epoch: int, logs: dict | None, at_epoch_end: bool) -> None:
+        if _is_runner(self.callback):
+            results = self.callback.trigger(epoch_num=epoch if at_epoch_end else self._epoch,
+                                            global_step=self._iterations())
+            self._pending = dict(results)
+            if logs is not None and not at_epoch_end:
+                logs.update(results)
+            return
+        merged = {**self._latest, **self._pending, **(logs or {})}
+        if callable(getattr(self.callback, "trigger", None)):
+            self.callback.trigger(merged)
+        else:
+            self.callback.on_epoch_end(max(epoch - 1, 0), merged)
 
     def on_train_begin(self, logs=None) -> None:
-        if hasattr(self.runner, "_move_before_consumers"):
-            self.runner._move_before_consumers()
-        self.runner.on_train_begin(logs)
-        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
-        self._step = int(iterations.numpy()) if iterations is not None else 0
+        self.callback.on_train_begin(logs)
+        self._last_step = self._iterations()
+        self._pending, self._latest = {}, {}
         if self.before_train:
-            self._pending = dict(self.runner.trigger())
-            if logs is not None:
-                logs.update(self._pending)
+            self._fire(0, logs, at_epoch_end=False)
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch = epoch + 1
+        self.callback.on_epoch_begin(epoch, logs)
 
     def on_train_batch_end(self, batch, logs=None) -> None:
-        self._step += 1
-        if self.every_k_steps and self._step % self.every_k_steps == 0:
-            self._pending = dict(self.runner.trigger())
-            if logs is not None:
-                logs.update(self._pending)
+        step = self._iterations()
+        if step // self.every_k_steps > self._last_step // self.every_k_steps:
+            self._fire(self._epoch, logs, at_epoch_end=False)
+        self._last_step = step
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         if self.every_k_epochs and (epoch + 1) % self.every_k_epochs == 0:
-            self._pending = dict(self.runner.trigger())
-        if logs is not None and self._pending:
-            logs.update(self._pending)
+            self._fire(epoch + 1, logs, at_epoch_end=True)
+        if self._pending and logs is not None:
+            publish = getattr(self.callback, "publish", None)
+            if callable(publish):
+                publish(self._pending, logs)
+            else:
+                logs.update(self._pending)
         self._pending = {}
+        self._latest = dict(logs or {})
 
     def on_train_end(self, logs=None) -> None:
-        self.runner.on_train_end(logs)
+        self.callback.on_train_end(logs)

@@ -1,0 +1,182 @@
+"""A runner bound to one model: devices, the tower, the traced step.
+
+A runner is reusable across ``fit`` calls, models and trainers: it makes a
+new :class:`Binding` whenever the model (or its strategy) changes and keeps
+the traced step while it does not. Nothing is stored on the model.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any, Sequence
+
+import tensorflow as tf
+
+from .devices import is_chief, model_strategy, spans_workers
+from .inferencer import Inferencer
+from .pipeline import Pacer, pipelined
+from .step import NUM_SAMPLES, batches, make_step, shard_for_worker
+from .tower import TowerSpec, UnknownFetchError
+
+__all__ = ["Binding", "check_inferencers", "SAMPLE_WEIGHT"]
+
+SAMPLE_WEIGHT = "#sample_weight"
+
+
+def check_inferencers(infs: Any) -> list[Inferencer]:
+    """``infs`` as a non-empty list of inferencers whose fetch lists and
+    result names are valid and do not clash."""
+    if isinstance(infs, Inferencer):
+        infs = [infs]
+    if not isinstance(infs, (list, tuple)) or not infs:
+        raise ValueError(f"`infs` must be an Inferencer or a non-empty list of Inferencers. Received: {infs!r}")
+    owner: dict[str, Inferencer] = {}
+    for inf in infs:
+        if not isinstance(inf, Inferencer):
+            raise TypeError("Every element of `infs` must be an infer_callbacks.Inferencer (e.g. "
+                            f"ScalarStats('loss')). Received: {inf!r} of type {type(inf).__name__}.")
+        inf.get_fetches()  # validates the list early
+        for key in inf.result_names() or []:
+            if key in owner:
+                raise ValueError(f"Two inferencers report the same key {key!r}: {owner[key]!r} and "
+                                 f"{inf!r}. Give one of them another prefix or summary name.")
+            owner[key] = inf
+    return list(infs)
+
+
+def _keras_tower(model):
+    try:
+        from .keras_tower import keras_tower_func
+    except ImportError:  # pragma: no cover - during the move out of tower.py
+        from .tower import keras_tower_func
+    return keras_tower_func(model)
+
+
+def _worker_index(strategy: tf.distribute.Strategy) -> int:
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief":
+        return 0
+    return int(resolver.task_id) + (1 if "chief" in cluster else 0)
+
+
+class Binding:
+    """What a runner needs to validate ``model``.
+
+    Attributes:
+        strategy: the devices' strategy, or ``None`` (TensorFlow's placement).
+        mode: ``'single'``, ``'whole'`` or ``'split'`` (see ``step.py``).
+        plan: ``[(inferencer, fetch names)]`` in the runner's order.
+    """
+
+    def __init__(self, runner, model):
+        self._model_ref = weakref.ref(model) if model is not None else None
+        self.strategy = runner._strategy_for(model)
+        self._key = self._strategy_key(runner, model)
+        self.mode, self.multi_worker = self._mode(runner)
+        dataset = runner.input.dataset
+        element_spec = dataset.element_spec
+        if self.multi_worker:
+            local = len(self.strategy.extended.worker_devices)
+            dataset = shard_for_worker(dataset, self.strategy.num_replicas_in_sync, local,
+                                       _worker_index(self.strategy))
+        self.dataset = dataset
+        if runner.tower_func is None:
+            if model is None:
+                raise ValueError("InferenceRunner has no model and no `tower_func`. Use it in "
+                                 "`model.fit(callbacks=[...])`, call `runner.set_model(model)`, "
+                                 "or pass `tower_func`.")
+            tower_func, keras_default = _keras_tower(model), True
+        else:
+            tower_func, keras_default = runner.tower_func, False
+        self.tower = TowerSpec(tower_func, element_spec, keras_default=keras_default,
+                               input_names=runner.input_names)
+        names = list(dict.fromkeys(n for inf in runner.infs for n in inf.get_fetches()))
+        self.plan = [(inf, list(inf.get_fetches())) for inf in runner.infs]
+        self.ranks: dict[str, int] = {}
+        self.specs = self._trace(runner, names, element_spec)
+        self.step = make_step(self.tower.replica_fn(names, {}), self.specs, element_spec, self.strategy,
+                              self.mode, runner.steps_per_execution, self.multi_worker)
+        self._runner = runner
+        self._exact = {n: (n + "#num", n + "#den") for n in names
+                       if n + "#num" in self.specs and n + "#den" in self.specs}
+        self._has_weight = SAMPLE_WEIGHT in self.specs
+
+    @staticmethod
+    def _strategy_key(runner, model):
+        return (id(runner.tower_func), runner.device, id(getattr(model, "distribute_strategy", None)))
+
+    def matches(self, model) -> bool:
+        alive = self._model_ref() if self._model_ref is not None else None
+        return alive is model and self._key == self._strategy_key(self._runner, model)
+
+    def _mode(self, runner) -> tuple[str, bool]:
+        strategy = self.strategy
+        if strategy is None:
+            return "single", False
+        if runner._mode == "whole" or isinstance(strategy, (tf.distribute.OneDeviceStrategy,
+                                                            tf.distribute.MultiWorkerMirroredStrategy)):
+            return "whole", spans_workers(strategy)
+        return "split", False
+
+    def _trace(self, runner, names: Sequence[str], element_spec) -> dict[str, tf.TensorSpec]:
+        """One trace on the input's structure: checks every fetch name
+        (before any training step) and records the outputs' specs."""
+        fn = self.tower.replica_fn(names, self.ranks)
+        try:
+            concrete = tf.function(fn, autograph=False).get_concrete_function(element_spec)
+        except UnknownFetchError as e:
+            users = [inf for inf in runner.infs if e.name in inf.get_fetches()]
+            raise UnknownFetchError(e.name, f"{e} Requested by {users[0]!r}." if users else str(e)) from None
+        specs = {k: tf.TensorSpec.from_tensor(v) for k, v in concrete.structured_outputs.items()}
+        self.ranks[NUM_SAMPLES] = 0
+        for k, spec in specs.items():
+            self.ranks.setdefault(k, spec.shape.rank)
+            if spec.shape.rank is None:
+                raise ValueError(f"Fetched tensor {k!r} has an unknown rank; give it a static rank in "
+                                 "the tower (e.g. tf.reshape or tf.ensure_shape).")
+        return specs
+
+    @property
+    def tracing_count(self) -> int:
+        return self.step.experimental_get_tracing_count()
+
+    @property
+    def is_chief(self) -> bool:
+        return is_chief(self.strategy)
+
+    def fetch_table(self, batch: dict, names: Sequence[str]):
+        """``(results, exact, sample_weight)`` for one inferencer's fetches."""
+        results = [batch[n] for n in names]
+        exact = [(batch[self._exact[n][0]], batch[self._exact[n][1]]) if n in self._exact else None
+                 for n in names]
+        return results, exact, batch.get(SAMPLE_WEIGHT) if self._has_weight else None
+
+    def blocks(self):
+        """A generator of lists of per-batch dicts, one list per step call,
+        in dataset order; close it to stop early."""
+        iterator = iter(self.dataset)
+        pacer = Pacer(self._runner.steps_per_execution, adaptive=not self.multi_worker)
+        per_round = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
+        merge = self.mode == "split" and all(r >= 1 for r in self.ranks.values())
+        if self.mode == "split" and not merge:
+            per_round = 1  # every non-empty replica slice is one batch
+
+        def call():
+            asked = pacer.limit
+            start = time.perf_counter()
+            rounds, valid, values, shapes = self.step(iterator, tf.constant(asked, tf.int32))
+            rounds = int(rounds)
+            valid = valid.numpy()
+            values = {n: v.numpy() for n, v in values.items()}
+            shapes = {n: s.numpy() for n, s in shapes.items()}
+            pacer.observe(asked, rounds, time.perf_counter() - start)
+            items = list(batches(valid, values, shapes, self.ranks, per_round, merge)) if rounds else None
+            return items, rounds < asked
+
+        return pipelined(call, background=self._runner.pipeline,
+                         shutdown_timeout=self._runner.shutdown_timeout)
+
+
+__all__ += ["NUM_SAMPLES"]

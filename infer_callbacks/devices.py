@@ -1,0 +1,170 @@
+"""Devices and workers: device strings, GPU ids, the strategy for a device
+list, and chief/worker facts.
+
+Every other module asks here; nothing here knows about models' outputs or
+inferencers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "available_devices",
+    "canonical_device",
+    "gpu_devices",
+    "model_strategy",
+    "strategy_for",
+    "spans_workers",
+    "worker_count",
+    "is_chief",
+]
+
+_USAGE = ("Pass an int (the first N GPUs), a list of GPU ids such as [0, 1], or "
+          "a list of device strings such as ['/cpu:0', '/cpu:1'].")
+
+
+def available_devices() -> list[str]:
+    """The full names of this process's logical devices."""
+    return [d.name for d in tf.config.list_logical_devices()]
+
+
+def canonical_device(device: str | int) -> str:
+    """The full name of an existing logical device.
+
+    Accepts ``'/gpu:0'``, ``'GPU:0'``, ``'/device:CPU:1'`` or an int GPU id
+    (tensorpack's ``device=0``).
+
+    Raises:
+        ValueError: the device does not exist; the message lists those that do.
+    """
+    if isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_)):
+        if device < 0:
+            raise ValueError(f"A GPU id must be >= 0. Received: device={device}")
+        device = f"/gpu:{int(device)}"
+    if not isinstance(device, str):
+        raise TypeError(
+            f"A device must be a string such as '/cpu:0' or an int GPU id. Received: {device!r}")
+    try:
+        spec = tf.DeviceSpec.from_string(device if device.startswith("/") else "/" + device)
+    except ValueError:
+        spec = None
+    available = available_devices()
+    if spec is not None and spec.device_type is not None:
+        for name in available:
+            have = tf.DeviceSpec.from_string(name)
+            if (have.device_type.upper() == spec.device_type.upper()
+                    and (spec.device_index is None or have.device_index == spec.device_index)):
+                return name
+    raise ValueError(f"Device {device!r} does not exist on this machine. Available devices: {available}.")
+
+
+def gpu_devices(gpus: Any) -> list[str]:
+    """The devices ``gpus`` designates, as full logical device names, in order.
+
+    Args:
+        gpus: an int (the first N GPUs), a list of GPU ids, or a list of
+            device strings.
+
+    Raises:
+        TypeError / ValueError: naming the bad value and the available devices.
+    """
+    available = available_devices()
+    if isinstance(gpus, str):
+        gpus = [gpus]
+    if isinstance(gpus, (bool, np.bool_)) or not isinstance(gpus, (int, np.integer, list, tuple)):
+        raise TypeError(f"`gpus` has the wrong type. {_USAGE} Received: gpus={gpus!r}")
+    if isinstance(gpus, (int, np.integer)):
+        count = int(gpus)
+        if count < 1:
+            raise ValueError(f"`gpus` must be at least 1. Received: gpus={count}. {_USAGE} "
+                             f"Available devices: {available}.")
+        have = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if count > len(have):
+            raise ValueError(f"`gpus={count}` asks for the first {count} GPUs, but this machine has "
+                             f"{len(have)}. Available devices: {available}. {_USAGE}")
+        gpus = list(range(count))
+    gpus = list(gpus)
+    if not gpus:
+        raise ValueError(f"`gpus` is an empty list. {_USAGE} Available devices: {available}.")
+    devices, missing = [], []
+    for g in gpus:
+        if not isinstance(g, str) and not (
+                isinstance(g, (int, np.integer)) and not isinstance(g, (bool, np.bool_)) and g >= 0):
+            raise TypeError(f"Every element of `gpus` must be a GPU id (an int >= 0) or a device "
+                            f"string. Received {g!r} in gpus={gpus!r}.")
+        try:
+            devices.append(canonical_device(g))
+        except ValueError:
+            missing.append(g)
+    if missing:
+        raise ValueError(f"`gpus` names devices that do not exist on this machine: {missing} "
+                         f"(gpus={gpus!r}). Available devices: {available}.")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"`gpus` lists a device twice: gpus={gpus!r} means {devices}.")
+    return devices
+
+
+def model_strategy(model: Any) -> tf.distribute.Strategy | None:
+    """The strategy ``model`` was built under, or ``None`` for the default one."""
+    if model is None:
+        return None
+    strategy = getattr(model, "distribute_strategy", None)
+    return None if strategy is None or _is_default(strategy) else strategy
+
+
+def _is_default(strategy: tf.distribute.Strategy) -> bool:
+    return type(strategy).__name__ == "_DefaultDistributionStrategy"
+
+
+def strategy_for(model: Any, device: str | None) -> tf.distribute.Strategy | None:
+    """The strategy to run towers under: one device if ``device`` is given,
+    else the model's own strategy, else ``None`` (TensorFlow's placement)."""
+    if device is not None:
+        return tf.distribute.OneDeviceStrategy(canonical_device(device))
+    return model_strategy(model)
+
+
+def spans_workers(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether ``strategy`` has replicas in more than one process."""
+    return worker_count(strategy) > 1
+
+
+def worker_count(strategy: tf.distribute.Strategy | None) -> int:
+    """How many worker processes ``strategy`` spans (1 for local ones)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(v) for k, v in spec.items() if k in ("chief", "worker")))
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process is the chief: the one that writes files.
+
+    With a multi-worker strategy, its task; else ``TF_CONFIG``'s task (chief,
+    or worker 0 when there is no chief); without either, ``True``.
+    """
+    task_type = task_id = None
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and resolver.task_type is not None:
+        task_type, task_id = resolver.task_type, resolver.task_id
+        cluster = resolver.cluster_spec().as_dict()
+    else:
+        try:
+            config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
+        except ValueError:
+            return True
+        task = config.get("task") or {}
+        task_type, task_id = task.get("type"), task.get("index", 0)
+        cluster = config.get("cluster") or {}
+    if task_type is None:
+        return True
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster

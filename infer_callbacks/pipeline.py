@@ -1,0 +1,101 @@
+"""The host pipeline: step calls in a background thread, a bounded queue
+between them and the inferencers, and the pace of calls.
+
+The device computes the next call's batches while the host hands the
+previous ones to the inferencers. Stopping (an inferencer's error,
+``KeyboardInterrupt``) never waits longer than ``shutdown_timeout`` for a
+call still running: the thread is a daemon and is abandoned after that.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+__all__ = ["Pacer", "pipelined"]
+
+
+class Pacer:
+    """How many rounds the next call runs.
+
+    The first call runs one round; later calls as many as fit in about
+    ``target_seconds`` (at most double the previous call's, at most
+    ``max_rounds``), so a progress bar moves on a slow model and a fast one
+    gets long calls. With ``adaptive=False`` every call asks ``max_rounds``
+    (several workers must run the same calls).
+    """
+
+    def __init__(self, max_rounds: int, *, adaptive: bool = True, target_seconds: float = 0.25):
+        self.max_rounds = max_rounds
+        self.adaptive = adaptive
+        self.target_seconds = target_seconds
+        self.limit = 1 if adaptive else max_rounds
+
+    def observe(self, asked: int, rounds: int, seconds: float) -> None:
+        if self.adaptive and rounds:
+            per_round = seconds / rounds
+            self.limit = int(min(self.max_rounds, 2 * asked,
+                                 max(1, self.target_seconds / max(per_round, 1e-9))))
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return
+        except queue.Full:
+            pass
+
+
+def pipelined(call: Callable[[], tuple[Any, bool]], *, background: bool = True,
+              shutdown_timeout: float = 2.0) -> Iterator[Any]:
+    """Yield ``call()``'s items until it says it is exhausted.
+
+    ``call()`` returns ``(item, exhausted)``; ``item`` is yielded unless it is
+    ``None``. With ``background``, calls run in a daemon thread, at most two
+    items ahead. Close the generator to stop early.
+    """
+    if not background:
+        while True:
+            item, exhausted = call()
+            if item is not None:
+                yield item
+            if exhausted:
+                return
+
+    results: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            while not stop.is_set():
+                item, exhausted = call()
+                if item is not None:
+                    _put(results, ("item", item), stop)
+                if exhausted:
+                    break
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            _put(results, ("error", e), stop)
+        _put(results, ("end", None), stop)
+
+    worker = threading.Thread(target=produce, name="infer_callbacks-step", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, payload = results.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise payload
+            yield payload
+    finally:
+        stop.set()
+        deadline = time.monotonic() + shutdown_timeout
+        while worker.is_alive() and time.monotonic() < deadline:
+            try:
+                results.get(timeout=0.05)
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.05)

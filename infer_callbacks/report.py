@@ -1,0 +1,30 @@
+"""What one validation run reports: the numbers of one epoch's weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["Report"]
+
+
+@dataclasses.dataclass
+class Report:
+    """One validation run's results, as a runner hands them to monitors.
+
+    Attributes:
+        epoch_num: the 1-based epoch whose weights were measured (0 before
+            training, e.g. ``PeriodicTrigger(before_train=True)``).
+        global_step: the optimizer step of those weights.
+        scalars: the results that also went into Keras's ``logs``.
+        monitor_scalars: results for the monitors only (e.g. per-class
+            values that would flood ``History`` and the progress bar).
+        images: ``{name: HxWxC uint8 array}`` for TensorBoard.
+    """
+
+    epoch_num: int
+    global_step: int
+    scalars: dict[str, float] = dataclasses.field(default_factory=dict)
+    monitor_scalars: dict[str, float] = dataclasses.field(default_factory=dict)
+    images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
