@@ -206,7 +206,7 @@ def _binary(value: Any, what: str) -> np.ndarray:
         bad = (value != 0) & (value != 1)
         if np.any(bad):
             raise ValueError(
-                f"BinaryStatistics needs 0/1 values in {what}, got {value[bad].ravel()[0]!r}. "
+                f"BinaryStatistics needs 0/1 values in {what}, got {value[bad].ravel()[0].item()!r}. "
                 "Threshold scores first, e.g. (prob > 0.5).")
     return value.astype(bool)
 
