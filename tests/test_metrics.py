@@ -1,5 +1,10 @@
 """KerasMetric, GatherOutputs and ConfusionMatrix against numpy / scikit-learn
-references over the whole set at once, whatever the batch split."""
+references over the whole set at once, whatever the batch split.
+
+Unit tests drive the inferencers through the runner-facing methods on numpy
+batches (``run_inferencer`` / ``check_split_invariance`` from
+test_inferencer.py); the end-to-end tests at the bottom run them in ``fit``.
+"""
 
 from __future__ import annotations
 
@@ -16,22 +21,28 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_score, recall_score
 from sklearn.metrics import roc_auc_score
 
-from conftest import check_inferencer, random_splits, run_python
-from infer_callbacks import (ConfusionMatrix, GatherOutputs, InferenceRunner, JSONWriter,
-                             KerasMetric, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter)
-from infer_callbacks.metrics import render_matrix
+from conftest import run_python
+from infer_callbacks.metrics import ConfusionMatrix, GatherOutputs, KerasMetric, render_matrix
+from test_inferencer import check_split_invariance, run_inferencer
 
 
-def feed(inf, arrays, sizes):
-    """One validation run of ``inf`` over ``arrays`` split into ``sizes``."""
-    names = inf.get_fetches()
-    inf.before_inference()
-    start = 0
-    for size in sizes:
-        inf.on_fetches([arrays[k][start:start + size] for k in names], size)
-        start += size
-    images = inf.after_inference_images()
-    return inf.after_inference(), images
+def random_splits(rng, n, max_batch):
+    """Random batch sizes in [0, max_batch] covering ``n`` (0: an empty replica slice)."""
+    sizes = []
+    while sum(sizes) < n:
+        sizes.append(int(rng.integers(0, max_batch + 1)))
+    sizes[-1] -= sum(sizes) - n
+    return sizes
+
+
+def check_inferencer(make, arrays, reference, sizes, *, rtol=1e-9):
+    return check_split_invariance(make, arrays, reference, sizes, rtol=rtol)
+
+
+def feed(inf, arrays, sizes, **kwargs):
+    """One validation run of ``inf``: ``(logs, images)``."""
+    logs, _, images = run_inferencer(inf, arrays, sizes, **kwargs)
+    return logs, images
 
 
 def sigmoid(x):
@@ -112,6 +123,18 @@ def test_keras_metric_sample_weight_and_reset_between_runs(rng):
     second, _ = feed(metric, {"loss": b, "weight": wb}, [20])
     np.testing.assert_allclose(first["validation_loss"], np.average(a, weights=wa), rtol=1e-6)
     np.testing.assert_allclose(second["validation_loss"], np.average(b, weights=wb), rtol=1e-6)
+
+
+def test_keras_metric_uses_the_sets_sample_weights(rng):
+    label, prob, weight = rng.integers(0, 2, 120), rng.random(120).astype(np.float32), rng.random(120)
+    auc = keras.metrics.AUC()
+    auc.update_state(label, prob, sample_weight=weight)
+    logs, _ = feed(KerasMetric(keras.metrics.AUC(), ["label", "prob"]), {"label": label, "prob": prob},
+                   [50, 0, 70], sample_weight=weight)
+    np.testing.assert_allclose(logs["validation_auc"], float(auc.result()), rtol=1e-6)
+    # update_state without a sample_weight parameter: the weights are not passed.
+    logs, _ = feed(KerasMetric(PythonSideMean(), ["prob"]), {"prob": prob}, [120], sample_weight=weight)
+    np.testing.assert_allclose(logs["validation_py_mean"], prob.mean(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("good_batches", [0, 3])  # eager (first batch), then compiled
@@ -304,10 +327,12 @@ def test_gather_bad_input():
     def per_class(out):
         return {"val_ap": np.array([0.5, 0.7])}
 
-    with pytest.raises(ValueError, match=r"per_class.*'val_ap'.*shape \(2,\)"):
-        feed(GatherOutputs(["x"], per_class), {"x": np.zeros(3)}, [3])
-    with pytest.raises(TypeError, match="must return a dict"):
-        feed(GatherOutputs(["x"], lambda out: 0.5), {"x": np.zeros(3)}, [3])
+    # Results never stop training: one key per element, a warning naming the key.
+    with pytest.warns(UserWarning, match=r"GatherOutputs\('x'\).*'val_ap'.*shape \(2,\)"):
+        logs, _ = feed(GatherOutputs(["x"], per_class), {"x": np.zeros(3)}, [3])
+    assert logs == {"val_ap_0": 0.5, "val_ap_1": 0.7}
+    with pytest.warns(UserWarning, match="not a dict"):
+        assert feed(GatherOutputs(["x"], lambda out: 0.5), {"x": np.zeros(3)}, [3])[0] == {}
 
 
 # --------------------------------------------------------------------------
@@ -331,11 +356,17 @@ def test_confusion_matrix_matches_numpy_and_sklearn(data, k, n):
     sizes = random_splits(rng, n, data.draw(st.integers(1, 40)))
     recall = recall_score(label, pred, labels=range(k), average=None, zero_division=0)
     precision = precision_score(label, pred, labels=range(k), average=None, zero_division=0)
-    expected = {f"validation_recall_{c}": recall[c] for c in range(k)}
-    expected.update({f"validation_precision_{c}": precision[c] for c in range(k)})
+    per_class = {f"validation_recall_{c}": recall[c] for c in range(k)}
+    per_class.update({f"validation_precision_{c}": precision[c] for c in range(k)})
+    expected = {"validation_mean_recall": recall_score(label, pred, labels=range(k), average="macro",
+                                                       zero_division=0),
+                "validation_mean_precision": precision_score(label, pred, labels=range(k),
+                                                             average="macro", zero_division=0)}
     cm = ConfusionMatrix("label", "pred", num_classes=k)
     assert sorted(cm.result_names()) == sorted(expected)
-    check_inferencer(lambda: cm, {"label": label, "pred": pred}, expected, sizes)
+    check_split_invariance(lambda: cm, {"label": label, "pred": pred}, expected, sizes,
+                           expected_monitor=per_class)
+    assert sorted(cm.monitor_only_results()) == sorted(per_class)
     np.testing.assert_array_equal(cm.matrix, reference_confusion(label, pred, k))
     np.testing.assert_array_equal(cm.matrix, confusion_matrix(label, pred, labels=range(k)))
 
@@ -349,7 +380,8 @@ def test_confusion_matrix_from_logits_one_hot_and_maps(rng):
         cm = ConfusionMatrix("label", "output", num_classes=k, class_names=list("abcd"))
         results, images = feed(cm, {"label": lab, "output": logits}, random_splits(rng, n, 25))
         np.testing.assert_array_equal(cm.matrix, want)
-        assert set(results) == set(cm.result_names()) and "validation_recall_c" in results
+        assert set(results) == set(cm.result_names()) and "validation_recall_c" not in results
+        assert "validation_recall_c" in cm.monitor_only_results()
     # per-pixel class ids (segmentation), one more axis of scores
     seg = rng.integers(0, k, (10, 5, 6))
     scores = rng.normal(size=(10, 5, 6, k))
@@ -385,6 +417,8 @@ def test_confusion_matrix_image_and_errors():
 
 
 def test_monitor_writers_check_images(tmp_path):
+    from infer_callbacks import MonitorWriter, TFEventWriter
+
     with pytest.raises(ValueError, match=r"'bad'.*shape \(4, 4, 2\)"):
         TFEventWriter(tmp_path).write_images(1, 1, {"bad": np.zeros((4, 4, 2), np.uint8)})
     MonitorWriter().write_images(1, 1, {"ignored": np.zeros((2, 2, 3), np.uint8)})
@@ -432,6 +466,8 @@ def digits_fit(tmp_path_factory):
         def flush(self):
             pass
 
+    from infer_callbacks import InferenceRunner, JSONWriter, Monitors, ScalarPrinter, TFEventWriter
+
     history = model.fit(train_ds, epochs=2, verbose=0, callbacks=[
         Monitors([ScalarPrinter(file=Capture()), JSONWriter(logdir), TFEventWriter(logdir)]),
         InferenceRunner(val_ds, [
@@ -466,8 +502,13 @@ def test_fit_gathers_in_order_and_scores(digits_fit):
     np.testing.assert_array_equal(f["cm"].matrix, confusion_matrix(y, pred, labels=range(10)))
     recall = recall_score(y, pred, labels=range(10), average=None, zero_division=0)
     precision = precision_score(y, pred, labels=range(10), average=None, zero_division=0)
-    np.testing.assert_allclose([hist[f"validation_recall_{c}"][-1] for c in range(10)], recall)
-    np.testing.assert_allclose([hist[f"validation_precision_{c}"][-1] for c in range(10)], precision)
+    np.testing.assert_allclose(hist["validation_mean_recall"][-1], recall.mean())
+    np.testing.assert_allclose(hist["validation_mean_precision"][-1], precision.mean())
+    assert "validation_recall_3" not in hist  # per-class values go to the monitors only
+    with open(os.path.join(f["logdir"], "stats.json")) as fh:
+        last = json.load(fh)[-1]
+    np.testing.assert_allclose([last[f"validation_recall_{c}"] for c in range(10)], recall)
+    np.testing.assert_allclose([last[f"validation_precision_{c}"] for c in range(10)], precision)
     np.testing.assert_allclose(hist["validation_mean_io_u"][-1], numpy_mean_iou(y, pred, 10), rtol=1e-5)
 
 
@@ -487,7 +528,6 @@ def test_fit_writes_confusion_image_to_tensorboard_only(digits_fit):
     np.testing.assert_array_equal(decoded, render_matrix(f["cm"].matrix))
     assert (int(width), int(height)) == (decoded.shape[1], decoded.shape[0])
     assert step == int(f["model"].optimizer.iterations.numpy())
-    assert not f["model"]._infer_callbacks_images  # taken by Monitors
     with open(os.path.join(f["logdir"], "stats.json")) as fh:
         stats = json.load(fh)
     assert "validation_recall_3" in stats[-1] and "validation_confusion_matrix" not in stats[-1]
@@ -495,7 +535,9 @@ def test_fit_writes_confusion_image_to_tensorboard_only(digits_fit):
 
 
 def test_result_names_clash_detected_before_training():
-    with pytest.raises(ValueError, match="validation_recall_0"):
+    from infer_callbacks import InferenceRunner
+
+    with pytest.raises(ValueError, match="validation_mean_recall"):
         InferenceRunner([(np.zeros((2, 1)), np.zeros(2))],
                         [ConfusionMatrix("label", "output", 2), ConfusionMatrix("label", "output", 2)])
 
