@@ -14,8 +14,11 @@ import tensorflow as tf
 
 from infer_callbacks import (InferenceRunner, MaxSaver, MinSaver, ModelSaver, ScalarStats, SimpleTrainer,
                              TrainConfig, launch_train_with_config)
-from infer_callbacks import get_current_tower_context
+from infer_callbacks import PeriodicTrigger, checkpoint, get_current_tower_context
+from infer_callbacks.checkpoint import CheckpointMismatchError
 from test_trainer import Linear, Recorder, train_ds
+
+STEPS = 13  # train_ds(): 400 examples in batches of 32
 
 
 class Scripted(keras.callbacks.Callback):
@@ -37,7 +40,11 @@ def test_model_saver_keeps_n_and_resumes(tmp_path):
     launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0,
                                          callbacks=[ModelSaver(ckdir, max_to_keep=2)]), trainer)
     names = sorted(n for n in os.listdir(ckdir) if n.endswith(".index"))
-    assert names == ["ckpt-3.index", "ckpt-4.index"]
+    assert names == [f"ckpt-{3 * STEPS}.index", f"ckpt-{4 * STEPS}.index"]  # ckpt-<global step>
+    infos = checkpoint.list_checkpoints(ckdir)
+    assert [(i.epoch, i.global_step) for i in infos] == [(3, 3 * STEPS), (4, 4 * STEPS)]
+    assert checkpoint.read_finished_marker(ckdir) == {
+        "epoch": 4, "global_step": 4 * STEPS, "checkpoint": f"ckpt-{4 * STEPS}"}
     saved = [v.numpy().copy() for v in trainer.model.weights]
     steps = int(trainer.model.optimizer.iterations.numpy())
 
@@ -55,7 +62,7 @@ def test_model_saver_keeps_n_and_resumes(tmp_path):
     for a, b in zip(start.weights, saved):
         np.testing.assert_array_equal(a, b)
     assert start.iterations == steps  # the optimizer's state came back too
-    with pytest.raises(ValueError, match="No checkpoint"):
+    with pytest.raises(FileNotFoundError, match="nothing"):
         launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
                                              session_init=str(tmp_path / "nothing")), SimpleTrainer())
 
@@ -74,7 +81,8 @@ def test_min_saver_picks_best_epoch_in_any_order(tmp_path, saver_first):
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith("min-score-")) == [
         "min-score-2.data-00000-of-00001", "min-score-2.index"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
-    tf.train.Checkpoint(model=trainer.model).restore(saver.checkpoint_path).expect_partial()
+    info = checkpoint.restore(trainer.model, saver.checkpoint_path)
+    assert (info.epoch, info.global_step) == (2, 2 * STEPS)
     for a, b in zip(trainer.model.get_weights(), scripted.weights[2]):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(scripted.weights[2][0], scripted.weights[3][0])
@@ -166,11 +174,17 @@ def test_checkpoint_keeps_non_trainable_state_of_a_model_desc(tmp_path):
 
 
 def test_session_init_from_another_model_is_refused(tmp_path):
-    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    prefix = tf.train.Checkpoint(model=other).write(str(tmp_path / "other"))
-    with pytest.raises(ValueError, match="does not match the model"):
+    other = WithBatchNorm()
+    other.net.build((None, 64))
+    other.bn.build((None, 64))
+    prefix = checkpoint.save(other, tmp_path / "other", epoch=1, global_step=3)
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 of 2 variables match.*4 extra.*bn/2-moving_mean"):
         launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
                                              session_init=prefix), SimpleTrainer())
+    foreign = tf.train.Checkpoint(model=keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    with pytest.raises(ValueError, match="not written in infer_callbacks' layout"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                             session_init=foreign.write(str(tmp_path / "f"))), SimpleTrainer())
 
 
 def test_model_saver_saves_again_in_a_second_fit(tmp_path):
@@ -187,3 +201,81 @@ def test_model_saver_saves_again_in_a_second_fit(tmp_path):
     ModelSaver.restore(fresh, tmp_path / "ckpt")
     for a, b in zip(fresh.get_weights(), final):
         np.testing.assert_array_equal(a, b)
+
+
+def test_finished_marker_is_removed_when_training_starts_again(tmp_path):
+    seen = []
+
+    class Look(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(checkpoint.read_finished_marker(tmp_path))
+
+    saver = ModelSaver(tmp_path)
+    for epochs in (1, 2):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=epochs, verbose=0,
+                                             callbacks=[saver, Look()]), SimpleTrainer())
+    assert seen == [None, None, None]
+    assert checkpoint.read_finished_marker(tmp_path)["epoch"] == 2
+
+
+def test_tensorpack_argument_names():
+    saver = MinSaver(monitor_stat="val-error", reverse=True, filename="best", checkpoint_dir="x")
+    assert (saver.mode, saver.monitor, saver.monitor_stat, saver.filename) == ("max", "val-error", "val-error", "best")
+    saver = MaxSaver("accuracy", "best-acc")  # tensorpack: MaxSaver(monitor_stat, filename)
+    assert (saver.mode, saver.filename) == ("max", "best-acc")
+    assert MinSaver("loss").filename == "min-loss"
+    with pytest.raises(ValueError, match="monitor_stat='b'"):
+        MinSaver("a", monitor_stat="b")
+    with pytest.raises(TypeError, match=r"ModelSaver\(checkpoint_dir=..., max_to_keep=3\)"):
+        ModelSaver(3)
+    with pytest.raises(ValueError, match="var_collections"):
+        ModelSaver("x", var_collections=["trainable"])
+
+
+def test_savers_inside_a_step_trigger(tmp_path):
+    """tensorpack's PeriodicTrigger(MaxSaver(...), every_k_steps=...): the
+    ModelSaver saves at global steps 10, 20, ...; MaxSaver decides on the logs
+    that carry the statistic (here from a scripted producer every 10 steps)."""
+
+    class EveryTen(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.step, self.weights = 0, {}
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step % 10 == 0:
+                logs["score"] = {10: 1.0, 20: 3.0, 30: 2.0}.get(self.step, 0.5)
+                self.weights[self.step] = [w.copy() for w in self.model.get_weights()]
+
+    producer = EveryTen()
+    best = MaxSaver(monitor_stat="score", checkpoint_dir=tmp_path)
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0, callbacks=[
+        producer, PeriodicTrigger(ModelSaver(tmp_path, max_to_keep=10), every_k_steps=10),
+        PeriodicTrigger(best, every_k_steps=10)]), trainer)
+    infos = checkpoint.list_checkpoints(tmp_path)
+    assert [i.global_step for i in infos][:5] == [10, 20, 30, 40, 50]
+    assert [i.epoch for i in infos][:5] == [1, 2, 3, 4, 4]  # 13 steps per epoch
+    state = json.loads((tmp_path / "max-score.json").read_text())
+    assert (state["best"], state["global_step"]) == (3.0, 20)
+    checkpoint.restore(trainer.model, best.checkpoint_path)
+    for a, b in zip(trainer.model.get_weights(), producer.weights[20]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_best_saver_can_save_given_weights(tmp_path):
+    """What asynchronous validation needs: save the snapshot it measured,
+    not the model's current weights."""
+    saver = MinSaver("score", checkpoint_dir=tmp_path)
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                         callbacks=[saver]), trainer)
+    model = trainer.model
+    snapshot = [np.full(w.shape, 0.25, w.dtype) for w in model.get_weights()]
+    saver._save(0, 1.0, weights=snapshot)
+    current = model.get_weights()
+    checkpoint.restore(model, saver.checkpoint_path)
+    for w in model.get_weights():
+        np.testing.assert_array_equal(w, 0.25)
+    assert not np.array_equal(current[0], snapshot[0])
