@@ -1,19 +1,34 @@
 """``Monitors``: write each epoch's results to stdout, ``stats.json`` and
-TensorBoard. Monitors decide where numbers go, never what is measured."""
+TensorBoard. Monitors decide where numbers go, never what is measured.
+
+Where the numbers come from:
+
+| source | what | written under |
+| --- | --- | --- |
+| the epoch's ``logs`` | every scalar (training metrics, runner results) | the current epoch and global step |
+| ``pop_reports()`` of sibling runners (``report.Report``) | ``scalars``, ``monitor_scalars`` (monitors only, not ``logs``, e.g. ``ConfusionMatrix``'s per-class values), ``images`` | the report's ``epoch_num`` / ``global_step`` (an asynchronous runner reports epoch ``e`` later) |
+
+Siblings are found with ``siblings.callback_list_of(self)``: the Keras
+``CallbackList`` that holds this callback (also looking through wrappers that
+expose ``.callback``, such as ``PeriodicTrigger``). Nothing is read from or
+stored on the user's model.
+"""
 
 from __future__ import annotations
 
-import json
-import math
 import numbers
-import os
-import warnings
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import keras
 import numpy as np
 
-from ._util import atomic_write_json
+from .writers import (
+    JSONWriter,
+    MonitorWriter,
+    ScalarPrinter,
+    TFEventWriter,
+    optimizer_step,
+)
 
 __all__ = ["Monitors", "MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
 
@@ -30,255 +45,77 @@ def _scalar(value: Any) -> float | None:
     return None
 
 
-def _prepare_logdir(logdir: Any, who: str) -> str:
-    if logdir is None or (isinstance(logdir, str) and not logdir):
-        raise ValueError(
-            f"{who} needs a log directory to write to. Received: logdir={logdir!r}. "
-            f"Pass a path such as {who}('train_log')."
-        )
-    logdir = os.fspath(logdir)
+def _scalars(values: dict | None) -> dict[str, float]:
+    out = {}
+    for key, value in (values or {}).items():
+        v = _scalar(value)
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def _report_sources(callback) -> list:
+    """The callbacks of ``callback``'s ``CallbackList`` (looking through
+    wrappers) that expose ``pop_reports()``; ``[]`` when there is no list."""
     try:
-        os.makedirs(logdir, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"{who} cannot create the log directory {logdir!r}: {e.strerror}.") from e
-    if not os.access(logdir, os.W_OK | os.X_OK):
-        raise PermissionError(f"{who} cannot write to the log directory {logdir!r} (permission denied).")
-    return logdir
-
-
-def _image(key: str, value: Any) -> np.ndarray:
-    """``value`` as an ``H x W x C`` uint8 image (C in 1, 3, 4); a 2-D array
-    is one grey channel."""
-    image = np.asarray(value)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or image.dtype != np.uint8 \
-            or 0 in image.shape:
-        raise ValueError(
-            f"Image {key!r} must be an H x W x C uint8 array with C in (1, 3, 4). "
-            f"Received shape {image.shape} dtype {image.dtype}; convert it with "
-            "np.clip(x * 255, 0, 255).astype(np.uint8).")
-    return image
-
-
-def _optimizer_step(model) -> int | None:
-    """The model's global step (``optimizer.iterations``), if it has one."""
-    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
-    if iterations is None:
-        return None
-    try:
-        return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
-    except (TypeError, ValueError):
-        return None
-
-
-class MonitorWriter:
-    """Base class of the writers held by :class:`Monitors`.
-
-    Override ``write(epoch_num, step, scalars)``; optionally ``setup(model)``
-    (called at ``on_train_begin``), ``write_images(epoch_num, step, images)``
-    and ``close()``.
-    """
-
-    def setup(self, model: keras.Model | None) -> None:
-        """Prepare to write; raise here for a bad configuration."""
-
-    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
-        raise NotImplementedError
-
-    def write_images(self, epoch_num: int, step: int, images: dict[str, np.ndarray]) -> None:
-        """Write the epoch's images, ``{name: H x W x C uint8 array}`` (e.g. a
-        :class:`~infer_callbacks.ConfusionMatrix`). Default: ignore them."""
-
-    def close(self) -> None:
-        """Flush and release resources."""
-
-
-class ScalarPrinter(MonitorWriter):
-    """Prints the epoch's values as a table (tabulate).
-
-    Args:
-        whitelist: print only these keys (default: all).
-        blacklist: never print these keys.
-        file: where to print (default: ``sys.stdout`` at write time).
-    """
-
-    def __init__(self, whitelist: Sequence[str] | None = None, blacklist: Sequence[str] = (), *,
-                 file=None):
-        self.whitelist = None if whitelist is None else set(whitelist)
-        self.blacklist = set(blacklist)
-        self.file = file
-
-    def format(self, epoch_num: int, step: int, scalars: dict[str, float]) -> str:
-        from tabulate import tabulate
-
-        rows = [[k, f"{v:.6g}"] for k, v in sorted(scalars.items())
-                if (self.whitelist is None or k in self.whitelist) and k not in self.blacklist]
-        return tabulate(rows, headers=[f"epoch {epoch_num}", f"step {step}"], tablefmt="simple",
-                        disable_numparse=True)
-
-    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
-        import sys
-
-        print(self.format(epoch_num, step, scalars), file=self.file or sys.stdout, flush=True)
-
-
-class JSONWriter(MonitorWriter):
-    """Keeps ``logdir/stats.json``: a list of per-epoch dicts with
-    ``epoch_num`` (1-based) and ``global_step``.
-
-    The file is replaced atomically (write to a temporary file, fsync,
-    rename), so a crash never leaves a partial file. On a resumed run the
-    existing entries are kept and entries of re-run epochs are replaced. A
-    file that is not such a list is refused (and left untouched).
-    """
-
-    FILENAME = "stats.json"
-
-    def __init__(self, logdir: str | os.PathLike, *, overwrite: bool = False):
-        self.logdir = _prepare_logdir(logdir, "JSONWriter")
-        self.path = os.path.join(self.logdir, self.FILENAME)
-        self.overwrite = overwrite
-        self.stats: list[dict] = []
-        self._checked_continuity = False
-
-    def setup(self, model) -> None:
-        _prepare_logdir(self.logdir, "JSONWriter")
-        self.stats = self.load(self.path)
-        self._checked_continuity = False
-        step = _optimizer_step(model)
-        if self.stats and step == 0:
-            if not self.overwrite:
-                raise ValueError(
-                    f"{self.path} already holds {len(self.stats)} epochs from another run, "
-                    "and this run starts from step 0 (not a resume); it was left untouched. "
-                    "Use another logdir, delete the file, or pass JSONWriter(logdir, overwrite=True).")
-            self.stats = []
-
-    @staticmethod
-    def load(path: str) -> list[dict]:
-        """Read an existing ``stats.json`` (``[]`` when absent)."""
-        if not os.path.exists(path):
-            return []
-        try:
-            with open(path) as f:
-                stats = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(
-                f"{path} exists but is not valid JSON ({e}); it was left untouched. "
-                "Move it away or use another logdir."
-            ) from e
-        if not isinstance(stats, list) or not all(isinstance(s, dict) and "epoch_num" in s for s in stats):
-            raise ValueError(
-                f"{path} exists but is not a list of per-epoch dicts with 'epoch_num' "
-                "(not written by JSONWriter?); it was left untouched. Move it away or "
-                "use another logdir."
-            )
-        return stats
-
-    def _check_continuity(self, epoch_num: int, step: int) -> None:
-        earlier = [s for s in self.stats if s["epoch_num"] < epoch_num]
-        last_step = max((s.get("global_step", 0) for s in earlier), default=0)
-        if isinstance(last_step, (int, float)) and last_step > step:
-            raise ValueError(
-                f"{self.path} is from another run: its epoch {max(s['epoch_num'] for s in earlier)} "
-                f"ended at global step {last_step}, but this run reached epoch {epoch_num} at "
-                f"step {step}. The file was left untouched; use another logdir or "
-                "JSONWriter(logdir, overwrite=True).")
-
-    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
-        if not self._checked_continuity:
-            if self.overwrite:
-                self.stats = [s for s in self.stats if s["epoch_num"] < epoch_num]
-            else:
-                self._check_continuity(epoch_num, step)
-            self._checked_continuity = True
-        dropped = [s for s in self.stats if s["epoch_num"] >= epoch_num]
-        if dropped:
-            warnings.warn(
-                f"{self.path}: replacing {len(dropped)} entries from epoch {epoch_num} on, "
-                "written by an earlier run.", RuntimeWarning, stacklevel=2)
-        self.stats = [s for s in self.stats if s["epoch_num"] < epoch_num]
-        entry = {"epoch_num": epoch_num, "global_step": step}
-        entry.update({k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()})
-        self.stats.append(entry)
-        self._atomic_write(self.stats)
-
-    def _atomic_write(self, stats: list[dict]) -> None:
-        atomic_write_json(self.path, stats)
-
-
-class TFEventWriter(MonitorWriter):
-    """Writes TensorBoard event files (scalars at the global step).
-
-    Args:
-        logdir: the directory of the event files (required).
-        flush_secs: how often the writer flushes on its own.
-    """
-
-    def __init__(self, logdir: str | os.PathLike, *, flush_secs: int = 30):
-        self.logdir = _prepare_logdir(logdir, "TFEventWriter")
-        self.flush_secs = flush_secs
-        self._writer = None
-
-    def setup(self, model) -> None:
-        import tensorflow as tf
-
-        _prepare_logdir(self.logdir, "TFEventWriter")
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.logdir, flush_millis=self.flush_secs * 1000)
-
-    def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
-        import tensorflow as tf
-
-        if self._writer is None:
-            self.setup(None)
-        with self._writer.as_default():
-            for key, value in scalars.items():
-                tf.summary.scalar(key, value, step=step)
-        self._writer.flush()
-
-    def write_images(self, epoch_num: int, step: int, images: dict[str, np.ndarray]) -> None:
-        import tensorflow as tf
-
-        if not images:
-            return
-        if self._writer is None:
-            self.setup(None)
-        checked = {key: _image(key, value) for key, value in images.items()}
-        with self._writer.as_default():
-            for key, image in checked.items():
-                tf.summary.image(key, image[None], step=step, max_outputs=1)
-        self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        from .siblings import callback_list_of, unwrap
+    except ImportError:  # no sibling discovery in this build: logs only
+        return []
+    cblist = callback_list_of(callback)
+    if cblist is None:
+        return []
+    sources = []
+    for member in list(getattr(cblist, "callbacks", ())):
+        for cb in unwrap(member):
+            if cb is not callback and callable(getattr(cb, "pop_reports", None)) \
+                    and all(cb is not s for s in sources):
+                sources.append(cb)
+    return sources
 
 
 class Monitors(keras.callbacks.Callback):
-    """A Keras callback that writes each epoch's ``logs`` to its writers.
+    """A Keras callback that writes each epoch's results to its writers.
 
-    Every scalar in the epoch's ``logs`` is written: the training metrics
-    and the results of the runners. Images the runners produced in the epoch
-    (e.g. by :class:`~infer_callbacks.ConfusionMatrix`) go to each writer's
-    ``write_images`` (``TFEventWriter`` writes them; the others ignore them).
-    Keeps :attr:`history`, the list of scalars written.
+    Every scalar in the epoch's ``logs`` is written (training metrics and the
+    runners' results), and every report of the runners in the same callback
+    list: values meant for the monitors only (``ConfusionMatrix``'s per-class
+    recall and precision), images (``TFEventWriter`` writes them, the others
+    ignore them), and results that an asynchronous runner reports for an
+    earlier epoch, which are written under that epoch and its global step
+    (``stats.json`` merges them into that epoch's row).
+
+    The console writer (:class:`ScalarPrinter`) prints after Keras's progress
+    bar, and, when ``fit`` prints the logs (``verbose`` 1 or 2), only what the
+    bar does not show.
+
+    Outside ``fit`` (e.g. a sidecar evaluator), use :meth:`open`,
+    :meth:`write` and :meth:`close`.
 
     Args:
         writers: a list of :class:`MonitorWriter` (``ScalarPrinter()``,
             ``JSONWriter(logdir)``, ``TFEventWriter(logdir)``).
 
+    Attributes:
+        history: the rows written in this run, one dict per epoch
+            (``epoch_num``, ``global_step`` and the values), sorted by epoch.
+
     Example:
 
     ```python
-    model.fit(..., callbacks=[InferenceRunner(val_ds, ScalarStats("loss")),
-                              Monitors([ScalarPrinter(), JSONWriter("train_log")])])
+    import keras, numpy as np, tempfile
+    from infer_callbacks import InferenceRunner, ScalarStats, Monitors, ScalarPrinter, JSONWriter
+
+    x, y = np.random.rand(64, 4).astype("float32"), np.random.rand(64, 1).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    monitors = Monitors([ScalarPrinter(), JSONWriter(tempfile.mkdtemp())])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[
+        InferenceRunner([(x, y)], ScalarStats("loss")), monitors])
+    print(monitors.get_history("validation_loss"))
     ```
     """
 
-    def __init__(self, writers: Sequence[MonitorWriter]):
+    def __init__(self, writers: Sequence[MonitorWriter] | MonitorWriter):
         super().__init__()
         if isinstance(writers, MonitorWriter):
             writers = [writers]
@@ -290,49 +127,148 @@ class Monitors(keras.callbacks.Callback):
                     f"TFEventWriter(logdir)). Received: {w!r}")
         self.writers = writers
         self.history: list[dict] = []
+        self._console_pending: list[tuple] = []
+        self._sources: list = []
 
-    def on_train_begin(self, logs=None) -> None:
+    # ---- standalone use -------------------------------------------------
+
+    def open(self, model: keras.Model | None = None) -> None:
+        """Set up every writer (what ``on_train_begin`` does). ``model=None``
+        means "resume": ``stats.json`` keeps its rows."""
+        self.history = []
+        self._console_pending = []
         ready = []
         try:
             for w in self.writers:
-                w.setup(self.model)
+                w.setup(model)
                 ready.append(w)
         except BaseException:
             for w in ready:  # e.g. a TFEventWriter opened before a JSONWriter refused
                 w.close()
             raise
 
-    def _global_step(self, epoch: int) -> int:
-        step = _optimizer_step(self.model)
-        return epoch + 1 if step is None else step
+    def write(self, epoch_num: int, global_step: int, scalars: dict, images: dict | None = None, *,
+              console_skip: Iterable[str] = ()) -> None:
+        """Write one epoch's values (merged into that epoch's row when it was
+        written before) and images to every writer.
 
-    def on_epoch_end(self, epoch, logs=None) -> None:
-        scalars = {}
-        for key, value in (logs or {}).items():
-            v = _scalar(value)
-            if v is not None:
-                scalars[key] = v
-        epoch_num = epoch + 1
-        step = self._global_step(epoch)
-        self.history.append({"epoch_num": epoch_num, "global_step": step, **scalars})
-        for w in self.writers:
-            w.write(epoch_num, step, scalars)
-        images = self._take_images()
-        if images:
-            for w in self.writers:
-                w.write_images(epoch_num, step, images)
+        Args:
+            epoch_num: the 1-based epoch (or checkpoint's epoch) they measure.
+            global_step: its global step.
+            scalars: ``{name: number}``.
+            images: ``{name: H x W x C uint8}``.
+            console_skip: keys the console writers leave out (already shown).
+        """
+        self._write_rows([(epoch_num, global_step, _scalars(scalars), dict(images or {}))],
+                         set(console_skip), defer=False)
 
-    def _take_images(self) -> dict[str, np.ndarray]:
-        """The images the runners published on the model since the last
-        epoch end (they are not Keras ``logs``: History and CSVLogger expect
-        scalars there); taken, so each is written once."""
-        published = getattr(self.model, "_infer_callbacks_images", None) if self.model is not None else None
-        if not published:
-            return {}
-        images = dict(published)
-        published.clear()
-        return images
-
-    def on_train_end(self, logs=None) -> None:
+    def close(self) -> None:
+        """Close every writer (what ``on_train_end`` does)."""
         for w in self.writers:
             w.close()
+
+    # ---- what an inferencer's trainer handle reads ----------------------
+
+    def get_history(self, name: str) -> list[tuple[int, float]]:
+        """Every ``(global_step, value)`` of ``name`` written in this run, in
+        epoch order (as the inferencers' ``trainer.monitors.get_history``)."""
+        return [(row["global_step"], row[name]) for row in self.history if name in row]
+
+    def get_latest(self, name: str) -> float:
+        """The value of ``name`` of the latest epoch that has it (tensorpack's
+        ``trainer.monitors.get_latest``). Raises ``KeyError`` listing the
+        names written so far."""
+        values = self.get_history(name)
+        if not values:
+            known = sorted({k for row in self.history for k in row} - {"epoch_num", "global_step"})
+            raise KeyError(f"Monitors have no value for {name!r} yet. Names written so far: {known}")
+        return values[-1][1]
+
+    def _add_history(self, epoch_num: int, step: int, scalars: dict) -> None:
+        row = next((r for r in self.history if r["epoch_num"] == epoch_num), None)
+        if row is None:
+            self.history.append({"epoch_num": epoch_num, "global_step": step, **scalars})
+            self.history.sort(key=lambda r: r["epoch_num"])
+        else:
+            row.update(scalars)
+
+    # ---- Keras callback -------------------------------------------------
+
+    def on_train_begin(self, logs=None) -> None:
+        self.open(self.model)
+        self._sources = _report_sources(self)  # found once per run
+
+    def _keras_prints_logs(self) -> bool:
+        """``fit`` (and the trainer host) print every ``logs`` key at epoch
+        end with ``verbose`` 1 or 2 (``"auto"`` is 1)."""
+        verbose = (self.params or {}).get("verbose", 0)
+        return bool(verbose)
+
+    def _pop_reports(self) -> list:
+        reports = []
+        for source in self._sources:
+            reports.extend(source.pop_reports() or ())
+        return reports
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._flush_console()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        epoch_num = epoch + 1
+        step = optimizer_step(self.model)
+        step = epoch_num if step is None else step
+        scalars = _scalars(logs)
+        shown = set(scalars) if self._keras_prints_logs() else set()
+        reports = self._pop_reports()
+        now = [r for r in reports if r.epoch_num == epoch_num]
+        late = [r for r in reports if r.epoch_num != epoch_num]
+        for r in late:  # their keys in this epoch's logs measure an earlier epoch
+            for key in r.scalars:
+                scalars.pop(key, None)
+        images: dict = {}
+        for r in now:
+            scalars.update(_scalars(r.scalars))
+            scalars.update(_scalars(r.monitor_scalars))
+            images.update(r.images or {})
+        rows = [(epoch_num, step, scalars, images)]
+        for r in sorted(late, key=lambda r: r.epoch_num):
+            rows.append((r.epoch_num, r.global_step,
+                         {**_scalars(r.scalars), **_scalars(r.monitor_scalars)}, dict(r.images or {})))
+        self._write_rows(rows, shown, defer=self._keras_prints_logs())
+
+    def _write_rows(self, rows: list, shown: set, *, defer: bool) -> None:
+        for epoch_num, step, scalars, images in rows:
+            self._add_history(epoch_num, step, scalars)
+            for w in self.writers:
+                if w.console:
+                    if not getattr(w, "repeat_keras_logs", False):
+                        printed = {k: v for k, v in scalars.items() if k not in shown}
+                    else:
+                        printed = scalars
+                    if defer:  # after Keras's progress bar has ended its line
+                        self._console_pending.append((w, epoch_num, step, printed))
+                    else:
+                        w.write(epoch_num, step, printed)
+                else:
+                    w.write(epoch_num, step, scalars)
+                if images:
+                    w.write_images(epoch_num, step, images)
+
+    def _flush_console(self) -> None:
+        pending, self._console_pending = self._console_pending, []
+        for w, epoch_num, step, scalars in pending:
+            w.write(epoch_num, step, scalars)
+
+    def on_train_end(self, logs=None) -> None:
+        try:
+            # Reports that arrived after the last epoch end (a runner that
+            # finished in its own on_train_end), then the last printed table.
+            reports = self._pop_reports()
+            if reports:
+                self._write_rows([(r.epoch_num, r.global_step,
+                                   {**_scalars(r.scalars), **_scalars(r.monitor_scalars)},
+                                   dict(r.images or {})) for r in reports], set(), defer=False)
+            self._flush_console()
+        finally:
+            self._sources = []  # hold no runner beyond the run
+            self.close()

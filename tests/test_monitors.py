@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import glob
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -12,7 +15,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_python
-from infer_callbacks import ClassificationError, InferenceRunner, JSONWriter, Monitors, ScalarPrinter, ScalarStats, TFEventWriter
+from infer_callbacks import (ClassificationError, InferenceRunner, JSONWriter, Monitors, MonitorWriter,
+                             ScalarPrinter, ScalarStats, TFEventWriter)
+from infer_callbacks import monitors as monitors_module
 
 
 def _setup(seed=0):
@@ -26,13 +31,32 @@ def _setup(seed=0):
     return model, ds
 
 
-def _read_scalars(logdir):
+def _read_events(logdir):
+    """{tag: [(step, value or image bytes)]} from every event file in logdir."""
     values = {}
-    for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for v in event.summary.value:
-                values.setdefault(v.tag, []).append((event.step, float(tf.make_ndarray(v.tensor))))
+                array = tf.make_ndarray(v.tensor)
+                value = float(array) if array.shape == () else array
+                values.setdefault(v.tag, []).append((event.step, value))
     return values
+
+
+def _read_scalars(logdir):
+    return {k: v for k, v in _read_events(logdir).items() if not isinstance(v[0][1], np.ndarray)}
+
+
+def _stats(logdir, name="stats.json"):
+    with open(os.path.join(logdir, name)) as f:
+        return json.load(f)
+
+
+def _fit_fresh(logdir, epochs=2, seed=0, **writer_kw):
+    model, ds = _setup(seed)
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=[
+        InferenceRunner(ds, ScalarStats("loss")), Monitors([JSONWriter(logdir, **writer_kw)])])
+    return model, ds
 
 
 def test_json_and_events_written_each_epoch(tmp_path, capsys):
@@ -131,3 +155,274 @@ def test_stats_json_keeps_readable_permissions(tmp_path):
         assert os.stat(w.path).st_mode & 0o777 == 0o640  # an existing file keeps its mode
     finally:
         os.umask(old)
+
+
+# ---- re-runs: never an error, never a lost file ---------------------------------------------
+
+def test_rerun_keeps_previous_stats_json_beside_the_new_one(tmp_path):
+    logdir = str(tmp_path)
+    _fit_fresh(logdir, epochs=3, seed=0)
+    first = _stats(logdir)
+    with pytest.warns(RuntimeWarning, match=r"held 3 epochs of another run.*kept as .*stats-1\.json"):
+        _fit_fresh(logdir, epochs=2, seed=1)
+    assert _stats(logdir, "stats-1.json") == first
+    second = _stats(logdir)
+    assert [s["epoch_num"] for s in second] == [1, 2]
+    with pytest.warns(RuntimeWarning, match=r"stats-2\.json"):
+        _fit_fresh(logdir, epochs=1, seed=2)
+    assert _stats(logdir, "stats-1.json") == first      # an older backup is never overwritten
+    assert _stats(logdir, "stats-2.json") == second
+    assert len(_stats(logdir)) == 1
+
+
+def test_backup_skips_a_name_that_is_taken(tmp_path):
+    (tmp_path / "stats-1.json").write_text("not mine")
+    _fit_fresh(str(tmp_path), epochs=1)
+    with pytest.warns(RuntimeWarning, match=r"stats-2\.json"):
+        _fit_fresh(str(tmp_path), epochs=1)
+    assert (tmp_path / "stats-1.json").read_text() == "not mine"
+
+
+def test_overwrite_discards_the_old_file(tmp_path):
+    _fit_fresh(str(tmp_path), epochs=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _fit_fresh(str(tmp_path), epochs=1, overwrite=True)
+    assert len(_stats(str(tmp_path))) == 1
+    assert sorted(os.listdir(tmp_path)) == ["stats.json"]
+
+
+def test_resume_whose_steps_do_not_continue_the_file_starts_a_new_one(tmp_path):
+    logdir = str(tmp_path)
+    _fit_fresh(logdir, epochs=3)                           # epochs 1-3 end at steps 3, 6, 9
+    model, ds = _setup()
+    model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)  # another model, at step 1
+    with pytest.warns(RuntimeWarning, match=r"steps do not lead to step 4 at epoch 3.*stats-1\.json"):
+        model.fit(ds, epochs=3, initial_epoch=2, verbose=0,
+                  callbacks=[InferenceRunner(ds, ScalarStats("loss")), Monitors([JSONWriter(logdir)])])
+    assert [s["epoch_num"] for s in _stats(logdir, "stats-1.json")] == [1, 2, 3]
+    assert [s["epoch_num"] for s in _stats(logdir)] == [3]
+
+
+def test_standalone_setup_without_a_model_resumes(tmp_path):
+    # setup(None) (a sidecar evaluator, the step unknown) keeps the rows.
+    w = JSONWriter(str(tmp_path))
+    w.setup(None)
+    w.write(1, 10, {"a": 1.0})
+    w = JSONWriter(str(tmp_path))
+    w.setup(None)
+    w.write(2, 20, {"a": 2.0})
+    assert [s["epoch_num"] for s in _stats(str(tmp_path))] == [1, 2]
+    assert os.listdir(tmp_path) == ["stats.json"]
+
+
+def test_disk_full_names_file_and_writer_and_keeps_previous_file(tmp_path, monkeypatch):
+    from infer_callbacks import _util
+
+    w = JSONWriter(str(tmp_path))
+    w.setup(None)
+    w.write(1, 10, {"validation_loss": 1.0})
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(_util.os, "fsync", full_disk)      # the new file's data does not fit
+    with pytest.raises(OSError, match=r"JSONWriter could not write .*stats\.json .*No space left") as info:
+        w.write(2, 20, {"validation_loss": 0.5})
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert _stats(str(tmp_path)) == [{"epoch_num": 1, "global_step": 10, "validation_loss": 1.0}]
+    assert os.listdir(tmp_path) == ["stats.json"]          # no temporary file left
+
+
+def test_tfevent_writer_rerun_adds_an_event_file(tmp_path):
+    for seed in (0, 1):
+        model, ds = _setup(seed)
+        model.fit(ds, epochs=1, verbose=0, callbacks=[
+            InferenceRunner(ds, ScalarStats("loss")), Monitors([TFEventWriter(str(tmp_path))])])
+    assert len(glob.glob(str(tmp_path / "events.out.tfevents.*"))) == 2
+    assert len(_read_scalars(str(tmp_path))["validation_loss"]) == 2
+
+
+# ---- reports of sibling runners ------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Report:  # the fields of report.Report (Monitors read them by name)
+    epoch_num: int
+    global_step: int
+    scalars: dict = dataclasses.field(default_factory=dict)
+    monitor_scalars: dict = dataclasses.field(default_factory=dict)
+    images: dict = dataclasses.field(default_factory=dict)
+
+
+class _FakeRunner(keras.callbacks.Callback):
+    """Puts `validation_x` into logs and reports it, like a runner. With
+    `lag=1` it reports epoch e's value at epoch e+1 (asynchronous)."""
+
+    def __init__(self, lag=0):
+        super().__init__()
+        self.lag, self.pending, self.reports = lag, [], []
+
+    def pop_reports(self):
+        out, self.reports = self.reports, []
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        value = 10.0 * (epoch + 1)
+        self.pending.append(_Report(
+            epoch + 1, step, {"validation_x": value},
+            {"validation_recall_0": value / 100, "validation_recall_1": value / 200},
+            {"validation_image": np.full((4, 4, 3), epoch, np.uint8)}))
+        if len(self.pending) > self.lag:
+            report = self.pending.pop(0)
+            logs["validation_x"] = report.scalars["validation_x"]
+            self.reports.append(report)
+
+
+@pytest.fixture
+def siblings_found(monkeypatch):
+    """Sibling discovery through the lead's siblings module when it exists;
+    otherwise the fake runner is handed to Monitors the same way."""
+    try:
+        from infer_callbacks import siblings  # noqa: F401
+        return
+    except ImportError:
+        holder = {}
+        monkeypatch.setattr(monitors_module, "_report_sources", lambda cb: holder.get("sources", []))
+        return holder
+
+
+def _fit_with(runner, writers, holder, epochs=3, verbose=0):
+    model, ds = _setup()
+    if holder is not None:
+        holder["sources"] = [runner]
+    monitors = Monitors(writers)
+    history = model.fit(ds, epochs=epochs, verbose=verbose, callbacks=[runner, monitors])
+    return monitors, history
+
+
+def test_reports_monitor_scalars_and_images_go_to_the_writers_not_logs(tmp_path, siblings_found):
+    logdir = str(tmp_path)
+    monitors, history = _fit_with(_FakeRunner(), [JSONWriter(logdir), TFEventWriter(logdir)],
+                                  siblings_found)
+    assert "validation_recall_0" not in history.history
+    stats = _stats(logdir)
+    assert [s["validation_recall_0"] for s in stats] == [0.1, 0.2, 0.3]
+    assert [s["validation_x"] for s in stats] == [10.0, 20.0, 30.0]
+    events = _read_events(logdir)
+    assert [step for step, _ in events["validation_image"]] == [3, 6, 9]
+    assert [step for step, _ in events["validation_recall_1"]] == [3, 6, 9]
+    assert monitors.get_latest("validation_recall_0") == 0.3
+    assert monitors.get_history("validation_x") == [(3, 10.0), (6, 20.0), (9, 30.0)]
+    with pytest.raises(KeyError, match="no value for 'nope'.*validation_x"):
+        monitors.get_latest("nope")
+
+
+def test_late_reports_are_written_under_their_epoch(tmp_path, siblings_found):
+    # An asynchronous runner reports epoch e at the end of epoch e+1 (and the
+    # rest at train end): stats.json merges each into its own epoch's row.
+    logdir = str(tmp_path)
+    runner = _FakeRunner(lag=1)
+    original_end = runner.on_train_end
+
+    def flush(logs=None):
+        runner.reports.extend(runner.pending)
+        runner.pending = []
+        original_end(logs)
+    runner.on_train_end = flush
+    _fit_with(runner, [JSONWriter(logdir), TFEventWriter(logdir)], siblings_found)
+    stats = _stats(logdir)
+    assert [s["epoch_num"] for s in stats] == [1, 2, 3]
+    assert [s.get("validation_x") for s in stats] == [10.0, 20.0, 30.0]
+    assert [s["global_step"] for s in stats] == [3, 6, 9]
+    assert all("loss" in s for s in stats)
+    assert _read_scalars(logdir)["validation_x"] == [(3, 10.0), (6, 20.0), (9, 30.0)]
+
+
+def test_images_are_never_read_from_the_model(tmp_path):
+    model, ds = _setup()
+    model.fit(ds, epochs=1, verbose=0)
+    seen = []
+
+    class Recorder(MonitorWriter):
+        def write(self, epoch_num, step, scalars):
+            pass
+
+        def write_images(self, epoch_num, step, images):
+            seen.append(images)
+    monitors = Monitors([Recorder()])
+    monitors.set_model(model)
+    object.__setattr__(model, "_infer_callbacks_images", {"old_path": np.zeros((2, 2, 1), np.uint8)})
+    monitors.on_train_begin()
+    monitors.on_epoch_end(0, {"loss": 1.0})
+    monitors.on_train_end()
+    assert seen == []
+
+
+# ---- the console ---------------------------------------------------------------------------
+
+def _lines(text):
+    return [line.split("\r")[-1].split("\x08")[-1] for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_console_with_keras_progress_output_prints_each_value_once(capsys, siblings_found, verbose):
+    _fit_with(_FakeRunner(), [ScalarPrinter()], siblings_found, epochs=2, verbose=verbose)
+    out = capsys.readouterr().out
+    lines = _lines(out)
+    for epoch in (1, 2):
+        header = next(i for i, line in enumerate(lines) if line.startswith(f"epoch {epoch} "))
+        # the table follows Keras's finished line for that epoch, on its own lines
+        assert "validation_x: " in lines[header - 1], lines[header - 3:header + 3]
+    assert not any("epoch " in line and not line.startswith("epoch ") and "Epoch" not in line
+                   for line in lines), out
+    # what the progress line shows is not printed again; the monitor-only values are
+    assert out.count("validation_recall_0") == 2
+    assert not any(line.startswith(("loss ", "validation_x ")) for line in lines)
+    assert out.index("epoch 1 ") < out.index("Epoch 2/2") if verbose == 1 else True
+
+
+def test_console_verbose_0_prints_everything(capsys):
+    model, ds = _setup()
+    model.fit(ds, epochs=2, verbose=0, callbacks=[
+        InferenceRunner(ds, [ScalarStats("loss"), ClassificationError()]), Monitors([ScalarPrinter()])])
+    lines = _lines(capsys.readouterr().out)
+    assert sum(line.startswith("validation_loss ") for line in lines) == 2
+    assert sum(line.startswith("loss ") for line in lines) == 2
+
+
+def test_console_in_a_real_fit_verbose_1(tmp_path):
+    # The runner's keys are on Keras's progress line; the table adds nothing
+    # twice, and starts on its own line when it prints (repeat_keras_logs=True).
+    proc = run_python("""
+        import keras, numpy as np, tensorflow as tf
+        from infer_callbacks import InferenceRunner, ScalarStats, ClassificationError, Monitors, ScalarPrinter
+        x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        y = (x[:, 0] > 0).astype("int32")
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+        model.fit(ds, epochs=2, verbose=1, callbacks=[
+            InferenceRunner(ds, [ScalarStats("loss"), ClassificationError()]),
+            Monitors([ScalarPrinter(), ScalarPrinter(repeat_keras_logs=True)])])
+    """, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = _lines(proc.stdout)
+    headers = [i for i, line in enumerate(lines) if line.startswith("epoch ")]
+    assert len(headers) == 2                               # the repeating printer only
+    for i in headers:
+        assert "validation_error: " in lines[i - 1]        # right after the finished bar
+    assert not any("epoch " in line and not line.startswith("epoch ") and "Epoch" not in line
+                   for line in lines), proc.stdout
+
+
+def test_monitors_standalone_open_write_close(tmp_path, capsys):
+    monitors = Monitors([ScalarPrinter(), JSONWriter(str(tmp_path))])
+    monitors.open()
+    monitors.write(4, 400, {"validation_loss": 0.5}, {"img": np.zeros((2, 2), np.uint8)})
+    monitors.write(4, 400, {"validation_error": 0.25}, console_skip=["validation_error"])
+    monitors.close()
+    assert _stats(str(tmp_path)) == [
+        {"epoch_num": 4, "global_step": 400, "validation_loss": 0.5, "validation_error": 0.25}]
+    out = capsys.readouterr().out
+    assert "validation_loss" in out and "validation_error" not in out
