@@ -154,12 +154,14 @@ class Binding:
         return results, exact, batch.get(SAMPLE_WEIGHT) if self._has_weight else None
 
     def blocks(self):
-        """A generator of lists of per-batch dicts, one list per step call,
-        in dataset order; close it to stop early."""
+        """A generator of ``(dataset batches, [per-batch dict, ...])``, one
+        per step call, in dataset order; close it to stop early. (Under
+        ``split`` mode with a per-batch scalar fetch, each replica slice is
+        one dict.)"""
         iterator = iter(self.dataset)
         pacer = Pacer(self._runner.steps_per_execution, adaptive=not self.multi_worker)
         per_round = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
-        merge = self.mode == "split" and all(r >= 1 for r in self.ranks.values())
+        merge = self.mode == "split" and all(r >= 1 for n, r in self.ranks.items() if n != NUM_SAMPLES)
         if self.mode == "split" and not merge:
             per_round = 1  # every non-empty replica slice is one batch
 
@@ -172,8 +174,10 @@ class Binding:
             values = {n: v.numpy() for n, v in values.items()}
             shapes = {n: s.numpy() for n, s in shapes.items()}
             pacer.observe(asked, rounds, time.perf_counter() - start)
-            items = list(batches(valid, values, shapes, self.ranks, per_round, merge)) if rounds else None
-            return items, rounds < asked
+            if not rounds:
+                return None, True
+            items = list(batches(valid, values, shapes, self.ranks, per_round, merge))
+            return (rounds if self.mode == "split" else len(items), items), rounds < asked
 
         return pipelined(call, background=self._runner.pipeline,
                          shutdown_timeout=self._runner.shutdown_timeout)

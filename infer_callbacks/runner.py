@@ -267,14 +267,14 @@ class InferenceRunner(keras.callbacks.Callback):
             _hook(inf, "set_run_context", ctx)
             _hook(inf, "before_inference")
         fetch = self._binding.fetch_table
-        batches = samples = 0
+        batches = samples = units = 0
         with self._progress() as bar:
             blocks = self._binding.blocks()
             try:
-                for block in blocks:
+                for count, block in self._located(blocks, lambda: batches):
                     self._fire("on_test_batch_begin", batches)
                     for batch in block:
-                        batches += 1
+                        units += 1
                         ns = int(batch[NUM_SAMPLES])
                         samples += max(ns, 0)
                         for inf, idx in plan:
@@ -283,10 +283,13 @@ class InferenceRunner(keras.callbacks.Callback):
                                 inf.on_fetches(results, ns if ns >= 0 else None, exact=exact,
                                                sample_weight=weight)
                             except Exception as e:
-                                e.add_note(f"(raised by inferencer {inf!r} on validation batch {batches})")
+                                e.add_note(f"(raised by inferencer {inf!r} on validation batch "
+                                           f"{batches + min(units, count)} of {self.input.description})")
                                 raise
+                    units = 0
+                    batches += count
                     self._fire("on_test_batch_end", batches - 1, {})
-                    bar.update(len(block))
+                    bar.update(count)
             finally:
                 blocks.close()  # stops the step thread, also on KeyboardInterrupt
         if batches == 0:
@@ -299,6 +302,22 @@ class InferenceRunner(keras.callbacks.Callback):
                 RuntimeWarning, stacklevel=2)
         self.num_samples_last_run = samples
         return self._collect(plan, ctx)
+
+    def _located(self, blocks, done):
+        """``blocks``, with a note on an input or device error saying which
+        batch of which input it was."""
+        while True:
+            try:
+                item = next(blocks)
+            except StopIteration:
+                return
+            except tf.errors.OpError as e:
+                where = self.input.failed_batch
+                where = (f"batch {where}" if where is not None else
+                         f"one of batches {done() + 1}-{done() + self.steps_per_execution}")
+                e.add_note(f"(raised while running validation {where} of {self.input.description})")
+                raise
+            yield item
 
     def _collect(self, plan, ctx: RunContext) -> tuple[dict, dict, dict]:
         results: dict[str, float] = {}

@@ -218,7 +218,8 @@ def batches(valid: np.ndarray, values: dict[str, np.ndarray], shapes: dict[str, 
 
     ``per_round`` is the number of replicas (entries per round). With
     ``merge`` (``split`` mode), the valid slices of a round are concatenated
-    back into the round's batch; otherwise every valid entry is one batch.
+    back into the round's batch (rank-0 values, i.e. sample counts, are
+    added); otherwise every valid entry is one batch.
     Rank-0 outputs come back as numpy scalars.
     """
     offsets = {}
@@ -243,4 +244,5 @@ def batches(valid: np.ndarray, values: dict[str, np.ndarray], shapes: dict[str, 
         if len(parts) == 1:
             yield parts[0]
         elif parts:
-            yield {n: np.concatenate([p[n] for p in parts], 0) for n in values}
+            yield {n: (np.sum([p[n] for p in parts]) if ranks[n] == 0 else np.concatenate([p[n] for p in parts], 0))
+                   for n in values}
