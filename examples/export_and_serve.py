@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from infer_callbacks import ModelExporter, OfflinePredictor, PredictConfig  # noqa: E402
+from infer_callbacks import ModelExporter, ModelSaver, OfflinePredictor, PredictConfig  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
 
@@ -78,14 +78,13 @@ def main(argv=None) -> list[dict]:
     keras.utils.set_random_seed(0)
     (x_train, y_train), (x_val, y_val) = load()
 
-    # 1. Train briefly and checkpoint the way a trainer does (model + optimizer).
+    # 1. Train briefly; ModelSaver checkpoints (model, optimizer, epoch, step).
     trained = build_model()
     trained.compile(optimizer=keras.optimizers.Adam(3e-3),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    trained.fit(x_train, y_train, batch_size=64, epochs=args.epochs, verbose=0)
     checkpoint_dir = os.path.join(args.outdir, "checkpoints")
-    ckpt = tf.train.Checkpoint(model=trained, optimizer=trained.optimizer)
-    tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=1).save()
+    trained.fit(x_train, y_train, batch_size=64, epochs=args.epochs, verbose=0,
+                callbacks=[ModelSaver(checkpoint_dir, max_to_keep=1)])
     logits = trained.predict(x_val, verbose=0)
     reference = tf.nn.softmax(logits).numpy()
 

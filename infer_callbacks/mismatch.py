@@ -33,7 +33,7 @@ def check_match(source: str, want: dict, have: dict, *, ignore_mismatch: bool,
     missing, extra and mis-shaped, or with ``ignore_mismatch`` warn and
     return the names not to restore."""
     missing = [n for n in want if n not in have]
-    extra = [n for n in have if n not in want]
+    extra = sorted(n for n in have if n not in want)
     mismatched = [n for n in want if n in have and (
         tuple(have[n][0]) != tuple(want[n][0]) or tf.as_dtype(have[n][1]) != tf.as_dtype(want[n][1]))]
     if not (missing or extra or mismatched):

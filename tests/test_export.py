@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from infer_callbacks import ModelExporter, OfflinePredictor, PredictConfig, get_current_tower_context
-from infer_callbacks.trainer import ModelDesc
+from infer_callbacks import checkpoint
+from infer_callbacks.model_desc import ModelDesc
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 
@@ -39,9 +40,7 @@ def trained(tmp_path_factory):
     desc = Classifier()
     for v in desc.net.weights:
         v.assign(rng.normal(size=v.shape).astype("float32"))
-    holder = tf.Module()
-    holder.net = desc.net
-    path = tf.train.Checkpoint(model=holder).save(str(tmp_path_factory.mktemp("ckpt") / "ckpt"))
+    path = checkpoint.save(desc, tmp_path_factory.mktemp("ckpt") / "ckpt")
     config = PredictConfig(model=Classifier(), session_init=path, input_names=["x"],
                            output_names=["prob", "logits"])
     return desc, ModelExporter(config)

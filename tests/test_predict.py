@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from infer_callbacks import OfflinePredictor, PredictConfig, get_current_tower_context
-from infer_callbacks.trainer import ModelDesc
-from infer_callbacks.predict import CheckpointMismatchError, get_predictor, trackable_model
+from infer_callbacks import ModelSaver, OfflinePredictor, PredictConfig, get_current_tower_context
+from infer_callbacks import checkpoint
+from infer_callbacks.model_desc import ModelDesc
+from infer_callbacks.predict import CheckpointMismatchError, get_predictor, restore_weights
 
 
 def make_keras(hidden=6, classes=3, extra_layer=False):
@@ -67,15 +68,18 @@ def x(rng):
 
 @pytest.fixture
 def keras_ckpt(rng, tmp_path):
-    """A trained Keras model and its checkpoint directory (trainer-style:
-    model, optimizer and step, written by a CheckpointManager)."""
+    """A trained Keras model and its ModelSaver directory (model, optimizer,
+    epoch and step; the latest checkpoint differs from the first)."""
     model = trained_keras(rng)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, step=tf.Variable(7))
-    manager = tf.train.CheckpointManager(ckpt, str(tmp_path / "checkpoints"), max_to_keep=2)
-    manager.save()
-    model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)  # the latest differs
-    manager.save()
-    return model, str(tmp_path / "checkpoints"), manager.latest_checkpoint
+    saver = ModelSaver(tmp_path / "checkpoints", max_to_keep=2)
+    saver.set_model(model)
+    saver.on_train_begin()
+    saver.on_epoch_end(0)
+    model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)
+    model.optimizer.iterations.assign_add(1)
+    saver.on_epoch_end(1)
+    saver.on_train_end()
+    return model, str(tmp_path / "checkpoints"), saver.saved[-1]
 
 
 def test_keras_checkpoint_dir_restores_latest_any_batch_size_one_trace(keras_ckpt, x, rng):
@@ -104,33 +108,26 @@ def test_without_session_init_uses_current_weights(rng, x):
     np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("layout", ["module", "trackable_model", "root", "attribute", "layer_list",
-                                    "nested"])
-def test_model_desc_checkpoint_layouts(layout, rng, x, tmp_path):
-    trained = Classifier()
-    trained.net(x)
-    trained.net.layers[0].kernel.assign(rng.normal(size=(4, 6)))
-    if layout == "module":        # the ModelDesc tracked as a tf.Module with its attributes
-        holder = tf.Module()
-        holder.net = trained.net
-        ckpt = tf.train.Checkpoint(model=holder, step=tf.Variable(1))
-    elif layout == "trackable_model":
-        ckpt = tf.train.Checkpoint(model=trackable_model(trained))
-    elif layout == "root":        # attributes at the checkpoint's root
-        ckpt = tf.train.Checkpoint(net=trained.net)
-    elif layout == "attribute":   # the only layer-holding attribute as the model
-        ckpt = tf.train.Checkpoint(model=trained.net)
-    elif layout == "layer_list":  # the ModelDesc's layers as a list `desc_layers`
-        holder = tf.Module()
-        holder.desc_layers = [trained.net]
-        ckpt = tf.train.Checkpoint(model=holder, optimizer=keras.optimizers.Adam())
-    else:                         # the model one level deeper
-        outer, holder = tf.Module(), tf.Module()
-        holder.net = trained.net
-        outer.model = holder
-        ckpt = tf.train.Checkpoint(trainer=outer)
-    path = ckpt.save(str(tmp_path / "ckpt"))
+@pytest.mark.parametrize("writer", ["checkpoint.save", "trainer"])
+def test_model_desc_checkpoint_restores_into_a_fresh_model_desc(writer, rng, x, tmp_path):
+    """One layout: variables named by attribute (`net/0-kernel`), whatever
+    Keras auto-named the layers (every Classifier() here gets new layer names)."""
+    if writer == "trainer":
+        from infer_callbacks import SimpleTrainer, TrainConfig, launch_train_with_config
 
+        data = tf.data.Dataset.from_tensor_slices((rng.normal(size=(32, 4)).astype("float32"),
+                                                   rng.integers(0, 3, 32).astype("int32"))).batch(8)
+        trainer = SimpleTrainer()
+        launch_train_with_config(TrainConfig(model=Classifier(), data=data, max_epoch=2, verbose=0,
+                                             callbacks=[ModelSaver(tmp_path)]), trainer)
+        trained, path = trainer.desc, str(tmp_path)
+    else:
+        trained = Classifier()
+        trained.net(x)
+        trained.net.layers[0].kernel.assign(rng.normal(size=(4, 6)))
+        path = checkpoint.save(trained, tmp_path / "ckpt", epoch=3, global_step=30)
+        assert checkpoint.read_info(path) == (path, 3, 30)
+    assert sorted(checkpoint.named_weights(trained)) == ["net/0-kernel", "net/1-bias", "net/2-kernel", "net/3-bias"]
     config = PredictConfig(model=Classifier(), session_init=path, input_names=["x"],
                            output_names=["logits", "prob"])
     logits, prob = OfflinePredictor(config)(x)
@@ -139,33 +136,12 @@ def test_model_desc_checkpoint_layouts(layout, rng, x, tmp_path):
     np.testing.assert_allclose(prob, np.exp(log_softmax(expected)), rtol=1e-5, atol=1e-6)
 
 
-def test_checkpoint_holding_weights_only_through_the_optimizer(rng, x, tmp_path):
-    """A Keras model whose layers TF's checkpoint cannot reach (a plain list
-    attribute) is saved only through its optimizer's variable list: matched
-    by position, every shape agreeing."""
+def test_checkpoint_of_another_layout_is_refused_with_the_fix(rng, x, tmp_path):
     trained = Classifier()
     trained.net(x)
-    for v in trained.net.weights:
-        v.assign(rng.normal(size=v.shape))
-    optimizer = keras.optimizers.SGD(0.1)
-    optimizer.build(trained.net.trainable_variables)
-    path = tf.train.Checkpoint(model=tf.Module(), optimizer=optimizer).save(str(tmp_path / "ckpt"))
-    config = PredictConfig(model=Classifier(), session_init=path, input_names=["x"], output_names=["logits"])
-    (logits,) = OfflinePredictor(config)(x)
-    np.testing.assert_allclose(logits, trained.net(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
-
-    class WithBatchNorm(Classifier):
-        def __init__(self):
-            self.net = keras.Sequential([keras.layers.Dense(6), keras.layers.BatchNormalization(),
-                                         keras.layers.Dense(3)])
-
-    bn = WithBatchNorm()
-    bn.net(x)
-    optimizer = keras.optimizers.SGD(0.1)
-    optimizer.build(bn.net.trainable_variables)
-    path = tf.train.Checkpoint(model=tf.Module(), optimizer=optimizer).save(str(tmp_path / "bn"))
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 variables missing from the checkpoint:.*moving_mean"):
-        OfflinePredictor(PredictConfig(model=WithBatchNorm(), session_init=path, input_names=["x"],
+    path = tf.train.Checkpoint(model=trained.net).save(str(tmp_path / "ckpt"))
+    with pytest.raises(ValueError, match=r"not written in infer_callbacks' layout.*ModelSaver"):
+        OfflinePredictor(PredictConfig(model=Classifier(), session_init=path, input_names=["x"],
                                        output_names=["logits"]))
 
 
@@ -236,42 +212,47 @@ def test_get_predictor_shares_the_weights(x):
 
 def test_shape_mismatch_is_an_error_naming_the_variable(keras_ckpt):
     _, directory, latest = keras_ckpt
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)shape/dtype mismatches.*"
-                       r"_operations/3/_kernel  model: shape=\(6, 4\).*checkpoint: shape=\(6, 3\)"
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 of 4 variables match.*shape/dtype mismatches.*"
+                       r"model/2-kernel \(.*\)  model: shape=\(6, 4\) float32, checkpoint: shape=\(6, 3\)"
                        r".*ignore_mismatch=True") as info:
         OfflinePredictor(PredictConfig(model=make_keras(classes=4), session_init=directory))
     assert latest in str(info.value)
-    assert sorted(info.value.mismatched) == ["_functional/_operations/3/_kernel",
-                                             "_functional/_operations/3/bias"]
-    assert not info.value.missing and not info.value.unused  # optimizer state is not "unused"
+    assert info.value.mismatched == ["model/2-kernel", "model/3-bias"]
+    assert not info.value.missing and not info.value.extra  # optimizer state is not "extra"
 
 
 def test_ignore_mismatch_warns_and_restores_what_matches(keras_ckpt, x):
     trained, directory, _ = keras_ckpt
     model = make_keras(classes=4)
-    with pytest.warns(UserWarning, match=r"2 of 4 variables match(?s:.*)_operations/3/bias"):
+    with pytest.warns(UserWarning, match=r"2 of 4 variables match(?s:.*)model/3-bias"):
         OfflinePredictor(PredictConfig(model=model, session_init=directory, ignore_mismatch=True))
     np.testing.assert_array_equal(model.layers[0].kernel.numpy(), trained.layers[0].kernel.numpy())
 
 
-def test_missing_and_unused_variables(rng, tmp_path):
-    deep = trained_keras(rng, extra_layer=True)
-    deep_path = tf.train.Checkpoint(model=deep).save(str(tmp_path / "deep"))
-    shallow = trained_keras(rng)
-    shallow_path = tf.train.Checkpoint(model=shallow).save(str(tmp_path / "shallow"))
+def test_missing_and_extra_variables(rng, tmp_path):
+    deep_path = checkpoint.save(trained_keras(rng, extra_layer=True), tmp_path / "deep")
+    shallow_path = checkpoint.save(trained_keras(rng), tmp_path / "shallow")
     # A model deeper than its checkpoint: variables missing from the checkpoint.
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)variables missing from the checkpoint:"
-                       r".*_operations/4/_kernel") as info:
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 variables missing from the checkpoint:"
+                       r".*model/4-kernel") as info:
         OfflinePredictor(PredictConfig(model=make_keras(extra_layer=True), session_init=shallow_path))
-    assert "_functional/_operations/4/bias" in info.value.missing
-    # A checkpoint deeper than the model: unused checkpoint entries (matched by
-    # structure: the model's Dense at index 3 faces the checkpoint's Dropout).
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)unused checkpoint entries:"
-                       r".*_operations/4/_kernel  shape=\(6, 3\)") as info:
+    assert info.value.missing == ["model/4-kernel", "model/5-bias"]
+    assert info.value.mismatched == ["model/2-kernel", "model/3-bias"]  # (6, 6) faces (6, 3)
+    # A checkpoint deeper than the model: extra checkpoint entries.
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 extra checkpoint entries:"
+                       r".*model/5-bias  shape=\(3,\)") as info:
         OfflinePredictor(PredictConfig(model=make_keras(), session_init=deep_path))
-    assert info.value.unused == ["_functional/_operations/2/_kernel", "_functional/_operations/2/bias",
-                                 "_functional/_operations/4/_kernel", "_functional/_operations/4/bias"]
-    assert info.value.missing == ["_functional/_operations/3/_kernel", "_functional/_operations/3/bias"]
+    assert info.value.extra == ["model/4-kernel", "model/5-bias"] and not info.value.missing
+
+
+def test_restore_weights_of_a_model_desc_and_bad_paths(rng, x, tmp_path):
+    trained = Classifier()
+    trained.net(x)
+    path = checkpoint.save(trained, tmp_path / "ckpt")
+    fresh = Classifier()
+    fresh.net(x)
+    restore_weights(fresh, path)
+    np.testing.assert_array_equal(fresh.net(x, training=False), trained.net(x, training=False))
 
 
 # -- bad input --------------------------------------------------------------
