@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import tensorflow as tf
 
+from .background import Snapshot, scoped
 from .devices import is_chief, model_strategy, spans_workers
 from .inferencer import Inferencer
 from .pipeline import Pacer, pipelined
@@ -96,7 +97,15 @@ class Binding:
         self.plan = [(inf, list(inf.get_fetches())) for inf in runner.infs]
         self.ranks: dict[str, int] = {}
         self.specs = self._trace(runner, names, element_spec)
-        self.step = make_step(self.tower.replica_fn(names, {}), self.specs, element_spec, self.strategy,
+        replica_fn = self.tower.replica_fn(names, {})
+        self.snapshot = None
+        if runner.asynchronous:
+            if model is None:
+                raise ValueError("asynchronous=True validates a snapshot of the model's weights; "
+                                 "bind a model first (runner.set_model(model) or model.fit).")
+            self.snapshot = Snapshot(model, self.strategy)
+            replica_fn = scoped(replica_fn, self.snapshot)
+        self.step = make_step(replica_fn, self.specs, element_spec, self.strategy,
                               self.mode, runner.steps_per_execution, self.multi_worker)
         self._runner = runner
         self._exact = {n: (n + "#num", n + "#den") for n in names
@@ -105,7 +114,8 @@ class Binding:
 
     @staticmethod
     def _strategy_key(runner, model):
-        return (id(runner.tower_func), runner.device, id(getattr(model, "distribute_strategy", None)))
+        return (id(runner.tower_func), runner.device, id(getattr(model, "distribute_strategy", None)),
+                len(getattr(model, "weights", ())))
 
     def matches(self, model) -> bool:
         alive = self._model_ref() if self._model_ref is not None else None

@@ -19,6 +19,7 @@ results into the epoch's ``logs`` ahead of every other callback's
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -28,6 +29,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from . import siblings
+from .background import AsyncDriver, BackgroundRun
 from .binding import Binding, check_inferencers
 from .context import RunContext
 from .devices import canonical_device, is_chief, model_strategy
@@ -91,6 +93,14 @@ class InferenceRunner(keras.callbacks.Callback):
         on_nonfinite: ``'warn'`` (report NaN/inf and go on) or ``'raise'``.
         verbose: show a progress bar (on a terminal, and not with
             ``fit(verbose=0)``).
+        asynchronous: validate a device-side snapshot of the weights in the
+            background while training goes on; results reach ``logs`` at the
+            first epoch end after they are ready, with ``epoch_key`` naming
+            the epoch they measure. The last epoch is validated in the
+            foreground. See ``background.py``.
+        async_timeout: the most seconds to wait for a background run.
+        epoch_key: the ``logs`` key naming the epoch an asynchronous result
+            measures.
 
     Example:
 
@@ -110,7 +120,8 @@ class InferenceRunner(keras.callbacks.Callback):
                  tower_func: Callable[..., Any] | None = None, device: str | int | None = None, *,
                  tower_name: str | None = None, input_names: Sequence[str] | None = None,
                  steps_per_execution: int = 64, pipeline: bool = True, prefetch: int | None = None,
-                 on_nonfinite: str = "warn", verbose: bool = True):
+                 on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
+                 async_timeout: float = 3600.0, epoch_key: str = "validation_epoch"):
         super().__init__()
         _require_tensorflow_backend()
         self.infs = check_inferencers(infs)
@@ -141,7 +152,12 @@ class InferenceRunner(keras.callbacks.Callback):
         self._binding: Binding | None = None
         self._callbacks: keras.callbacks.CallbackList | None = None
         self._reports: list[Report] = []
+        self._reports_lock = threading.Lock()
         self._history_handle = RunContext(model=None).trainer
+        self.asynchronous = bool(asynchronous)
+        self.async_timeout = float(async_timeout)
+        self.epoch_key = epoch_key
+        self._async = AsyncDriver(self) if self.asynchronous else None
 
     # -- Keras hooks --------------------------------------------------------
 
@@ -155,11 +171,22 @@ class InferenceRunner(keras.callbacks.Callback):
         for inf in self.infs:
             _hook(inf, "before_train")
 
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        if self._async is not None:
+            self._async.epoch_begin()
+
     def on_epoch_end(self, epoch, logs=None) -> None:
-        if self.run_at_epoch_end:
+        if not self.run_at_epoch_end:
+            return
+        if self._async is None:
             self.publish(self.trigger(epoch_num=epoch + 1), logs)
+            return
+        last = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
+        self._async.epoch_end(epoch + 1, self._global_step(), logs, last)
 
     def on_train_end(self, logs=None) -> None:
+        if self._async is not None:
+            self._async.train_end()
         for inf in self.infs:
             _hook(inf, "after_train")
 
@@ -183,20 +210,53 @@ class InferenceRunner(keras.callbacks.Callback):
 
     def trigger(self, *, epoch_num: int | None = None, global_step: int | None = None) -> dict[str, float]:
         """Run one validation pass now; return its results (also kept in
-        :attr:`last_results` and in a report for the monitors)."""
+        :attr:`last_results` and in a report for the monitors).
+
+        With ``asynchronous=True``: snapshot the weights, start the pass in
+        the background and return the results of the previous pass (empty
+        if none), with ``epoch_key``."""
         self.setup()
         step = self._global_step() if global_step is None else int(global_step)
         epoch = (self._epochs_seen() if epoch_num is None else int(epoch_num))
+        if self._async is not None:
+            return self._async.trigger(epoch, step)
+        self._launch(epoch, step, foreground=True)
+        return self.last_results
+
+    def _launch(self, epoch: int, step: int, foreground: bool = False):
+        """One pass over the validation set (the snapshot's, for an
+        asynchronous runner): in this thread, or in a :class:`BackgroundRun`."""
+        self.setup()
         ctx = self._context(epoch_num=epoch, global_step=step)
-        self._fire("on_test_begin")
+        snapshot = self._binding.snapshot
         results: dict[str, float] = {}
+        self._fire("on_test_begin")
         try:
-            results, monitor_only, images = self._run(ctx)
+            if snapshot is not None:
+                snapshot.take(epoch, step)
+            if foreground:
+                results = self._pass(ctx, None)
         finally:
             self._fire("on_test_end", dict(results))
-        self.last_results = results
-        self._reports.append(Report(epoch, step, dict(results), monitor_only, images))
+        if foreground:
+            self.last_results = results
+            return None
+        return BackgroundRun(lambda run: self._pass(ctx, run))
+
+    def _pass(self, ctx: RunContext, background) -> dict[str, float]:
+        results, monitor_only, images = self._run(ctx, background)
+        with self._reports_lock:
+            self._reports.append(Report(ctx.epoch_num, ctx.global_step, dict(results), monitor_only, images))
         return results
+
+    def snapshot_weights(self, epoch_num: int) -> list[np.ndarray] | None:
+        """The weights an asynchronous run validated for epoch ``epoch_num``
+        (``model.weights`` order), while the snapshot still holds them; for
+        savers that keep the validated weights. ``None`` otherwise."""
+        snapshot = self._binding.snapshot if self._binding is not None else None
+        if snapshot is None or snapshot.epoch_num != epoch_num:
+            return None
+        return snapshot.numpy()
 
     def publish(self, results: dict[str, float], logs: dict | None) -> None:
         """Put ``results`` into ``logs``, refusing to replace a key that
@@ -215,7 +275,8 @@ class InferenceRunner(keras.callbacks.Callback):
 
     def pop_reports(self) -> list[Report]:
         """The reports of the runs since the last call (for :class:`Monitors`)."""
-        reports, self._reports = self._reports, []
+        with self._reports_lock:
+            reports, self._reports = self._reports, []
         return reports
 
     @property
@@ -252,8 +313,8 @@ class InferenceRunner(keras.callbacks.Callback):
         if self._callbacks is not None:
             getattr(self._callbacks, hook)(*args)
 
-    def _progress(self):
-        quiet = not self.verbose or (self.params or {}).get("verbose", 1) == 0
+    def _progress(self, quiet: bool = False):
+        quiet = quiet or not self.verbose or (self.params or {}).get("verbose", 1) == 0
         return tqdm(total=self.input.size, desc=self.tower_name, unit="batch", leave=False,
                     disable=True if quiet else None, dynamic_ncols=True)
 
@@ -261,18 +322,21 @@ class InferenceRunner(keras.callbacks.Callback):
         return [(inf, idx) for inf, idx in self._binding.plan
                 if ctx.is_chief or not getattr(inf, "chief_only", False)]
 
-    def _run(self, ctx: RunContext) -> tuple[dict, dict, dict]:
+    def _run(self, ctx: RunContext, background=None) -> tuple[dict, dict, dict]:
         plan = self._active(ctx)
         for inf, _ in plan:
             _hook(inf, "set_run_context", ctx)
             _hook(inf, "before_inference")
         fetch = self._binding.fetch_table
         batches = samples = units = 0
-        with self._progress() as bar:
+        hooks = self._fire if background is None else (lambda *a: None)
+        with self._progress(quiet=background is not None) as bar:
             blocks = self._binding.blocks()
             try:
                 for count, block in self._located(blocks, lambda: batches):
-                    self._fire("on_test_batch_begin", batches)
+                    if background is not None and background.should_stop:
+                        raise RuntimeError("The background validation was cancelled.")
+                    hooks("on_test_batch_begin", batches)
                     for batch in block:
                         units += 1
                         ns = int(batch[NUM_SAMPLES])
@@ -288,7 +352,7 @@ class InferenceRunner(keras.callbacks.Callback):
                                 raise
                     units = 0
                     batches += count
-                    self._fire("on_test_batch_end", batches - 1, {})
+                    hooks("on_test_batch_end", batches - 1, {})
                     bar.update(count)
             finally:
                 blocks.close()  # stops the step thread, also on KeyboardInterrupt
