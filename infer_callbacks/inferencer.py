@@ -344,8 +344,8 @@ def _names(names: str | Sequence[str], arg: str) -> list[str]:
 
 
 def __getattr__(name: str) -> Any:
-    # Compatibility: the built-ins moved to builtins.py. Remove once
-    # __init__.py imports them from there (request filed with the lead).
+    # Temporary: the built-ins moved to builtins.py; sidecar_cli.py still
+    # imports them from here (request filed). Remove once it switches.
     if name in ("ScalarStats", "ClassificationError", "BinaryClassificationStats"):
         from . import builtins
 
