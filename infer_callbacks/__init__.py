@@ -2,13 +2,17 @@
 idea on Keras 3, tf.function and tf.distribute."""
 
 from .export import ModelExporter
-from .inferencer import BinaryClassificationStats, ClassificationError, Inferencer, ScalarStats
+from . import stats
+from .builtins import BinaryClassificationStats, ClassificationError, ScalarStats
+from .context import RunContext, TrainerHandle
+from .inferencer import Inferencer
 from .metrics import ConfusionMatrix, GatherOutputs, KerasMetric
 from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
 from .predict import OfflinePredictor, PredictConfig
 from .data_parallel import DataParallelInferenceRunner
 from .runner import InferenceRunner
 from .savers import MaxSaver, MinSaver, ModelSaver
+from .sidecar import SidecarEvaluator
 from .tower import TowerContext, get_current_tower_context
 from .trainer import (
     DistributedTrainer,
@@ -23,6 +27,10 @@ from .trigger import PeriodicTrigger
 __version__ = "0.1.0"
 
 __all__ = [
+    "stats",
+    "RunContext",
+    "TrainerHandle",
+    "SidecarEvaluator",
     "InferenceRunner",
     "DataParallelInferenceRunner",
     "PeriodicTrigger",

@@ -92,3 +92,16 @@ def find_keras_layers(value: Any, seen: set | None = None, out: list | None = No
         for v in value.values():
             find_keras_layers(v, seen, out)
     return out
+
+
+def prepare_dir(path: Any, who: str, what: str = "directory") -> str:
+    """``path`` as a string, created if missing; a ``ValueError`` when it is
+    empty and an ``OSError`` naming ``who`` and the path when it cannot be made."""
+    if path is None or (isinstance(path, str) and not path):
+        raise ValueError(f"{who} needs a {what}. Received: {path!r}")
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{who} cannot create the {what} {path!r}: {e.strerror}.") from e
+    return path

@@ -88,11 +88,14 @@ class Binding:
                 raise ValueError("InferenceRunner has no model and no `tower_func`. Use it in "
                                  "`model.fit(callbacks=[...])`, call `runner.set_model(model)`, "
                                  "or pass `tower_func`.")
-            tower_func, keras_default = _keras_tower(model), True
+            if callable(getattr(model, "inference_tower", None)):  # a ModelDesc's model
+                tower_func, keras_default = model.inference_tower(), False
+            else:
+                tower_func, keras_default = _keras_tower(model), True
         else:
             tower_func, keras_default = runner.tower_func, False
         self.tower = TowerSpec(tower_func, element_spec, keras_default=keras_default,
-                               input_names=runner.input_names)
+                               input_names=runner.input_names or getattr(tower_func, "input_names", None))
         names = list(dict.fromkeys(n for inf in runner.infs for n in inf.get_fetches()))
         self.plan = [(inf, list(inf.get_fetches())) for inf in runner.infs]
         self.ranks: dict[str, int] = {}
