@@ -245,6 +245,7 @@ class InferenceRunner(keras.callbacks.Callback):
 
     def _pass(self, ctx: RunContext, background) -> dict[str, float]:
         results, monitor_only, images = self._run(ctx, background)
+        ctx.trainer.monitors.record(results, ctx.global_step)
         with self._reports_lock:
             self._reports.append(Report(ctx.epoch_num, ctx.global_step, dict(results), monitor_only, images))
         return results
