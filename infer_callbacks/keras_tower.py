@@ -140,8 +140,8 @@ def _terms(model: keras.Model, names: list[str], preds: list[tf.Tensor], y: Any,
     y_list = _per_output(y, names, "labels `y`", replicate=False)
     sw_list = _per_output(sw, names, "sample_weight", replicate=True)
     loss = getattr(model, "loss", None)
-    config = model.get_compile_config() if loss is not None else None
-    weights = _per_output((config or {}).get("loss_weights"), names, "loss_weights", replicate=True)
+    weights = _per_output(_loss_weights(model) if loss is not None else None, names, "loss_weights",
+                          replicate=True)
     losses = _per_output(loss, names, "compiled loss", replicate=True)
     terms = []
     for name, y_t, y_p, spec, weight, w in zip(names, y_list, preds, losses, weights, sw_list):
@@ -295,6 +295,16 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
         return out
 
     return tower
+
+
+def _loss_weights(model: keras.Model) -> Any:
+    """``compile(loss_weights=...)``, read through the public compile config
+    (eagerly: it serializes the optimizer)."""
+    try:
+        with tf.init_scope():
+            return (model.get_compile_config() or {}).get("loss_weights")
+    except Exception:  # a compile config that does not serialize: Keras's own copy
+        return getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)
 
 
 def _loss_outputs(model: keras.Model, terms: list[_Term], batch_size: tf.Tensor) -> dict:
