@@ -295,9 +295,7 @@ class TowerSpec:
         replicas and steps can be concatenated; ``ranks`` (if given) receives
         each returned key's rank.
         """
-        names = list(dict.fromkeys(names))
-        for name in names:
-            check_fetch_name(name)
+        names = list(dict.fromkeys(check_fetch_name(name) for name in names))
 
         def fn(batch):
             outputs, ops = self._call(batch)

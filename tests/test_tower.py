@@ -98,3 +98,58 @@ def test_device_names_are_canonical(name):
 def test_missing_devices_list_the_available_ones(name):
     with pytest.raises(ValueError, match=r"does not exist.*Available devices: \[.*CPU:0"):
         _canonical_device(name)
+
+
+def test_name_and_name_colon_zero_are_the_same_for_keys_inputs_and_ops():
+    def tower(x, label):
+        tf.identity(x * 3, name="tripled")
+        return {"sum": tf.reduce_sum(x, 1), "prob:0": x[:, 0]}
+
+    spec = (tf.TensorSpec((None, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
+    fn = tf.function(TowerSpec(tower, spec).replica_fn(["sum:0", "label:0", "tripled:0", "tripled", "prob"]))
+    out = {k: v.numpy() for k, v in fn((tf.ones((2, 3)), tf.constant([4, 5]))).items()}
+    np.testing.assert_array_equal(out["sum:0"], [3, 3])
+    np.testing.assert_array_equal(out["label:0"], [4, 5])
+    np.testing.assert_array_equal(out["tripled:0"], out["tripled"])
+    np.testing.assert_array_equal(out["prob"], [1, 1])
+
+
+@pytest.mark.parametrize("fetch", [tf.constant([1.0]), keras.Input((3,)), 3], ids=["eager", "keras", "int"])
+def test_a_tensor_instead_of_a_name_says_to_return_its_name(fetch):
+    spec = (tf.TensorSpec((None, 3), tf.float32),)
+    with pytest.raises(TypeError, match=r"return the tensor's name from `_get_fetches`. Received: "):
+        TowerSpec(lambda x: {"y": x}, spec).replica_fn(["y", fetch])
+
+
+def test_graph_tensor_fetch_error_names_the_tensor():
+    with tf.Graph().as_default():
+        logits = tf.identity(tf.zeros([2]), name="logits")
+        with pytest.raises(TypeError, match=r"\(here 'logits'\)"):
+            TowerSpec(lambda x: {"y": x}, (tf.TensorSpec((None,)),)).replica_fn([logits])
+
+
+def test_replica_fn_adds_exact_sums_and_sample_weights_the_tower_returned():
+    def tower(x, label):
+        err = tf.cast(tf.not_equal(tf.argmax(x, 1, output_type=tf.int32), label), tf.float32)
+        return {"err": err, **dict(zip(exact_keys("err"), (2 * err, 2 * tf.ones_like(err)))),
+                "#sample_weight": tf.ones_like(err), "other": err, "other#num": err}
+
+    spec = (tf.TensorSpec((None, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
+    ranks = {}
+    fn = tf.function(TowerSpec(tower, spec).replica_fn(["err:0", "other"], ranks))
+    out = fn((tf.eye(3), tf.constant([0, 2, 2])))
+    assert set(out) == {"err:0", "err:0#num", "err:0#den", "other", "#sample_weight", "__num_samples__"}
+    np.testing.assert_array_equal(out["err:0#num"].numpy(), [0, 2, 0])
+    assert ranks["err:0#den"] == 1 and "other#num" not in out  # no #den: not exact
+
+
+def test_keras_batches_name_their_sample_weights():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    spec = (tf.TensorSpec((None, 2)), tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,)))
+    fn = TowerSpec(keras_tower_func(model), spec, keras_default=True).replica_fn(
+        ["loss", "sample_weight", "input:0", "wrong-top1"])
+    out = fn((tf.ones((2, 2)), tf.constant([0, 1]), tf.constant([0.5, 2.0])))
+    np.testing.assert_array_equal(out["#sample_weight"].numpy(), [0.5, 2.0])
+    np.testing.assert_array_equal(out["sample_weight"].numpy(), [0.5, 2.0])
+    assert out["loss#num"].shape == (2, 1) and out["wrong-top1#den"].shape == (2,)
