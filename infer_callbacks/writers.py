@@ -142,7 +142,7 @@ class ScalarPrinter(MonitorWriter):
     console = True
 
     def __init__(self, whitelist: Sequence[str] | None = None, blacklist: Sequence[str] = (), *,
-                 file=None, repeat_keras_logs: bool = False):
+                 file: Any = None, repeat_keras_logs: bool = False):
         if isinstance(whitelist, str) or isinstance(blacklist, str):
             raise TypeError(
                 "ScalarPrinter's whitelist and blacklist are lists of keys. Received: "
