@@ -6,7 +6,10 @@ from . import stats
 from .builtins import BinaryClassificationStats, ClassificationError, ScalarStats
 from .context import RunContext, TrainerHandle
 from .inferencer import Inferencer
-from .metrics import ConfusionMatrix, GatherOutputs, KerasMetric
+from .input import FeedInput, QueueInput
+from .confusion import ConfusionMatrix
+from .gather import GatherOutputs
+from .keras_metric import KerasMetric
 from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
 from .predict import OfflinePredictor, PredictConfig
 from .data_parallel import DataParallelInferenceRunner
@@ -31,6 +34,8 @@ __all__ = [
     "RunContext",
     "TrainerHandle",
     "SidecarEvaluator",
+    "QueueInput",
+    "FeedInput",
     "InferenceRunner",
     "DataParallelInferenceRunner",
     "PeriodicTrigger",

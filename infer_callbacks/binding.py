@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import tensorflow as tf
 
 from .background import Snapshot, scoped
-from .devices import is_chief, model_strategy, spans_workers
+from .devices import is_chief, spans_workers
 from .inferencer import Inferencer
 from .pipeline import Pacer, pipelined
 from .step import NUM_SAMPLES, batches, make_step, shard_for_worker

@@ -20,7 +20,6 @@ results into the epoch's ``logs`` ahead of every other callback's
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import Any, Callable, Sequence
 
 import keras
@@ -32,11 +31,11 @@ from . import siblings
 from .background import AsyncDriver, BackgroundRun
 from .binding import Binding, check_inferencers
 from .context import RunContext
+from .dispatch import call_hook as _hook, collect, run_pass
 from .devices import canonical_device, is_chief, model_strategy
 from .inferencer import Inferencer
 from .input import InputSource
 from .report import Report
-from .step import NUM_SAMPLES
 
 __all__ = ["InferenceRunner"]
 
@@ -47,17 +46,6 @@ def _require_tensorflow_backend() -> None:
         raise RuntimeError(
             f"infer_callbacks needs Keras's TensorFlow backend; this process uses "
             f"KERAS_BACKEND={backend!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
-
-
-def _hook(inf: Inferencer, name: str, *args):
-    method = getattr(inf, name, None)
-    if method is None:
-        return None
-    try:
-        return method(*args)
-    except Exception as e:
-        e.add_note(f"(raised by inferencer {inf!r} in {name})")
-        raise
 
 
 class InferenceRunner(keras.callbacks.Callback):
@@ -325,85 +313,9 @@ class InferenceRunner(keras.callbacks.Callback):
 
     def _run(self, ctx: RunContext, background=None) -> tuple[dict, dict, dict]:
         plan = self._active(ctx)
-        for inf, _ in plan:
-            _hook(inf, "set_run_context", ctx)
-            _hook(inf, "before_inference")
-        fetch = self._binding.fetch_table
-        batches = samples = units = 0
         hooks = self._fire if background is None else (lambda *a: None)
         with self._progress(quiet=background is not None) as bar:
-            blocks = self._binding.blocks()
-            try:
-                for count, block in self._located(blocks, lambda: batches):
-                    if background is not None and background.should_stop:
-                        raise RuntimeError("The background validation was cancelled.")
-                    hooks("on_test_batch_begin", batches)
-                    for batch in block:
-                        units += 1
-                        ns = int(batch[NUM_SAMPLES])
-                        samples += max(ns, 0)
-                        for inf, idx in plan:
-                            results, exact, weight = fetch(batch, idx)
-                            try:
-                                inf.on_fetches(results, ns if ns >= 0 else None, exact=exact,
-                                               sample_weight=weight)
-                            except Exception as e:
-                                e.add_note(f"(raised by inferencer {inf!r} on validation batch "
-                                           f"{batches + min(units, count)} of {self.input.description})")
-                                raise
-                    units = 0
-                    batches += count
-                    hooks("on_test_batch_end", batches - 1, {})
-                    bar.update(count)
-            finally:
-                blocks.close()  # stops the step thread, also on KeyboardInterrupt
-        if batches == 0:
-            raise ValueError(f"The validation input ({self.input.description}) yielded no batch in "
-                             "this run. Pass a non-empty, re-iterable validation set.")
-        if self.input.size is not None and batches != self.input.size:
-            warnings.warn(
-                f"The validation input ({self.input.description}) reports {self.input.size} batches "
-                f"(len) but yielded {batches}; the results use the {batches} it yielded. Fix its __len__.",
-                RuntimeWarning, stacklevel=2)
-        self.num_samples_last_run = samples
-        return self._collect(plan, ctx)
-
-    def _located(self, blocks, done):
-        """``blocks``, with a note on an input or device error saying which
-        batch of which input it was."""
-        while True:
-            try:
-                item = next(blocks)
-            except StopIteration:
-                return
-            except tf.errors.OpError as e:
-                where = self.input.failed_batch
-                where = (f"batch {where}" if where is not None else
-                         f"one of batches {done() + 1}-{done() + self.steps_per_execution}")
-                e.add_note(f"(raised while running validation {where} of {self.input.description})")
-                raise
-            yield item
-
-    def _collect(self, plan, ctx: RunContext) -> tuple[dict, dict, dict]:
-        results: dict[str, float] = {}
-        monitor_only: dict[str, float] = {}
-        images: dict[str, np.ndarray] = {}
-        for inf, _ in plan:
-            images.update(_hook(inf, "after_inference_images") or {})
-            out = _hook(inf, "after_inference") or {}
-            monitor_only.update(_hook(inf, "monitor_only_results") or {})
-            for key, value in out.items():
-                if key in results:
-                    raise ValueError(f"Two inferencers report the same key {key!r} (the second is "
-                                     f"{inf!r}). Give one of them another prefix or summary name.")
-                results[key] = value
-        put_scalars, put_images = ctx.trainer.monitors.drain()
-        results.update({k: v for k, v in put_scalars.items() if k not in results})
-        images.update(put_images)
-        if self.on_nonfinite == "raise":
-            bad = {k: v for k, v in results.items() if not np.isfinite(v)}
-            if bad:
-                raise FloatingPointError(
-                    f"Validation produced non-finite results {bad} (on_nonfinite='raise'). Check the "
-                    "tensors these inferencers fetch, or pass on_nonfinite='warn' to report them and go on.")
-        return results, monitor_only, images
+            done = run_pass(self._binding, plan, ctx, self.input, hooks=hooks, progress=bar,
+                            background=background, steps_per_execution=self.steps_per_execution)
+        self.num_samples_last_run = done.samples
+        return collect(plan, ctx, self.on_nonfinite)
