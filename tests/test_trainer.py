@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import keras
 import numpy as np
@@ -374,3 +375,118 @@ def test_distributed_trainer_takes_the_given_or_the_models_strategy(monkeypatch)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-5)
     with pytest.raises(ValueError, match="OneDeviceStrategy"):  # SimpleTrainer refuses a model built elsewhere
         launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), SimpleTrainer())
+
+
+# -- the callback list, binding per run, the ModelDesc's tower ---------------
+
+
+class Producer(keras.callbacks.Callback):
+    """A stand-in validation producer (anything with `pop_reports`)."""
+
+    def __init__(self, key, order):
+        super().__init__()
+        self.key, self.order = key, order
+
+    def pop_reports(self):
+        return []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.order.append(self.key)
+        logs[self.key] = float(epoch)
+
+
+class Wrapper(keras.callbacks.Callback):
+    def __init__(self, callback):
+        super().__init__()
+        self.callback = callback
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.callback.on_epoch_end(epoch, logs)
+
+
+class Reader(keras.callbacks.Callback):
+    def __init__(self, order):
+        super().__init__()
+        self.order, self.seen = order, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.order.append("reader")
+        self.seen.append(sorted(logs))
+
+
+def test_producers_run_first_in_their_order_and_callbacks_are_not_changed():
+    order = []
+    reader, a, b = Reader(order), Producer("a", order), Producer("b", order)
+    callbacks = [reader, a, keras.callbacks.TerminateOnNaN(), Wrapper(b)]
+    before = [dict(vars(c)) for c in callbacks]
+    config = TrainConfig(model=Linear(), data=train_ds(), max_epoch=2, verbose=0, callbacks=callbacks)
+    launch_train_with_config(config, SimpleTrainer())
+    assert order == ["a", "b", "reader"] * 2
+    assert reader.seen == [["a", "b", "loss"]] * 2
+    assert config.callbacks == callbacks
+    skip = ("model", "_model", "params", "order", "seen")  # what Keras sets, what the test records
+    for cb, old in zip(callbacks, before):
+        assert {k: v for k, v in vars(cb).items() if k not in skip} == {k: v for k, v in old.items() if k not in skip}
+
+
+def test_inference_tower_of_a_model_desc():
+    from infer_callbacks import get_current_tower_context
+    from infer_callbacks.model_desc import DescModel
+
+    desc = Linear()
+    model = DescModel(desc)
+    tower = model.inference_tower()
+    assert tower.input_names == ["x", "label"]
+    assert list(__import__("inspect").signature(tower).parameters) == ["x", "label"]
+    out = tower(tf.constant(XV), tf.constant(YV))
+    assert desc.modes == [False] and get_current_tower_context() is None
+    ce, _ = ce_and_logits(W0, np.zeros(10), XV, YV)
+    np.testing.assert_allclose(out["cost"].numpy(), ce.mean(), rtol=1e-5)
+
+
+def test_one_runner_reused_by_two_runs_validates_each_runs_model():
+    """Binding is per run: the second run validates the second model."""
+    runner = InferenceRunner(val_ds(), [ScalarStats("cost")], verbose=False)
+    results = []
+    for scale in (1.0, 30.0):
+        class Scaled(Linear):
+            def __init__(self):
+                super().__init__()
+                self.net = keras.layers.Dense(10, kernel_initializer=keras.initializers.Constant(W0 * scale))
+
+        trainer = SimpleTrainer()
+        history = launch_train_with_config(TrainConfig(model=Scaled(), data=train_ds(), max_epoch=1, verbose=0,
+                                                       callbacks=[runner]), trainer)
+        kernel, bias = [v.numpy() for v in trainer.model.trainable_variables]
+        ce, _ = ce_and_logits(kernel, bias, XV, YV)
+        results.append((history.history["validation_cost"][-1], ce.mean()))
+    for got, expected in results:
+        assert got == pytest.approx(expected, rel=1e-5)
+    assert results[0][1] != pytest.approx(results[1][1], rel=1e-3)
+    assert runner.tower_func is None  # the trainer did not give it a tower
+
+
+def test_ported_mnist_convnet_example(tmp_path):
+    """examples/mnist_port: tensorpack's mnist-convnet with its changed lines;
+    its numbers against numpy on the saved weights."""
+    import runpy
+
+    from infer_callbacks import OfflinePredictor, PredictConfig, checkpoint
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "mnist_port")
+    example = runpy.run_path(os.path.join(folder, "mnist_convnet.py"), run_name="example")
+    final = example["main"](["--epochs", "2", "--logdir", str(tmp_path)])
+    infos = checkpoint.list_checkpoints(tmp_path)
+    assert [i.epoch for i in infos] == [1, 2]
+    assert checkpoint.read_finished_marker(tmp_path)["epoch"] == 2
+    best = json.loads((tmp_path / "max-validation_accuracy.json").read_text())
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert best["best"] == max(s["validation_accuracy"] for s in stats)
+    images, labels = [np.concatenate(a) for a in zip(*example["get_data"]()[1].as_numpy_iterator())]
+    predictor = OfflinePredictor(PredictConfig(model=example["Model"](), session_init=infos[-1].path,
+                                               input_names=["input"], output_names=["prob"]))
+    (prob,) = predictor(images)
+    accuracy = float(np.mean(prob.argmax(1) == labels))
+    assert final["validation_accuracy"] == pytest.approx(accuracy, abs=1e-6)  # a float32 mean per batch
+    assert final["validation_error"] == pytest.approx(1 - accuracy, abs=1e-9)
+    assert os.path.exists(os.path.join(folder, "CHANGES.md"))  # the before/after table
