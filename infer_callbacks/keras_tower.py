@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import keras
@@ -301,7 +302,8 @@ def _loss_weights(model: keras.Model) -> Any:
     """``compile(loss_weights=...)``, read through the public compile config
     (eagerly: it serializes the optimizer)."""
     try:
-        with tf.init_scope():
+        with tf.init_scope(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "serializing a lambda"
             return (model.get_compile_config() or {}).get("loss_weights")
     except Exception:  # a compile config that does not serialize: Keras's own copy
         return getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)

@@ -174,6 +174,12 @@ def _input_names(element_spec: Any, tower_func: Callable | None, keras_default: 
     return paths
 
 
+def _key_in(name: str, mapping: Any) -> str | None:
+    """The key of ``mapping`` that ``name`` means (``name`` or ``name:0``), if any."""
+    base = name[:-2] if name.endswith(":0") else name
+    return next((k for k in (name, base, base + ":0") if k in mapping), None)
+
+
 def _get_path(batch: Any, path: tuple) -> Any:
     for key in path:
         batch = batch[key]
@@ -247,21 +253,14 @@ class TowerSpec:
         return found
 
     def _lookup(self, batch: Any, name: str, outputs: dict, new_ops: Sequence) -> Any:
-        base = name[:-2] if name.endswith(":0") else name
-        candidates = list(dict.fromkeys((name, base, base + ":0")))
-        for candidate in candidates:
-            if candidate in outputs:
-                return tf.convert_to_tensor(outputs[candidate])
-        for candidate in candidates:
-            if candidate in self.input_paths:
-                return _get_path(batch, self.input_paths[candidate])
+        key = _key_in(name, outputs)
+        if key is not None:
+            return tf.convert_to_tensor(outputs[key])
+        key = _key_in(name, self.input_paths)
+        if key is not None:
+            return _get_path(batch, self.input_paths[key])
         op = _find_named_op(new_ops, name)
         return op.outputs[0] if op is not None and op.outputs else None
-
-    def _key_in(self, name: str, outputs: dict) -> str | None:
-        """The key of ``outputs`` that ``name`` resolves to, if any."""
-        base = name[:-2] if name.endswith(":0") else name
-        return next((k for k in (name, base, base + ":0") if k in outputs), None)
 
     def _unknown_message(self, name: str, outputs: dict, new_ops: Sequence) -> str:
         return (
@@ -301,7 +300,7 @@ class TowerSpec:
             outputs, ops = self._call(batch)
             found = self.resolve(batch, names, outputs, ops)
             for name in names:
-                key = self._key_in(name, outputs)
+                key = _key_in(name, outputs)
                 if key is not None and all(k in outputs for k in exact_keys(key)):
                     found.update(zip(exact_keys(name), (outputs[k] for k in exact_keys(key))))
             if SAMPLE_WEIGHT_KEY in outputs:

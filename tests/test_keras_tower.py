@@ -273,3 +273,27 @@ def test_a_model_with_its_own_inference_tower_supplies_it():
 
     tower = keras_tower_func(Described())
     np.testing.assert_array_equal(tower(tf.ones(2))["twice"].numpy(), [2, 2])
+
+
+class _Cubed(keras.losses.Loss):
+    def call(self, y_true, y_pred):
+        return keras.ops.mean(keras.ops.abs(y_true - y_pred) ** 3, axis=-1)
+
+
+def _abs_error(y_true, y_pred):
+    return keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=-1)
+
+
+@pytest.mark.parametrize("loss", [_abs_error, lambda t, p: keras.ops.square(t - p), _Cubed()],
+                         ids=["function", "lambda", "subclass"])
+def test_user_losses_are_called_as_keras_calls_them(loss):
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(loss=loss, loss_weights=0.5)
+    x, ya, _, sw = _regression_data()
+    # rank-1 labels for a [B, 1] output: Keras aligns them for loss functions only
+    # (a Loss subclass would broadcast them to [B, B], a per-batch value).
+    y = ya[:, :1] if isinstance(loss, keras.losses.Loss) else ya[:, 0]
+    expected = _evaluate(model, (x, y, sw))
+    outs = _run(model, _split((x, y, sw), [3, 7]))
+    np.testing.assert_allclose(_exact(outs, "loss"), expected["loss"], rtol=RTOL)
