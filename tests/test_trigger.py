@@ -1,107 +1,173 @@
-"""PeriodicTrigger: when a runner runs (counted in epochs and global steps,
-never timed)."""
+"""PeriodicTrigger: when the wrapped callback runs, counted in epochs and in
+global steps (``optimizer.iterations``), never timed."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from infer_callbacks import InferenceRunner, PeriodicTrigger, ScalarStats
-from test_runner import Recorder, _ds, _model, data  # noqa: F401 - `data` is a fixture
+from infer_callbacks import Inferencer, InferenceRunner, PeriodicTrigger, ScalarStats
 
 
-class FakeRunner(keras.callbacks.Callback):
-    """Anything with trigger(): counts the runs and when they happened."""
+def _model(steps_per_execution=1):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), steps_per_execution=steps_per_execution,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _ds(n, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = rng.integers(0, 3, size=n).astype("int32")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+VAL = _ds(20, 10, seed=1)
+
+
+class WhenRun(Inferencer):
+    """Records the run context of every run: the epoch and global step of the
+    weights it measures."""
 
     def __init__(self):
-        super().__init__()
         self.runs = []
-        self.run_at_epoch_end = True
-        self.began = 0
 
-    def on_train_begin(self, logs=None):
-        self.began += 1
+    def _before_inference(self):
+        self.runs.append((self.epoch_num, self.global_step))
 
-    def trigger(self):
-        self.runs.append(len(self.runs) + 1)
-        return {"validation_x": float(len(self.runs))}
+    def _get_fetches(self):
+        return ["label"]
 
+    def _on_fetches(self, results):
+        pass
 
-def _drive(trigger, epochs, steps_per_epoch):
-    """Call the hooks as Keras's fit would, without a model."""
-    trigger.on_train_begin({})
-    epoch_logs = []
-    for epoch in range(epochs):
-        for batch in range(steps_per_epoch):
-            batch_logs = {}
-            trigger.on_train_batch_end(batch, batch_logs)
-        logs = {}
-        trigger.on_epoch_end(epoch, logs)
-        epoch_logs.append(logs)
-    trigger.on_train_end({})
-    return epoch_logs
+    def _after_inference(self):
+        return {"validation_runs": float(len(self.runs))}
 
 
-def test_trigger_takes_over_the_runner_schedule():
-    runner = FakeRunner()
-    trigger = PeriodicTrigger(runner, every_k_epochs=3)
-    assert runner.run_at_epoch_end is False
-    logs = _drive(trigger, epochs=7, steps_per_epoch=2)
-    assert runner.runs == [1, 2] and runner.began == 1
-    assert [("validation_x" in entry) for entry in logs] == [False, False, True, False, False, True, False]
+class EpochLogs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append(dict(logs))
 
 
-def test_steps_before_train_and_epoch_logs():
-    runner = FakeRunner()
-    trigger = PeriodicTrigger(runner, every_k_steps=4, before_train=True)
-    logs = _drive(trigger, epochs=3, steps_per_epoch=3)  # steps 4 and 8 of 9
-    assert runner.runs == [1, 2, 3]
-    # a step-triggered result also lands in the next epoch's logs, once
-    assert [entry.get("validation_x") for entry in logs] == [1.0, 2.0, 3.0]
+@pytest.mark.parametrize("every_k_steps", [4, 3])
+def test_every_k_steps_with_steps_per_execution(every_k_steps):
+    # 2 epochs of 8 steps, 4 steps per training call: the trigger sees the
+    # step count at 4, 8, 12, 16 and fires whenever a multiple of k was crossed.
+    when = WhenRun()
+    model = _model(steps_per_execution=4)
+    trigger = PeriodicTrigger(InferenceRunner(VAL, when), every_k_steps=every_k_steps)
+    model.fit(_ds(32, 4), epochs=2, verbose=0, callbacks=[trigger])
+    assert int(model.optimizer.iterations.numpy()) == 16
+    assert [step for _, step in when.runs] == [4, 8, 12, 16]
+    assert [epoch for epoch, _ in when.runs] == [1, 1, 2, 2]
+    reports = trigger.callback.pop_reports()
+    assert [r.global_step for r in reports] == [4, 8, 12, 16]
 
 
-def test_periodic_trigger_epochs_and_steps(data):
-    (x, y), (xv, yv) = data
-    runs = []
-
-    class Count(ScalarStats):
-        def _before_inference(self):
-            runs.append(1)
-            super()._before_inference()
-
+def test_every_k_steps_counts_global_steps_across_fits():
+    # every k-th *global* step, as in tensorpack: after 16 steps, the next
+    # fit's 8 steps cross 18, 21 and 24.
+    when = WhenRun()
     model = _model()
-    every2 = PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), [Count("loss")]), every_k_epochs=2,
-                             before_train=True)
-    recorder = Recorder()
-    model.fit(_ds(x, y, 64), epochs=4, verbose=0, callbacks=[every2, recorder])  # 4 steps/epoch
-    assert len(runs) == 1 + 2
-    assert ["validation_loss" in logs for logs in recorder.epoch_logs] == [True, True, False, True]
-    runs.clear()
-    # every k-th *global* step (optimizer.iterations), as in tensorpack: the
-    # model has already made 16 steps, so steps 18, 21, 24 of the next 8.
-    steps = PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), [Count("loss")]), every_k_steps=3)
-    model.fit(_ds(x, y, 64), epochs=2, verbose=0, callbacks=[steps])
-    assert len(runs) == 3
+    model.fit(_ds(32, 2), epochs=1, verbose=0)
+    model.fit(_ds(16, 2), epochs=1, verbose=0,
+              callbacks=[PeriodicTrigger(InferenceRunner(VAL, when), every_k_steps=3)])
+    assert [step for _, step in when.runs] == [18, 21, 24]
 
 
-def test_epoch_trigger_adds_no_batch_hook(data):
+def test_every_k_epochs_and_before_train():
+    when, seen = WhenRun(), EpochLogs()
+    model = _model()
+    model.fit(_ds(16, 4), epochs=4, verbose=0, callbacks=[
+        seen, PeriodicTrigger(InferenceRunner(VAL, when), every_k_epochs=2, before_train=True)])
+    assert when.runs == [(0, 0), (2, 8), (4, 16)]
+    # the run before training lands in epoch 1's logs; then epochs 2 and 4
+    assert [logs.get("validation_runs") for logs in seen.logs] == [1.0, 2.0, None, 3.0]
+
+
+def test_step_results_reach_the_next_epoch_logs_once():
+    when, seen = WhenRun(), EpochLogs()
+    model = _model()
+    model.fit(_ds(12, 4), epochs=3, verbose=0, callbacks=[
+        seen, PeriodicTrigger(InferenceRunner(VAL, when), every_k_steps=4)])  # steps 4, 8 of 9
+    assert [step for _, step in when.runs] == [4, 8]
+    assert [logs.get("validation_runs") for logs in seen.logs] == [None, 1.0, 2.0]
+
+
+class BestSaver(keras.callbacks.Callback):
+    """MaxSaver-like: trigger(logs) keeps the best value of a monitored key."""
+
+    def __init__(self, monitor):
+        super().__init__()
+        self.monitor, self.best, self.calls, self.epochs_begun = monitor, None, [], 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs_begun += 1
+
+    def trigger(self, logs=None):
+        value = logs[self.monitor]
+        self.calls.append(value)
+        if self.best is None or value > self.best:
+            self.best = value
+
+
+class EpochEndOnly(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append((epoch, dict(logs)))
+
+
+def test_trigger_around_a_saver_placed_before_the_runner():
+    saver, plain = BestSaver("validation_loss"), EpochEndOnly()
+    runner = InferenceRunner(VAL, ScalarStats("loss"))
+    model = _model()
+    history = model.fit(_ds(16, 4), epochs=4, verbose=0, callbacks=[
+        PeriodicTrigger(saver, every_k_epochs=2), PeriodicTrigger(plain, every_k_epochs=2), runner])
+    losses = history.history["validation_loss"]
+    assert saver.calls == [losses[1], losses[3]]  # the runner's results of epochs 2 and 4
+    assert saver.best == max(losses[1], losses[3])
+    assert saver.epochs_begun == 4  # the other hooks are forwarded as usual
+    assert [(epoch, logs["validation_loss"]) for epoch, logs in plain.calls] == [(1, losses[1]), (3, losses[3])]
+
+
+def test_an_epoch_trigger_adds_no_batch_hook():
     # Keras dispatches batch hooks asynchronously only when no callback
     # overrides them (`_is_default`); an epoch-triggered runner must not.
-    (_, _), (xv, yv) = data
     hooks = ("on_train_batch_end", "on_train_batch_begin", "on_batch_end")
 
     def is_default(cb):
         return all(getattr(getattr(cb, h), "_is_default", False) for h in hooks)
 
-    runner = InferenceRunner(_ds(xv, yv, 32), ScalarStats("loss"))
+    runner = InferenceRunner(VAL, ScalarStats("loss"))
     assert is_default(runner)
-    assert is_default(PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), ScalarStats("loss")), every_k_epochs=2))
+    assert is_default(PeriodicTrigger(InferenceRunner(VAL, ScalarStats("loss")), every_k_epochs=2))
     assert not is_default(PeriodicTrigger(runner, every_k_steps=5))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({}, "needs a period"), ({"every_k_epochs": 0}, "every_k_epochs"), ({"every_k_steps": -2}, "every_k_steps")])
-def test_periodic_trigger_bad_periods(data, kwargs, match):
-    (_, _), (xv, yv) = data
-    with pytest.raises(ValueError, match=match):
-        PeriodicTrigger(InferenceRunner(_ds(xv, yv, 32), ScalarStats("loss")), **kwargs)
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({}, ValueError, "needs a period"),
+    ({"every_k_epochs": 0}, ValueError, "every_k_epochs=0"),
+    ({"every_k_steps": -2}, ValueError, "every_k_steps=-2"),
+    ({"every_k_steps": 2.5}, ValueError, "every_k_steps=2.5"),
+    ({"every_k_epochs": True}, ValueError, "every_k_epochs=True"),
+])
+def test_bad_periods(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        PeriodicTrigger(InferenceRunner(VAL, ScalarStats("loss")), **kwargs)
+
+
+def test_not_a_callback():
+    with pytest.raises(TypeError, match="keras.callbacks.Callback"):
+        PeriodicTrigger(lambda: None, every_k_epochs=1)
