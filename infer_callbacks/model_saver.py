@@ -13,22 +13,14 @@ import keras
 import tensorflow as tf
 
 from . import checkpoint as ckpt
-from ._util import atomic_write_json
+from ._util import atomic_write_json, prepare_dir
 from .devices import is_chief, model_strategy
 
 __all__ = ["ModelSaver"]
 
 
 def _prepare_dir(path: Any, who: str) -> str:
-    # TODO(lead): move to _util.prepare_dir (requests-lead.md).
-    if path is None or (isinstance(path, str) and not path):
-        raise ValueError(f"{who} needs a checkpoint directory. Received: checkpoint_dir={path!r}")
-    path = os.fspath(path)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"{who} cannot create the checkpoint directory {path!r}: {e.strerror}.") from e
-    return path
+    return prepare_dir(path, who, "checkpoint directory")
 
 
 def _global_step(model) -> int:

@@ -42,6 +42,7 @@ import keras
 from . import checkpoint as ckpt
 from ._util import atomic_write_json
 from .model_saver import ModelSaver, _chief, _global_step, _prepare_dir
+from .siblings import callback_list_of, unwrap
 
 __all__ = ["ModelSaver", "MinSaver", "MaxSaver"]
 
@@ -94,8 +95,6 @@ class _BestSaver(keras.callbacks.Callback):
     def _find_checkpoint_dir(self) -> str:
         if self.checkpoint_dir is not None:
             return self.checkpoint_dir
-        from .siblings import callback_list_of, unwrap
-
         for member in getattr(callback_list_of(self), "callbacks", []):
             for cb in unwrap(member):
                 if isinstance(cb, ModelSaver):

@@ -45,7 +45,9 @@ import tensorflow as tf
 
 from . import checkpoint
 from .devices import spans_workers
+from .input import InputSource
 from .model_desc import DescModel, ModelDesc
+from .predict import get_predictor
 from .train_config import TrainConfig
 from .train_step import desc_step, keras_step
 
@@ -79,8 +81,6 @@ def order_callbacks(callbacks: Sequence[keras.callbacks.Callback]) -> list:
 def _input_dataset(data: Any) -> tf.data.Dataset:
     if isinstance(data, tf.data.Dataset):
         return data
-    from .input import InputSource
-
     return InputSource(data, prefetch=None).dataset
 
 
@@ -219,7 +219,5 @@ class Trainer:
         if self.model is None:
             raise ValueError("The trainer has no model yet: call get_predictor() during or after "
                              "launch_train_with_config(config, trainer).")
-        from .predict import get_predictor
-
         return get_predictor(self.desc if self.desc is not None else self.model, input_names,
                              output_names, **kwargs)
