@@ -1,0 +1,116 @@
+"""pipeline: the pace of step calls (a clock passed in, never slept) and the
+background thread between the device and the inferencers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from infer_callbacks.pipeline import Pacer, pipelined
+
+
+def _limits(pacer, seconds_per_round, calls):
+    """The limits a pacer asks for when every round takes ``seconds_per_round``."""
+    asked = []
+    for _ in range(calls):
+        limit = pacer.limit
+        asked.append(limit)
+        pacer.observe(limit, limit, limit * seconds_per_round)
+    return asked
+
+
+def test_fast_rounds_double_up_to_the_maximum():
+    assert _limits(Pacer(64), 1e-4, 9) == [1, 2, 4, 8, 16, 32, 64, 64, 64]
+
+
+def test_slow_rounds_get_short_calls_so_progress_moves():
+    # 50 ms per round, a quarter of a second per call: never more than 5 rounds
+    asked = _limits(Pacer(64), 0.05, 6)
+    assert asked[0] == 1 and max(asked) == 5
+    assert all(b <= 2 * a for a, b in zip(asked, asked[1:])), asked
+    assert _limits(Pacer(64), 10.0, 3) == [1, 1, 1]  # a very slow model: one round per call
+
+
+def test_target_seconds_and_fixed_pace():
+    assert _limits(Pacer(100, target_seconds=1.0), 0.1, 5) == [1, 2, 4, 8, 10]
+    assert _limits(Pacer(7, adaptive=False), 10.0, 3) == [7, 7, 7]  # several workers: the same calls
+
+
+def test_a_short_last_call_does_not_change_the_pace():
+    pacer = Pacer(64)
+    pacer.observe(1, 0, 0.0)  # nothing ran
+    assert pacer.limit == 1
+
+
+def _counter(n):
+    state = {"i": 0}
+
+    def call():
+        state["i"] += 1
+        i = state["i"]
+        return (i if i <= n else None), i >= n + 1
+    return call
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_every_item_in_order(background):
+    assert list(pipelined(_counter(25), background=background)) == list(range(1, 26))
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_an_error_in_a_call_reaches_the_consumer(background):
+    def call():
+        raise OSError("device lost")
+
+    with pytest.raises(OSError, match="device lost"):
+        list(pipelined(call, background=background))
+    _assert_no_step_thread()
+
+
+def _assert_no_step_thread():
+    for t in threading.enumerate():
+        if t.name == "infer_callbacks-step":
+            t.join(timeout=60)  # a bound for a loaded machine, not a timing assertion
+            assert not t.is_alive()
+
+
+def test_closing_early_stops_the_thread():
+    def endless():
+        return 1, False
+
+    items = pipelined(endless)
+    assert [next(items) for _ in range(3)] == [1, 1, 1]
+    items.close()
+    _assert_no_step_thread()
+
+
+def test_an_error_in_the_consumer_stops_the_thread():
+    with pytest.raises(KeyboardInterrupt):
+        for _ in pipelined(lambda: (1, False)):
+            raise KeyboardInterrupt
+    _assert_no_step_thread()
+
+
+def test_a_call_that_never_returns_is_abandoned():
+    # Stopping never waits for a step call that hangs: the thread is a
+    # daemon, left behind after `shutdown_timeout`.
+    release, entered = threading.Event(), threading.Event()
+    first = {"done": False}
+
+    def call():
+        if first["done"]:
+            entered.set()
+            release.wait()
+            return None, True
+        first["done"] = True
+        return "first", False
+
+    items = pipelined(call, shutdown_timeout=0.01)
+    assert next(items) == "first"
+    assert entered.wait(timeout=60)  # the second call has started
+    items.close()  # returns although the second call is still blocked
+    stuck = [t for t in threading.enumerate() if t.name == "infer_callbacks-step" and t.is_alive()]
+    assert stuck and all(t.daemon for t in stuck)
+    release.set()
+    _assert_no_step_thread()
