@@ -225,6 +225,7 @@ class SidecarEvaluator:
         self.monitors.open(None)  # None: carry on an existing stats.json
         self.runner.set_model(self.model)
         try:
+            self.runner.on_train_begin()  # binds, traces, inferencers' before_train
             last_new = time.monotonic()
             while self.stop_reason is None:
                 if self._stop.is_set():
@@ -259,7 +260,10 @@ class SidecarEvaluator:
                     wait = min(wait, left)
                 self._stop.wait(wait)
         finally:
-            self.monitors.close()
+            try:
+                self.runner.on_train_end()  # inferencers' after_train
+            finally:
+                self.monitors.close()
         return rows
 
     # -- progress -----------------------------------------------------------
@@ -332,9 +336,10 @@ class SidecarEvaluator:
             return None
         epoch = ckpt.number if epoch is None else epoch
         step = epoch if step is None else step
-        results = dict(self.runner.trigger())
-        images = dict(getattr(self.runner, "last_images", None) or {})
-        self.monitors.write(epoch, step, results, images)
+        results = dict(self.runner.trigger(epoch_num=epoch, global_step=step))
+        for report in self.runner.pop_reports():  # monitor-only values and images too
+            self.monitors.write(report.epoch_num, report.global_step,
+                                {**report.scalars, **report.monitor_scalars}, report.images)
         self._state["evaluated"].append(ckpt.name)
         self._mark_done(ckpt)
         return {"checkpoint": ckpt.name, "epoch_num": epoch, "global_step": step, **results}

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from infer_callbacks import ClassificationError, ModelSaver, ScalarStats
+from infer_callbacks import ClassificationError, ModelSaver, Monitors, ScalarStats
 from infer_callbacks.monitors import JSONWriter, MonitorWriter
 from infer_callbacks.sidecar import STATE_FILENAME, SidecarEvaluator
 from infer_callbacks.sidecar_cli import main as cli_main
@@ -171,24 +171,10 @@ def ckdir(trained, tmp_path):
 
 # -- against a training process ------------------------------------------------
 
-def test_command_line_in_order_once_then_resumes_after_restart(ckdir, trained, tmp_path):
-    _, weights = trained
-    logdir = tmp_path / "sidecar"
-    code, err = finish(sidecar_process(ckdir, logdir, "--max-evaluations", "2"))
-    assert code == 0, err[-3000:]
-    assert "stopped: max_evaluations" in err
-    check_rows(stats(logdir), weights, [1, 2])
-
-    code, err = finish(sidecar_process(ckdir, logdir))  # a restart: carries on, stops at the marker
-    assert code == 0, err[-3000:]
-    assert "1 checkpoints evaluated; stopped: finished" in err
-    check_rows(stats(logdir), weights, [1, 2, 3])
-    state = json.load(open(logdir / STATE_FILENAME))
-    assert state["evaluated"] == [f"ckpt-{STEPS_PER_EPOCH * e}" for e in (1, 2, 3)]
-    assert glob.glob(str(logdir / "events.out.tfevents.*"))
-
-
-def test_concurrent_with_training(tmp_path):
+def test_command_line_concurrent_with_training_then_restart(tmp_path):
+    """The sidecar (a subprocess) starts before training; training waits for
+    its first row, then runs on; the sidecar stops at ModelSaver's marker. A
+    restarted sidecar finds nothing left: no checkpoint is evaluated twice."""
     ckdir, logdir, weights = tmp_path / "ckpt", tmp_path / "sidecar", {}
     os.makedirs(ckdir)
     proc = sidecar_process(ckdir, logdir, "--timeout", "100")
@@ -200,21 +186,32 @@ def test_concurrent_with_training(tmp_path):
         raise
     code, err = finish(proc)
     assert code == 0, err[-3000:]
-    assert "stopped: finished" in err
+    assert "4 checkpoints evaluated; stopped: finished" in err
+    check_rows(stats(logdir), weights, [1, 2, 3, 4])
+    state = json.load(open(logdir / STATE_FILENAME))
+    assert state["evaluated"] == [f"ckpt-{STEPS_PER_EPOCH * e}" for e in (1, 2, 3, 4)]
+    assert glob.glob(str(logdir / "events.out.tfevents.*"))
+
+    again = evaluator(ckdir, logdir)
+    assert again.run() == [] and again.stop_reason == "finished"
     check_rows(stats(logdir), weights, [1, 2, 3, 4])
 
 
 # -- in this process ------------------------------------------------------------
 
-def test_in_process_numbers_and_rows(ckdir, trained, tmp_path):
-    ev = evaluator(ckdir, tmp_path / "log")
+def test_max_evaluations_then_resume_numbers_equal_keras(ckdir, trained, tmp_path):
+    weights, logdir = trained[1], tmp_path / "log"
+    ev = evaluator(ckdir, logdir, max_evaluations=2)
     rows = ev.run()
-    assert ev.stop_reason == "finished"
-    assert [r["checkpoint"] for r in rows] == ["ckpt-3", "ckpt-6", "ckpt-9"]
-    check_rows(rows, trained[1], [1, 2, 3])
-    check_rows(stats(tmp_path / "log"), trained[1], [1, 2, 3])
-    np.testing.assert_allclose(rows[-1]["validation_loss"], keras_reference(trained[1][3]), rtol=1e-5)
-    assert ev.run() == [] and ev.stop_reason == "finished"  # nothing evaluated twice
+    assert ev.stop_reason == "max_evaluations" and ev.last_evaluated == 6
+    assert [r["checkpoint"] for r in rows] == ["ckpt-3", "ckpt-6"]
+    check_rows(rows, weights, [1, 2])
+
+    ev = evaluator(ckdir, logdir, monitors=Monitors([JSONWriter(logdir)]))  # a restart
+    rows = ev.run()
+    assert ev.stop_reason == "finished" and [r["checkpoint"] for r in rows] == ["ckpt-9"]
+    check_rows(stats(logdir), weights, [1, 2, 3])
+    np.testing.assert_allclose(rows[0]["validation_loss"], keras_reference(weights[3]), rtol=1e-5)
 
 
 def test_checkpoint_deleted_after_listing_is_skipped(ckdir, trained, tmp_path):
@@ -226,11 +223,12 @@ def test_checkpoint_deleted_after_listing_is_skipped(ckdir, trained, tmp_path):
     assert json.load(open(tmp_path / "log" / STATE_FILENAME))["skipped"] == ["ckpt-6"]
 
 
-def test_checkpoint_seen_then_deleted_by_max_to_keep(tmp_path):
-    ckdir, logdir, weights = tmp_path / "ckpt", tmp_path / "log", {}
-    model = train(ckdir, 2, weights, max_to_keep=2)
-    assert evaluator(ckdir, logdir, max_evaluations=1).run()[0]["epoch_num"] == 1  # sees ckpt-6 too
-    train(ckdir, 4, weights, initial_epoch=2, model=model, max_to_keep=2)  # deletes ckpt-3, ckpt-6
+def test_checkpoint_seen_then_deleted_by_max_to_keep(ckdir, trained, tmp_path):
+    logdir, weights = tmp_path / "log", dict(trained[1])
+    assert evaluator(ckdir, logdir, max_evaluations=1).run()[0]["epoch_num"] == 1  # lists ckpt-6
+    model = build_model()
+    ModelSaver.restore(model, ckdir)
+    train(ckdir, 4, weights, initial_epoch=3, model=model, max_to_keep=2)  # deletes ckpt-3, -6
     assert sorted(os.path.basename(p) for p in glob.glob(str(ckdir / "*.index"))) == \
         ["ckpt-12.index", "ckpt-9.index"]
     with pytest.warns(RuntimeWarning, match="skipping checkpoint 'ckpt-6'"):
@@ -239,33 +237,21 @@ def test_checkpoint_seen_then_deleted_by_max_to_keep(tmp_path):
     assert _epochs(logdir / "stats.json") == [1, 3, 4]
 
 
-def test_stops_after_timeout_without_marker(ckdir, tmp_path):
-    os.unlink(ckdir / "training_finished")  # training still "running"
-    ev = evaluator(ckdir, tmp_path / "log", timeout=0.3)
+def test_stops_after_timeout_without_marker(tmp_path):
+    os.makedirs(tmp_path / "ckpt")  # training "running", nothing written yet
+    ev = evaluator(tmp_path / "ckpt", tmp_path / "log", timeout=0.3)
     with pytest.warns(RuntimeWarning, match=r"no new checkpoint .*timeout=0\.3"):
-        rows = ev.run()
-    assert len(rows) == 3 and ev.stop_reason == "timeout"
+        assert ev.run() == []
+    assert ev.stop_reason == "timeout"
 
 
-def test_stop_from_a_writer_and_max_evaluations(ckdir, tmp_path):
+def test_stop_from_a_writer(ckdir, tmp_path):
     class StopAfterFirst(MonitorWriter):
         def write(self, epoch_num, step, scalars):
             ev.stop()
 
     ev = evaluator(ckdir, None, monitors=[StopAfterFirst()])
     assert [r["epoch_num"] for r in ev.run()] == [1] and ev.stop_reason == "stopped"
-    ev = evaluator(ckdir, tmp_path / "log", max_evaluations=2)
-    assert len(ev.run()) == 2 and ev.stop_reason == "max_evaluations"
-    assert ev.last_evaluated == 6
-
-
-def test_monitors_instance_and_stats_json_resume(ckdir, trained, tmp_path):
-    from infer_callbacks import Monitors
-
-    writer = JSONWriter(tmp_path / "log")
-    evaluator(ckdir, tmp_path / "log", monitors=Monitors([writer]), max_evaluations=1).run()
-    evaluator(ckdir, tmp_path / "log", monitors=Monitors([JSONWriter(tmp_path / "log")])).run()
-    check_rows(stats(tmp_path / "log"), trained[1], [1, 2, 3])
 
 
 @pytest.mark.parametrize("kwargs, match", [
