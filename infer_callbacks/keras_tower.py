@@ -13,11 +13,15 @@ validation set taken as one batch.
 
 Example:
 
->>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+>>> import keras, tensorflow as tf
+>>> inputs = keras.Input((3,))
+>>> model = keras.Model(inputs, keras.layers.Dense(4, name="logits")(inputs))
 >>> model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 >>> out = keras_tower_func(model)(tf.zeros((2, 3)), tf.constant([1, 2]))
 >>> sorted(k for k in out if "#" not in k)
-['dense', 'loss', 'output', 'wrong-top1']
+['logits', 'loss', 'output', 'wrong-top1']
+>>> out["loss#num"].shape, out["wrong-top1#den"].shape
+(TensorShape([2, 1]), TensorShape([2]))
 """
 
 from __future__ import annotations
@@ -248,8 +252,9 @@ def _named_outputs(model: keras.Model, y_pred: Any) -> tuple[list[str], list[tf.
         names = sorted(y_pred)  # Keras flattens dicts in key order
         return [str(n) for n in names], [y_pred[n] for n in names]
     flat = tf.nest.flatten(y_pred)
-    given = list(getattr(model, "output_names", None) or [])
-    return [given[i] if i < len(given) else f"output_{i}" for i in range(len(flat))], flat
+    given = list(getattr(model, "output_names", None) or [])  # Sequential has none
+    fallback = ["output"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
+    return [given[i] if i < len(given) else fallback[i] for i in range(len(flat))], flat
 
 
 def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
@@ -278,6 +283,7 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
 
     def tower(*batch):
         x, y, sw = _unpack_keras_batch(batch)
+        sw = None if sw is None else tf.nest.map_structure(tf.convert_to_tensor, sw)
         _check_batched(model, x)
         y_pred = model(x, training=False)
         names, preds = _named_outputs(model, y_pred)

@@ -297,3 +297,11 @@ def test_user_losses_are_called_as_keras_calls_them(loss):
     expected = _evaluate(model, (x, y, sw))
     outs = _run(model, _split((x, y, sw), [3, 7]))
     np.testing.assert_allclose(_exact(outs, "loss"), expected["loss"], rtol=RTOL)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import infer_callbacks.keras_tower as module
+
+    assert doctest.testmod(module).failed == 0

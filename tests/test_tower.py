@@ -153,3 +153,11 @@ def test_keras_batches_name_their_sample_weights():
     np.testing.assert_array_equal(out["#sample_weight"].numpy(), [0.5, 2.0])
     np.testing.assert_array_equal(out["sample_weight"].numpy(), [0.5, 2.0])
     assert out["loss#num"].shape == (2, 1) and out["wrong-top1#den"].shape == (2,)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import infer_callbacks.tower as module
+
+    assert doctest.testmod(module).failed == 0
