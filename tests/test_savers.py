@@ -269,8 +269,9 @@ def test_best_saver_can_save_given_weights(tmp_path):
     not the model's current weights."""
     saver = MinSaver("score", checkpoint_dir=tmp_path)
     trainer = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
-                                         callbacks=[saver]), trainer)
+    with pytest.warns(RuntimeWarning, match="'score' is not in the logs of epoch 1"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                             callbacks=[saver]), trainer)
     model = trainer.model
     snapshot = [np.full(w.shape, 0.25, w.dtype) for w in model.get_weights()]
     saver._save(0, 1.0, weights=snapshot)
