@@ -1,0 +1,144 @@
+"""step: the compiled multi-round validation step and the host side that cuts
+its outputs back into batches. Compared with the batches the dataset yields
+(numpy); several devices are covered in test_data_parallel.py (subprocess)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from infer_callbacks.step import NUM_SAMPLES, batches, make_step, shard_for_worker
+
+LENGTHS = [3, 9, 2, 7, 5, 11, 4, 6, 8, 1, 10]
+
+
+def _padded(batch_size=2):
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=n).astype("float32") for n in LENGTHS]
+    ds = tf.data.Dataset.from_generator(lambda: iter(seqs), output_signature=tf.TensorSpec([None], tf.float32))
+    return ds.padded_batch(batch_size)
+
+
+def _replica_fn(batch):
+    # As TowerSpec.replica_fn hands them over: rank-0 values reshaped to [1]
+    # (their true rank goes in `ranks`, see RANKS).
+    return {"double": batch * 2.0, "row_sum": tf.reduce_sum(batch, 1),
+            NUM_SAMPLES: tf.shape(batch, out_type=tf.int64)[:1]}
+
+
+def _specs(ds):
+    concrete = tf.function(_replica_fn).get_concrete_function(ds.element_spec)
+    return {k: tf.TensorSpec.from_tensor(v) for k, v in concrete.structured_outputs.items()}
+
+
+RANKS = {"double": 2, "row_sum": 1, NUM_SAMPLES: 0}
+
+
+def _run_all(step, ds, limit, per_round=1, merge=False, max_rounds=64):
+    """Every call's (rounds, per-batch dicts) until a call runs fewer rounds
+    than it could (the input is exhausted)."""
+    iterator = iter(ds)
+    calls = []
+    while True:
+        rounds, valid, values, shapes = step(iterator, tf.constant(limit, tf.int32))
+        got = list(batches(valid.numpy(), {n: v.numpy() for n, v in values.items()},
+                           {n: s.numpy() for n, s in shapes.items()}, RANKS, per_round, merge))
+        calls.append((int(rounds), got))
+        if int(rounds) < min(limit, max_rounds):
+            return calls
+
+
+def _check_batches(got, ds):
+    expected = list(ds.as_numpy_iterator())
+    assert len(got) == len(expected)
+    for batch, want in zip(got, expected):
+        assert batch["double"].shape == want.shape  # each batch keeps its own padded length
+        np.testing.assert_array_equal(batch["double"], want * 2)
+        np.testing.assert_allclose(batch["row_sum"], want.sum(1), rtol=1e-6)
+        assert batch[NUM_SAMPLES] == len(want) and np.ndim(batch[NUM_SAMPLES]) == 0
+
+
+@pytest.mark.parametrize("limit", [1, 4, 100])
+def test_single_mode_keeps_padded_batches_apart(limit):
+    ds = _padded()
+    step = make_step(_replica_fn, _specs(ds), ds.element_spec, None, "single", max_rounds=64)
+    calls = _run_all(step, ds, limit)
+    assert [r for r, _ in calls][:-1] == [limit] * (len(calls) - 1)  # full calls, then a short one
+    assert sum(r for r, _ in calls) == 6
+    _check_batches([b for _, got in calls for b in got], ds)
+    assert step.experimental_get_tracing_count() == 1  # no retrace per length or per limit
+
+
+def test_max_rounds_caps_a_call():
+    ds = _padded()
+    step = make_step(_replica_fn, _specs(ds), ds.element_spec, None, "single", max_rounds=4)
+    assert [r for r, _ in _run_all(step, ds, 100, max_rounds=4)] == [4, 2]
+
+
+def test_one_device_strategy_whole_batches():
+    ds = _padded(3)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    step = make_step(_replica_fn, _specs(ds), ds.element_spec, strategy, "whole", max_rounds=64)
+    calls = _run_all(step, ds, 3)
+    _check_batches([b for _, got in calls for b in got], ds)
+
+
+def test_one_replica_mirrored_split():
+    ds = _padded(4)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    step = make_step(_replica_fn, _specs(ds), ds.element_spec, strategy, "split", max_rounds=64)
+    calls = _run_all(step, ds, 64, per_round=1, merge=True)
+    _check_batches([b for _, got in calls for b in got], ds)
+
+
+def test_unknown_mode():
+    ds = _padded()
+    with pytest.raises(ValueError, match="'halves'"):
+        make_step(_replica_fn, _specs(ds), ds.element_spec, None, "halves", max_rounds=4)
+
+
+def _host_arrays(entries):
+    """What a step returns for a list of per-replica entries (None: no batch)."""
+    valid = np.array([e is not None for e in entries])
+    filled = [e if e is not None else {"v": np.zeros((1, 2), np.float32), NUM_SAMPLES: np.int64(1)}
+              for e in entries]
+    values = {"v": np.concatenate([e["v"].ravel() for e in filled]),
+              NUM_SAMPLES: np.array([e[NUM_SAMPLES] for e in filled], np.int64)}
+    shapes = {"v": np.array([e["v"].shape for e in filled], np.int64),
+              NUM_SAMPLES: np.ones((len(filled), 1), np.int64)}  # rank 0, travelling as [1]
+    return valid, values, shapes
+
+
+def _entry(rows, start):
+    return {"v": np.arange(start, start + 2 * rows, dtype=np.float32).reshape(rows, 2), NUM_SAMPLES: np.int64(rows)}
+
+
+def test_batches_whole_mode_skips_idle_replicas():
+    # 3 replicas, 2 rounds; in the last round replicas 1 and 2 have no batch
+    entries = [_entry(3, 0), _entry(3, 100), _entry(2, 200), _entry(1, 300), None, None]
+    valid, values, shapes = _host_arrays(entries)
+    got = list(batches(valid, values, shapes, {"v": 2, NUM_SAMPLES: 0}, per_round=3, merge=False))
+    assert len(got) == 4
+    for g, e in zip(got, entries[:4]):
+        np.testing.assert_array_equal(g["v"], e["v"])
+        assert g[NUM_SAMPLES] == e[NUM_SAMPLES]
+
+
+def test_batches_split_mode_merges_a_round_back_into_its_batch():
+    # 2 replicas: a batch of 5 split 3 + 2, then a batch of 1 split 1 + 0
+    entries = [_entry(3, 0), _entry(2, 6), _entry(1, 50), None]
+    valid, values, shapes = _host_arrays(entries)
+    got = list(batches(valid, values, shapes, {"v": 2, NUM_SAMPLES: 0}, per_round=2, merge=True))
+    assert len(got) == 2
+    np.testing.assert_array_equal(got[0]["v"], np.arange(10, dtype=np.float32).reshape(5, 2))
+    assert got[0][NUM_SAMPLES] == 5
+    np.testing.assert_array_equal(got[1]["v"], entries[2]["v"])
+    assert got[1][NUM_SAMPLES] == 1
+
+
+def test_shard_for_worker_takes_its_replicas_batches_of_every_round():
+    ds = tf.data.Dataset.range(10)
+    # 2 workers x 2 local replicas: rounds of 4 batches
+    assert list(shard_for_worker(ds, 4, 2, 0).as_numpy_iterator()) == [0, 1, 4, 5, 8, 9]
+    assert list(shard_for_worker(ds, 4, 2, 1).as_numpy_iterator()) == [2, 3, 6, 7]
