@@ -105,3 +105,15 @@ def prepare_dir(path: Any, who: str, what: str = "directory") -> str:
     except OSError as e:
         raise OSError(f"{who} cannot create the {what} {path!r}: {e.strerror}.") from e
     return path
+
+
+def describe_arrays(names: Any, arrays: Any) -> str:
+    """``"'a' shape (3,) int64, 'b' shape (4, 2) float32"``: fetched values
+    in error messages (KerasMetric, GatherOutputs)."""
+    import numpy as np
+
+    parts = []
+    for name, value in zip(names, arrays):
+        value = np.asarray(value)
+        parts.append(f"{name!r} shape {value.shape} {value.dtype}")
+    return ", ".join(parts)

@@ -1,7 +1,8 @@
 """The ``Inferencer`` plugin protocol (tensorpack's, on numpy).
 
 Inferencers see numpy arrays only; the runner owns TensorFlow. The built-ins
-live in :mod:`infer_callbacks.builtins` and :mod:`infer_callbacks.metrics`.
+live in :mod:`infer_callbacks.builtins`, :mod:`infer_callbacks.keras_metric`,
+:mod:`infer_callbacks.gather` and :mod:`infer_callbacks.confusion`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ BinaryClassificationStats), driven through the runner-facing methods on numpy
 batches and compared with numpy / scikit-learn / Keras over the whole set.
 
 ``run_inferencer`` and ``check_split_invariance`` are the shared helpers
-(torchmetrics' MetricTester idea) that test_metrics.py uses too.
+(torchmetrics' MetricTester idea) that test_keras_metric.py, test_gather.py and
+test_confusion.py use too, with ``feed`` and ``random_splits``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,21 @@ def check_split_invariance(make, arrays, expected, sizes, *, expected_monitor=No
     np.testing.assert_allclose([outs[0][0][k] for k in expected], [outs[1][0][k] for k in expected],
                                rtol=rtol)
     return outs[0][0]
+
+
+def feed(inf, arrays, sizes, **kwargs):
+    """One validation run of ``inf``: ``(logs, images)``."""
+    logs, _, images = run_inferencer(inf, arrays, sizes, **kwargs)
+    return logs, images
+
+
+def random_splits(rng, n, max_batch):
+    """Random batch sizes in [0, max_batch] covering ``n`` (0: an empty replica slice)."""
+    sizes = []
+    while sum(sizes) < n:
+        sizes.append(int(rng.integers(0, max_batch + 1)))
+    sizes[-1] -= sum(sizes) - n
+    return sizes
 
 
 @st.composite
