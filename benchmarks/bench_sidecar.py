@@ -6,9 +6,11 @@ sidecar (``python -m infer_callbacks.sidecar``, another process) evaluates
 each one. After each save, training waits until the checkpoint's row is in
 ``stats.json`` (so no backlog builds up) and records the delay: from the
 moment ``ModelSaver`` returned (the checkpoint is listed in the state file)
-to the moment the row could be read. The first checkpoint also pays for the
-sidecar's tracing and is reported apart. Expected: about half a poll
-interval plus one validation pass and the writes.
+to the moment the row could be read; then it waits a random fraction of the
+poll interval, so that checkpoints arrive at random phases of the sidecar's
+polling. The first checkpoint also pays for the sidecar's start-up (import,
+tracing) and is reported apart. Expected: about half a poll interval plus
+one validation pass and the writes.
 
     python benchmarks/bench_sidecar.py [--epochs 8] [--poll 0.1 1.0] [--json]
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -63,9 +66,10 @@ def _rows(path: str) -> set[int]:
 class _Delay(keras.callbacks.Callback):
     """After ModelSaver's save: wait for the row, record the delay."""
 
-    def __init__(self, stats_path: str, proc: subprocess.Popen, deadline_s: float):
+    def __init__(self, stats_path: str, proc: subprocess.Popen, deadline_s: float, poll: float):
         super().__init__()
-        self.stats_path, self.proc, self.deadline_s = stats_path, proc, deadline_s
+        self.stats_path, self.proc, self.deadline_s, self.poll = stats_path, proc, deadline_s, poll
+        self.rng = random.Random(0)
         self.delays: list[float] = []
 
     def on_epoch_end(self, epoch, logs=None):
@@ -78,6 +82,10 @@ class _Delay(keras.callbacks.Callback):
                 raise TimeoutError(f"no row for epoch {epoch + 1} within {self.deadline_s} s")
             time.sleep(0.002)  # the measurement's own resolution
         self.delays.append(time.perf_counter() - written)
+        # The next checkpoint comes at a random phase of the sidecar's poll
+        # (otherwise training, waiting in lockstep, would always save just
+        # after a look and measure a whole interval).
+        time.sleep(self.rng.uniform(0, self.poll))
 
 
 def measure(poll: float, epochs: int) -> dict:
@@ -91,7 +99,7 @@ def measure(poll: float, epochs: int) -> dict:
              "--poll-seconds", str(poll), "--timeout", "300"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            delay = _Delay(os.path.join(logdir, "stats.json"), proc, deadline_s=300)
+            delay = _Delay(os.path.join(logdir, "stats.json"), proc, deadline_s=300, poll=poll)
             model = build_model()
             model.fit(X_TRAIN, Y_TRAIN, batch_size=64, epochs=epochs, verbose=0,
                       callbacks=[ModelSaver(ckdir, max_to_keep=epochs), delay])
@@ -123,7 +131,7 @@ def main(argv=None) -> None:
                           "results": results}))
         return
     print(f"checkpoint written -> row in stats.json ({len(X_VAL)} validation samples, "
-          f"{args.epochs} checkpoints; 'first' includes the sidecar's tracing)")
+          f"{args.epochs} checkpoints; 'first' includes the sidecar's start-up: import, tracing)")
     print(f"{'poll (s)':>9} {'first (s)':>10} {'median (s)':>11} {'min (s)':>8} {'max (s)':>8}")
     for r in results:
         print(f"{r['poll_seconds']:>9g} {r['first_s']:>10.3f} {r['median_s']:>11.3f} "
