@@ -18,6 +18,7 @@ from .devices import is_chief, spans_workers
 from .inferencer import Inferencer
 from .pipeline import Pacer, pipelined
 from .step import NUM_SAMPLES, batches, make_step, shard_for_worker
+from .keras_tower import keras_tower_func
 from .tower import TowerSpec, UnknownFetchError
 
 __all__ = ["Binding", "check_inferencers", "SAMPLE_WEIGHT"]
@@ -44,14 +45,6 @@ def check_inferencers(infs: Any) -> list[Inferencer]:
                                  f"{inf!r}. Give one of them another prefix or summary name.")
             owner[key] = inf
     return list(infs)
-
-
-def _keras_tower(model):
-    try:
-        from .keras_tower import keras_tower_func
-    except ImportError:  # pragma: no cover - during the move out of tower.py
-        from .tower import keras_tower_func
-    return keras_tower_func(model)
 
 
 def _worker_index(strategy: tf.distribute.Strategy) -> int:
@@ -91,7 +84,7 @@ class Binding:
             if callable(getattr(model, "inference_tower", None)):  # a ModelDesc's model
                 tower_func, keras_default = model.inference_tower(), False
             else:
-                tower_func, keras_default = _keras_tower(model), True
+                tower_func, keras_default = keras_tower_func(model), True
         else:
             tower_func, keras_default = runner.tower_func, False
         self.tower = TowerSpec(tower_func, element_spec, keras_default=keras_default,

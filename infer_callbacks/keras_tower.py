@@ -141,11 +141,12 @@ def _per_output(structure: Any, names: list[str], what: str, *, replicate: bool)
     raise ValueError(f"The {what} must have one entry per model output {names}. Received: {what}={structure!r}")
 
 
-def _terms(model: keras.Model, names: list[str], preds: list[tf.Tensor], y: Any, sw: Any) -> list[_Term]:
+def _terms(model: keras.Model, names: list[str], preds: list[tf.Tensor], y: Any, sw: Any,
+           loss_weights: Any) -> list[_Term]:
     y_list = _per_output(y, names, "labels `y`", replicate=False)
     sw_list = _per_output(sw, names, "sample_weight", replicate=True)
     loss = getattr(model, "loss", None)
-    weights = _per_output(_loss_weights(model) if loss is not None else None, names, "loss_weights",
+    weights = _per_output(loss_weights if loss is not None else None, names, "loss_weights",
                           replicate=True)
     losses = _per_output(loss, names, "compiled loss", replicate=True)
     terms = []
@@ -281,6 +282,12 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
     if callable(getattr(model, "inference_tower", None)):
         return model.inference_tower()
 
+    # Read once, here, in the caller's thread and outside any trace: the
+    # compile config serializes the optimizer, which under a multi-worker
+    # strategy reads variables with collectives; every worker must run those
+    # at the same point.
+    loss_weights = _loss_weights(model) if getattr(model, "loss", None) is not None else None
+
     def tower(*batch):
         x, y, sw = _unpack_keras_batch(batch)
         sw = None if sw is None else tf.nest.map_structure(tf.convert_to_tensor, sw)
@@ -295,7 +302,7 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
             out[SAMPLE_WEIGHT_KEY] = tf.reshape(tf.cast(sw, tf.float32), [-1])
         if y is None:
             return out
-        terms = _terms(model, names, preds, y, sw)
+        terms = _terms(model, names, preds, y, sw, loss_weights)
         for term in terms:
             out.update(_classification(term, "" if len(preds) == 1 else term.name + "/"))
         out.update(_loss_outputs(model, [t for t in terms if t.loss is not None], tf.shape(preds[0])[0]))

@@ -326,22 +326,3 @@ def _num_samples(batch: Any) -> tf.Tensor:
         if leaf.shape.rank is not None and leaf.shape.rank >= 1:
             return tf.shape(leaf, out_type=tf.int64)[0]
     return tf.constant(-1, tf.int64)
-
-
-# --------------------------------------------------------------------------
-# Temporary re-exports, removed by the lead once every caller has moved.
-
-# moved to devices.py
-from .devices import available_devices as _available_devices  # noqa: E402
-from .devices import canonical_device as _canonical_device  # noqa: E402
-from .devices import strategy_for as resolve_strategy  # noqa: E402
-
-
-def __getattr__(name: str) -> Any:
-    # `keras_tower_func` moved to keras_tower.py (which imports this module,
-    # hence the lazy look-up instead of an import at the top).
-    if name == "keras_tower_func":
-        from .keras_tower import keras_tower_func
-
-        return keras_tower_func
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
