@@ -140,6 +140,12 @@ class SidecarEvaluator:
     it evaluated. A checkpoint that ``max_to_keep`` deleted before the
     sidecar got to it is skipped with a warning.
 
+    Checkpoints are taken in the order of their number (``ckpt-<global
+    step>``); one training run per ``checkpoint_dir`` (a resumed run
+    continues it). The progress is written after the row: a sidecar killed
+    in between evaluates that checkpoint again on restart, and its
+    ``stats.json`` row is replaced, not repeated.
+
     :meth:`run` returns when training wrote its "finished" marker and every
     checkpoint up to it was handled, after ``max_evaluations`` evaluations in
     this call, after ``timeout`` seconds without a new checkpoint, or when
@@ -212,14 +218,13 @@ class SidecarEvaluator:
 
     @property
     def stopping(self) -> bool:
-        """Whether :meth:`stop` was called since :meth:`run` began."""
+        """Whether :meth:`stop` was called and :meth:`run` has not returned yet."""
         return self._stop.is_set()
 
     def run(self) -> list[dict]:
         """Evaluate checkpoints until a stop condition (see the class
         docstring). Returns the rows written in this call, each
         ``{"checkpoint", "epoch_num", "global_step", **results}``."""
-        self._stop.clear()
         self.stop_reason = None
         rows: list[dict] = []
         self.monitors.open(None)  # None: carry on an existing stats.json
@@ -254,17 +259,22 @@ class SidecarEvaluator:
                         warnings.warn(
                             f"SidecarEvaluator: no new checkpoint in {self.checkpoint_dir!r} for "
                             f"{self.timeout} s (timeout={self.timeout}) and no 'training finished' "
-                            f"marker; stopping after checkpoint number {self.last_evaluated}.",
+                            f"marker; stopping {self._where()}.",
                             RuntimeWarning, stacklevel=2)
                         break
                     wait = min(wait, left)
                 self._stop.wait(wait)
         finally:
+            self._stop.clear()  # a later run() starts afresh
             try:
                 self.runner.on_train_end()  # inferencers' after_train
             finally:
                 self.monitors.close()
         return rows
+
+    def _where(self) -> str:
+        done = self._state["evaluated"]
+        return f"after {done[-1]!r}" if done else "before evaluating any checkpoint"
 
     # -- progress -----------------------------------------------------------
 

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
 
-    from .inferencer import ClassificationError, ScalarStats
+    from .builtins import ClassificationError, ScalarStats
     from .sidecar import SidecarEvaluator
 
     infs = make_infs() if make_infs is not None else [ScalarStats("loss"), ClassificationError()]

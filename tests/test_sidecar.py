@@ -237,12 +237,14 @@ def test_checkpoint_seen_then_deleted_by_max_to_keep(ckdir, trained, tmp_path):
     assert _epochs(logdir / "stats.json") == [1, 3, 4]
 
 
-def test_stops_after_timeout_without_marker(tmp_path):
+def test_stops_after_timeout_without_marker(tmp_path, capsys):
     os.makedirs(tmp_path / "ckpt")  # training "running", nothing written yet
-    ev = evaluator(tmp_path / "ckpt", tmp_path / "log", timeout=0.3)
-    with pytest.warns(RuntimeWarning, match=r"no new checkpoint .*timeout=0\.3"):
-        assert ev.run() == []
-    assert ev.stop_reason == "timeout"
+    argv = ["--model", "test_sidecar:build_model", "--input", "test_sidecar:val_data",
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--logdir", str(tmp_path / "log"),
+            "--timeout", "0.3", "--poll-seconds", "0.05"]
+    with pytest.warns(RuntimeWarning, match=r"no new checkpoint .*timeout=0\.3.*before evaluating any"):
+        assert cli_main(argv) == 3
+    assert "0 checkpoints evaluated; stopped: timeout" in capsys.readouterr().err
 
 
 def test_stop_from_a_writer(ckdir, tmp_path):
