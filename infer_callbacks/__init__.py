@@ -15,7 +15,6 @@ from .predict import OfflinePredictor, PredictConfig
 from .data_parallel import DataParallelInferenceRunner
 from .runner import InferenceRunner
 from .savers import MaxSaver, MinSaver, ModelSaver
-from .sidecar import SidecarEvaluator
 from .tower import TowerContext, get_current_tower_context
 from .trainer import (
     DistributedTrainer,
@@ -28,6 +27,16 @@ from .trainer import (
 from .trigger import PeriodicTrigger
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Imported on first use, so `python -m infer_callbacks.sidecar` does not
+    # find its own module already imported by the package.
+    if name == "SidecarEvaluator":
+        from .sidecar import SidecarEvaluator
+
+        return SidecarEvaluator
+    raise AttributeError(f"module 'infer_callbacks' has no attribute {name!r}")
 
 __all__ = [
     "stats",

@@ -169,7 +169,9 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
             shape_tas[j] = shape_tas[j].write(rounds, shape)
         return value_tas, shape_tas
 
-    @tf.function
+    # No autograph: the loop is an explicit while_loop, and the tower was
+    # already traced without it when the fetch names were checked.
+    @tf.function(autograph=False)
     def step(iterator, limit):
         value_tas = [tf.TensorArray(specs[n].dtype, size=0, dynamic_size=True, infer_shape=False,
                                     element_shape=[None]) for n in names]
