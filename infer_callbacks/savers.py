@@ -128,6 +128,9 @@ class _BestSaver(keras.callbacks.Callback):
         self._chief = _chief(self.model)
         self._pending = None
         self.best = self.best_epoch = None
+        # Asynchronous runners hold the weights their results measure.
+        self._producers = [cb for member in getattr(callback_list_of(self), "callbacks", [])
+                           for cb in unwrap(member) if callable(getattr(cb, "snapshot_weights", None))]
         state = self._read_state()
         if state is not None:  # resume: the best so far survives a restart
             if (state.get("monitor", self.monitor), state.get("mode", self.mode)) != (self.monitor, self.mode):
@@ -168,7 +171,8 @@ class _BestSaver(keras.callbacks.Callback):
         self._pending = None
         if self.monitor in logs:
             self._decide(epoch, logs)
-        else:
+        elif not any(getattr(p, "asynchronous", False) for p in getattr(self, "_producers", [])):
+            # (an asynchronous runner's results reach only some epochs)
             warnings.warn(f"{type(self).__name__}: {self.monitor!r} is not in the logs of epoch "
                           f"{epoch + 1} (available: {sorted(logs)}); nothing saved.",
                           RuntimeWarning, stacklevel=2)
@@ -177,7 +181,24 @@ class _BestSaver(keras.callbacks.Callback):
         value = logs[self.monitor]
         value = float(value.numpy() if hasattr(value, "numpy") else value)
         if math.isfinite(value) and self._better(value):
-            self._save(epoch, value)
+            measured, weights = self._validated(epoch, logs)
+            self._save(measured, value, weights=weights)
+
+    def _validated(self, epoch: int, logs: dict) -> tuple[int, Any]:
+        """The epoch (0-based) whose weights ``logs`` measure, and those
+        weights when an asynchronous runner measured an earlier epoch than
+        the one just ended (``None``: the model's current weights)."""
+        for producer in getattr(self, "_producers", []):
+            key = getattr(producer, "epoch_key", None)
+            if key in logs and int(logs[key]) != epoch + 1:
+                measured = int(logs[key])
+                weights = producer.snapshot_weights(measured)
+                if weights is not None:
+                    return measured - 1, weights
+                warnings.warn(f"{type(self).__name__}: the weights of epoch {measured}, which "
+                              f"{self.monitor!r} measures, are no longer held; saving the current "
+                              "weights instead.", RuntimeWarning, stacklevel=3)
+        return epoch, None
 
     def _save(self, epoch: int, value: float, weights: Sequence[Any] | None = None) -> None:
         """Save the model (or ``weights``, aligned with ``model.weights``) as
