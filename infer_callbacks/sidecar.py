@@ -212,8 +212,10 @@ class SidecarEvaluator:
         return self._state["last_number"]
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return (from another thread or a signal
-        handler); an evaluation under way finishes first."""
+        """Ask :meth:`run` to return, from another thread; an evaluation
+        under way finishes first. (From a signal handler, run :meth:`run` in
+        a worker thread, as the command line does: a handler may interrupt
+        the very lock this method takes.)"""
         self._stop.set()
 
     @property

@@ -23,6 +23,7 @@ import argparse
 import importlib
 import signal
 import sys
+import threading
 from typing import Any, Callable, Sequence
 
 __all__ = ["main", "load_function"]
@@ -98,20 +99,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError) as e:
         parser.error(str(e))
 
-    def request_stop(signum, frame):
-        if evaluator.stopping:  # asked twice: stop now
-            raise KeyboardInterrupt
-        evaluator.stop()  # the evaluation under way finishes; then run() returns
-
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        rows = evaluator.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    rows = _run_interruptibly(evaluator)
     print(f"sidecar: {len(rows)} checkpoints evaluated; stopped: {evaluator.stop_reason}.",
           file=sys.stderr, flush=True)
     return EXIT_TIMEOUT if evaluator.stop_reason == "timeout" else 0
+
+
+def _run_interruptibly(evaluator) -> list[dict]:
+    """``evaluator.run()`` in a worker thread, so that SIGTERM / SIGINT
+    handlers (which run in the main thread) can call ``evaluator.stop()``
+    without ever waiting on a lock the interrupted code holds. The first
+    signal lets the evaluation under way finish; a second one stops at once
+    (progress and ``stats.json`` are written atomically: nothing is half
+    written)."""
+    outcome: dict[str, Any] = {}
+
+    def work():
+        try:
+            outcome["rows"] = evaluator.run()
+        except BaseException as e:  # re-raised in the main thread
+            outcome["error"] = e
+
+    def request_stop(signum, frame):
+        if evaluator.stopping:
+            raise KeyboardInterrupt
+        print("sidecar: stopping after the evaluation under way (signal again to stop now).",
+              file=sys.stderr, flush=True)
+        evaluator.stop()
+
+    worker = threading.Thread(target=work, name="sidecar", daemon=True)
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["rows"]
 
 
 if __name__ == "__main__":

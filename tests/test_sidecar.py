@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -254,6 +255,23 @@ def test_stop_from_a_writer(ckdir, tmp_path):
 
     ev = evaluator(ckdir, None, monitors=[StopAfterFirst()])
     assert [r["epoch_num"] for r in ev.run()] == [1] and ev.stop_reason == "stopped"
+
+
+def test_command_line_sigterm_finishes_the_evaluation_under_way(ckdir):
+    from infer_callbacks.sidecar_cli import _run_interruptibly
+
+    class SignalAfterFirst(MonitorWriter):
+        def write(self, epoch_num, step, scalars):
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by the main thread
+            deadline = time.monotonic() + 30
+            while not ev.stopping:  # the handler's effect, awaited with a deadline
+                assert time.monotonic() < deadline, "SIGTERM was not handled"
+                time.sleep(0.01)
+
+    ev = evaluator(ckdir, None, monitors=[SignalAfterFirst()])
+    rows = _run_interruptibly(ev)
+    assert [r["epoch_num"] for r in rows] == [1] and ev.stop_reason == "stopped"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
 @pytest.mark.parametrize("kwargs, match", [
