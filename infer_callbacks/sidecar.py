@@ -231,8 +231,10 @@ class SidecarEvaluator:
         rows: list[dict] = []
         self.monitors.open(None)  # None: carry on an existing stats.json
         self.runner.set_model(self.model)
+        began = False
         try:
             self.runner.on_train_begin()  # binds, traces, inferencers' before_train
+            began = True
             last_new = time.monotonic()
             while self.stop_reason is None:
                 if self._stop.is_set():
@@ -269,7 +271,8 @@ class SidecarEvaluator:
         finally:
             self._stop.clear()  # a later run() starts afresh
             try:
-                self.runner.on_train_end()  # inferencers' after_train
+                if began:
+                    self.runner.on_train_end()  # inferencers' after_train
             finally:
                 self.monitors.close()
         return rows
