@@ -177,6 +177,7 @@ class InferenceRunner(keras.callbacks.Callback):
             self._async.train_end()
         for inf in self.infs:
             _hook(inf, "after_train")
+        self._callbacks = None  # that fit is over: later runs fire no on_test_* on its callbacks
 
     def use_callbacks(self, callbacks: keras.callbacks.CallbackList | None) -> None:
         """Fire ``on_test_*`` on ``callbacks`` around each run (the trainer

@@ -581,3 +581,13 @@ def test_keyboard_interrupt_in_an_inferencer_stops_the_run():
     proc = run_python(_INTERRUPT, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "interrupted raise []" in proc.stdout and "interrupted signal []" in proc.stdout, proc.stdout
+
+
+def test_after_fit_a_standalone_run_leaves_that_fits_callbacks_alone(data):
+    (x, y), (xv, yv) = data
+    recorder = Recorder()
+    runner = InferenceRunner(_ds(xv, yv, 16), ScalarStats("loss"))
+    _model().fit(_ds(x, y, 64), epochs=1, verbose=0, callbacks=[recorder, runner])
+    events = list(recorder.events)
+    runner.trigger()  # fit is over: its callbacks get no on_test_* any more
+    assert recorder.events == events
