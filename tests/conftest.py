@@ -71,3 +71,14 @@ def random_splits(rng: np.random.Generator, n: int, max_batch: int) -> list[int]
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def assert_step_threads_end(bound: float = 60.0) -> None:
+    """Every validation step thread of this process ends (joined with a
+    generous bound for a loaded machine; a bound, not a timing assertion)."""
+    import threading
+
+    for t in threading.enumerate():
+        if t.name == "infer_callbacks-step":
+            t.join(timeout=bound)
+            assert not t.is_alive(), f"validation step thread {t!r} still running after {bound} s"

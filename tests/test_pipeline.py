@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from conftest import assert_step_threads_end
 from infer_callbacks.pipeline import Pacer, pipelined
 
 
@@ -65,14 +66,7 @@ def test_an_error_in_a_call_reaches_the_consumer(background):
 
     with pytest.raises(OSError, match="device lost"):
         list(pipelined(call, background=background))
-    _assert_no_step_thread()
-
-
-def _assert_no_step_thread():
-    for t in threading.enumerate():
-        if t.name == "infer_callbacks-step":
-            t.join(timeout=60)  # a bound for a loaded machine, not a timing assertion
-            assert not t.is_alive()
+    assert_step_threads_end()
 
 
 def test_closing_early_stops_the_thread():
@@ -82,14 +76,14 @@ def test_closing_early_stops_the_thread():
     items = pipelined(endless)
     assert [next(items) for _ in range(3)] == [1, 1, 1]
     items.close()
-    _assert_no_step_thread()
+    assert_step_threads_end()
 
 
 def test_an_error_in_the_consumer_stops_the_thread():
     with pytest.raises(KeyboardInterrupt):
         for _ in pipelined(lambda: (1, False)):
             raise KeyboardInterrupt
-    _assert_no_step_thread()
+    assert_step_threads_end()
 
 
 def test_a_call_that_never_returns_is_abandoned():
@@ -113,4 +107,4 @@ def test_a_call_that_never_returns_is_abandoned():
     stuck = [t for t in threading.enumerate() if t.name == "infer_callbacks-step" and t.is_alive()]
     assert stuck and all(t.daemon for t in stuck)
     release.set()
-    _assert_no_step_thread()
+    assert_step_threads_end()

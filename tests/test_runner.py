@@ -5,7 +5,6 @@ standalone, compared with numpy over the whole set and with Keras itself
 from __future__ import annotations
 
 import csv
-import threading
 import warnings
 
 import keras
@@ -15,7 +14,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_python
+from conftest import assert_step_threads_end, run_python
 from infer_callbacks import siblings
 from infer_callbacks import (
     BinaryClassificationStats,
@@ -466,7 +465,7 @@ def test_inferencer_error_names_the_inferencer_and_leaves_the_runner_usable(hook
     notes = getattr(info.value, "__notes__", [])
     where = "validation batch 2" if hook == "_on_fetches" else hook.lstrip("_")
     assert any("Flaky" in n and where in n for n in notes), notes
-    assert not any(t.name == "infer_callbacks-step" and t.is_alive() for t in threading.enumerate())
+    assert_step_threads_end()
     assert runner.trigger()["label_sum"] == sum(int(b[1].sum()) for b in batches)
     assert runner.num_samples_last_run == 40
 
@@ -483,10 +482,7 @@ def test_input_error_names_the_batch_and_stops_the_step_thread():
     with pytest.raises(Exception, match="disk went away") as info:
         runner.trigger()
     assert any("validation batch 5" in note for note in getattr(info.value, "__notes__", []))
-    for t in threading.enumerate():
-        if t.name == "infer_callbacks-step":
-            t.join(timeout=60)
-            assert not t.is_alive()
+    assert_step_threads_end()
 
 
 def test_duplicate_keys_at_run_time():
