@@ -58,6 +58,18 @@ def test_every_page_is_in_the_site_navigation():
             assert os.path.basename(page) in nav, f"{page} is not in mkdocs.yml's nav"
 
 
+def test_ci_runs_the_readmes_two_commands():
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    section = readme.split("## Two commands", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["pip install -e '.[test]'", "pytest -q"], commands
+    with open(os.path.join(REPO, ".ci", "run")) as f:
+        ci = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    assert ci[-2:] == commands, ci
+
+
 _RUNNER = """
 import linecache, os, sys, traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
