@@ -223,9 +223,7 @@ def list_checkpoints(directory: str | os.PathLike) -> list[CheckpointInfo]:
     if state is None:
         return []
     out = []
-    for prefix in state.all_model_checkpoint_paths:
-        if not os.path.isabs(prefix):
-            prefix = os.path.join(directory, prefix)
+    for prefix in state.all_model_checkpoint_paths:  # already joined onto `directory`
         try:
             out.append(read_info(prefix))
         except (FileNotFoundError, tf.errors.NotFoundError, tf.errors.DataLossError):
