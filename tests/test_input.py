@@ -92,3 +92,36 @@ def test_one_shot_and_non_iterables_refused():
         InputSource(3.5)
     with pytest.raises(TypeError, match="pass the dataset itself"):
         InputSource(lambda: tf.data.Dataset.range(3))  # a function must return batches
+
+
+def test_tensorpack_queue_and_feed_input_wrap_a_dataflow():
+    """tensorpack code passes QueueInput(df) / FeedInput(df); they feed the
+    DataFlow itself (reset once, same batches) and refuse what is not one."""
+    from infer_callbacks import FeedInput, QueueInput
+
+    for wrapper in (QueueInput, FeedInput):
+        flow = Flow(_batches())
+        source = InputSource(wrapper(flow))
+        got = _collect(source)
+        assert source.size == 3 and flow.resets == 1
+        for (gx, gy), (x, y) in zip(got, _batches()):
+            np.testing.assert_array_equal(gx, x)
+            np.testing.assert_array_equal(gy, y)
+        _collect(source)
+        assert flow.resets == 1
+        with pytest.raises(TypeError, match=wrapper.__name__):
+            wrapper(np.zeros(3))
+
+
+def test_runner_takes_queue_input_end_to_end():
+    import keras
+
+    from infer_callbacks import InferenceRunner, QueueInput, ScalarStats
+
+    x, y = np.random.default_rng(0).normal(size=(10, 3)).astype("float32"), np.zeros((10, 1), "float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    runner = InferenceRunner(QueueInput(Flow([(x[:4], y[:4]), (x[4:], y[4:])])), ScalarStats("loss"))
+    runner.set_model(model)
+    expected = np.mean((model.predict(x, verbose=0) - y) ** 2)
+    assert runner.trigger()["validation_loss"] == pytest.approx(expected, rel=1e-5)
