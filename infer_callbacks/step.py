@@ -63,7 +63,9 @@ def _flatten_outputs(replica_fn: Callable, names: list[str]) -> Callable:
         out = replica_fn(batch)
         result = {}
         for n in names:
-            v = out[n]
+            v = tf.convert_to_tensor(out[n])
+            if v.shape.rank == 0:
+                v = tf.reshape(v, [1])  # a scalar travels as [1]; `batches` gives it back as a scalar
             result[n] = (tf.reshape(v, [-1]), tf.shape(v, out_type=tf.int64))
         return result
     return fn
