@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import types
+import weakref
 from typing import Any
 
 import keras
@@ -70,10 +71,36 @@ def _owners(obj: Any) -> list[Any]:
     return out
 
 
+_last_found: list = []  # a weak reference to the list found last
+
+
+def _member_in(callback_list, callback) -> Any:
+    for member in callback_list.callbacks:
+        if any(c is callback for c in unwrap(member)):
+            return member
+    return None
+
+
 def find(callback: keras.callbacks.Callback) -> tuple[keras.callbacks.CallbackList, Any] | None:
     """The ``CallbackList`` that holds ``callback`` and the member that
     stands for it there (``callback`` itself or a wrapper around it, such as
-    a ``PeriodicTrigger``), or ``None``."""
+    a ``PeriodicTrigger``), or ``None``.
+
+    The callbacks of one ``fit`` all ask in the same ``on_train_begin``: the
+    list found last is remembered (weakly; a finished ``fit``'s list is gone
+    with it) and checked first, so only the first of them searches."""
+    last = _last_found[0]() if _last_found else None
+    if last is not None and getattr(last, "model", None) is getattr(callback, "model", None):
+        member = _member_in(last, callback)
+        if member is not None:
+            return last, member
+    hit = _search(callback)
+    if hit is not None:
+        _last_found[:] = [weakref.ref(hit[0])]
+    return hit
+
+
+def _search(callback: keras.callbacks.Callback) -> tuple[keras.callbacks.CallbackList, Any] | None:
     frontier, seen = [callback], {id(callback)}
     for _ in range(3):  # callback, its wrapper, the wrapper's wrapper
         found, parents = [], []
