@@ -17,7 +17,7 @@ from .background import Snapshot, scoped
 from .devices import is_chief, spans_workers
 from .inferencer import Inferencer
 from .pipeline import Pacer, pipelined
-from .step import NUM_SAMPLES, batches, make_step, shard_for_worker
+from .step import NUM_SAMPLES, Chunk, _static_inner, make_step, shard_for_worker
 from .keras_tower import keras_tower_func
 from .tower import TowerSpec, UnknownFetchError
 
@@ -101,8 +101,14 @@ class Binding:
                                  "bind a model first (runner.set_model(model) or model.fit).")
             self.snapshot = Snapshot(model, self.strategy)
             replica_fn = scoped(replica_fn, self.snapshot)
-        self.step = make_step(replica_fn, self.specs, element_spec, self.strategy,
-                              self.mode, runner.steps_per_execution, self.multi_worker)
+        step_strategy, device = self.strategy, None
+        if self.mode == "whole" and not self.multi_worker and len(self.strategy.extended.worker_devices) == 1:
+            # One replica (device=..., or a data-parallel runner on one device):
+            # the plain loop on that device, without per-replica machinery.
+            step_strategy, device = None, self.strategy.extended.worker_devices[0]
+        self.step = make_step(replica_fn, self.specs, element_spec, step_strategy,
+                              "single" if step_strategy is None else self.mode, runner.steps_per_execution,
+                              self.multi_worker, device=device)
         self._runner = runner
         self._exact = {n: (n + "#num", n + "#den") for n in names
                        if n + "#num" in self.specs and n + "#den" in self.specs}
@@ -152,41 +158,50 @@ class Binding:
     def is_chief(self) -> bool:
         return is_chief(self.strategy)
 
-    def fetch_table(self, batch: dict, names: Sequence[str]):
-        """``(results, exact, sample_weight)`` for one inferencer's fetches."""
+    def fetch_table(self, batch: dict, names: Sequence[str], load=None):
+        """``(results, exact, sample_weight)`` for one inferencer's fetches
+        from ``batch``; with ``load(name)``, values missing from ``batch``
+        are loaded into it first (a chunk's blocks, shared by inferencers)."""
+        if load is not None:
+            wanted = list(names) + [k for n in names if n in self._exact for k in self._exact[n]]
+            for n in wanted + ([SAMPLE_WEIGHT] if self._has_weight else []):
+                if n not in batch:
+                    batch[n] = load(n)
         results = [batch[n] for n in names]
         exact = [(batch[self._exact[n][0]], batch[self._exact[n][1]]) if n in self._exact else None
                  for n in names]
         return results, exact, batch.get(SAMPLE_WEIGHT) if self._has_weight else None
 
+    def can_block(self, names: Sequence[str]) -> bool:
+        """Whether these fetches (with their exact pairs and the sample
+        weights) can travel as one block per step call: none is a scalar per
+        batch and all have static non-batch dimensions."""
+        wanted = list(names) + [k for n in names if n in self._exact for k in self._exact[n]]
+        wanted += [SAMPLE_WEIGHT] if self._has_weight else []
+        return all(self.ranks.get(n, 0) >= 1 and _static_inner(self.specs[n]) for n in wanted)
+
     def blocks(self):
-        """A generator of ``(dataset batches, [per-batch dict, ...])``, one
-        per step call, in dataset order; close it to stop early. (Under
-        ``split`` mode with a per-batch scalar fetch, each replica slice is
-        one dict.)"""
+        """A generator of ``(dataset batches, Chunk)``, one per step call, in
+        dataset order; close it to stop early. (Under ``split`` mode with a
+        per-batch scalar fetch, each replica slice is one batch of the chunk.)"""
         iterator = iter(self.dataset)
         pacer = Pacer(self._runner.steps_per_execution, adaptive=not self.multi_worker)
         per_round = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
         merge = self.mode == "split" and all(r >= 1 for n, r in self.ranks.items() if n != NUM_SAMPLES)
-        if self.mode == "split" and not merge:
-            per_round = 1  # every non-empty replica slice is one batch
 
         def call():
             asked = pacer.limit
             start = time.perf_counter()
-            rounds, valid, values, shapes = self.step(iterator, tf.constant(asked, tf.int32))
+            rounds, valid, values, sizes, shapes = self.step(iterator, tf.constant(asked, tf.int32))
             rounds = int(rounds)
-            valid = valid.numpy()
-            values = {n: v.numpy() for n, v in values.items()}
-            shapes = {n: s.numpy() for n, s in shapes.items()}
             pacer.observe(asked, rounds, time.perf_counter() - start)
             if not rounds:
                 return None, True
-            items = list(batches(valid, values, shapes, self.ranks, per_round, merge))
-            return (rounds if self.mode == "split" else len(items), items), rounds < asked
+            valid = valid.numpy()
+            chunk = Chunk(valid, {n: v.numpy() for n, v in values.items()}, sizes.numpy(),
+                          {n: v.numpy() for n, v in shapes.items()}, self.specs, self.ranks, per_round, merge)
+            count = rounds if self.mode == "split" else int(valid.sum())
+            return (count, chunk), rounds < asked
 
         return pipelined(call, background=self._runner.pipeline,
                          shutdown_timeout=self._runner.shutdown_timeout)
-
-
-__all__ += ["NUM_SAMPLES"]

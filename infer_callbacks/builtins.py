@@ -145,6 +145,9 @@ class ScalarStats(Inferencer):
             _warn_nonfinite(out[key], name, key)
         return out
 
+    def accepts_blocks(self) -> bool:
+        return type(self) is ScalarStats  # sums only; subclasses see every batch
+
     def result_names(self) -> list[str]:
         return [self._key(n) for n in self.names]
 
@@ -216,6 +219,9 @@ class ClassificationError(Inferencer):
         _warn_nonfinite(value, self.wrong_tensor_name, self.summary_name)
         return {self.summary_name: value}
 
+    def accepts_blocks(self) -> bool:
+        return type(self) is ClassificationError  # sums only; subclasses see every batch
+
     def result_names(self) -> list[str]:
         return [self.summary_name]
 
@@ -275,6 +281,9 @@ class BinaryClassificationStats(Inferencer):
     def _after_inference(self) -> dict[str, float]:
         return {f"{self.prefix}_precision": float(self.stat.precision),
                 f"{self.prefix}_recall": float(self.stat.recall)}
+
+    def accepts_blocks(self) -> bool:
+        return type(self) is BinaryClassificationStats  # sums only; subclasses see every batch
 
     def result_names(self) -> list[str]:
         return [f"{self.prefix}_precision", f"{self.prefix}_recall"]

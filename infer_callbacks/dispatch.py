@@ -58,32 +58,38 @@ def _located(blocks, source, done: Callable[[], int], per_call: int):
 
 def run_pass(binding, plan, ctx, source, *, hooks: Callable, progress, background,
              steps_per_execution: int) -> PassStats:
-    """Feed every batch of one pass to the inferencers of ``plan``."""
+    """Feed every batch of one pass to the inferencers of ``plan``.
+
+    Built-ins that only sum (``accepts_blocks()``) get each step call's
+    batches at once, concatenated; every other inferencer gets one batch at
+    a time, in dataset order."""
     for inf, _ in plan:
         call_hook(inf, "set_run_context", ctx)
         call_hook(inf, "before_inference")
-    fetch = binding.fetch_table
+    blockwise = [(inf, names) for inf, names in plan if inf.accepts_blocks() and binding.can_block(names)]
+    batchwise = [(inf, names) for inf, names in plan if (inf, names) not in blockwise]
     stats = PassStats()
-    units = 0
     blocks = binding.blocks()
     try:
-        for count, block in _located(blocks, source, lambda: stats.batches, steps_per_execution):
+        for count, chunk in _located(blocks, source, lambda: stats.batches, steps_per_execution):
             if background is not None and background.should_stop:
                 raise RuntimeError("The background validation was cancelled.")
             hooks("on_test_batch_begin", stats.batches)
-            for batch in block:
-                units += 1
+            first = stats.batches + 1
+            if blockwise:
+                block = {}
+                ns = chunk.num_samples()
+                for inf, names in blockwise:
+                    _feed(inf, binding.fetch_table(block, names, chunk.block), ns,
+                          f"validation batches {first}-{first + count - 1}", source)
+            samples = 0
+            for units, batch in enumerate(chunk.batches() if batchwise else (), 1):
                 ns = int(batch[NUM_SAMPLES])
-                stats.samples += max(ns, 0)
-                for inf, names in plan:
-                    results, exact, weight = fetch(batch, names)
-                    try:
-                        inf.on_fetches(results, ns if ns >= 0 else None, exact=exact, sample_weight=weight)
-                    except Exception as e:
-                        e.add_note(f"(raised by inferencer {inf!r} on validation batch "
-                                   f"{stats.batches + min(units, count)} of {source.description})")
-                        raise
-            units = 0
+                samples += max(ns, 0)
+                for inf, names in batchwise:
+                    _feed(inf, binding.fetch_table(batch, names), ns if ns >= 0 else None,
+                          f"validation batch {stats.batches + min(units, count)}", source)
+            stats.samples += chunk.num_samples() if not batchwise else samples
             stats.batches += count
             hooks("on_test_batch_end", stats.batches - 1, {})
             progress.update(count)
@@ -98,6 +104,15 @@ def run_pass(binding, plan, ctx, source, *, hooks: Callable, progress, backgroun
             f"(len) but yielded {stats.batches}; the results use the {stats.batches} it yielded. "
             "Fix its __len__.", RuntimeWarning, stacklevel=4)
     return stats
+
+
+def _feed(inf, fetched, num_samples, where: str, source) -> None:
+    results, exact, weight = fetched
+    try:
+        inf.on_fetches(results, num_samples, exact=exact, sample_weight=weight)
+    except Exception as e:
+        e.add_note(f"(raised by inferencer {inf!r} on {where} of {source.description})")
+        raise
 
 
 def collect(plan, ctx, on_nonfinite: str) -> tuple[dict, dict, dict]:

@@ -282,6 +282,14 @@ class Inferencer:
         """Scalars for the monitors but not ``logs`` (e.g. per-class values). Default: none."""
         return {}
 
+    def accepts_blocks(self) -> bool:
+        """Whether the runner may hand this inferencer all the batches of one
+        step call at once (concatenated along the batch axis) instead of one
+        batch at a time. Only the built-ins whose state is plain sums say
+        yes, and only as their own class: a subclass gets every batch, as
+        tensorpack code expects."""
+        return False
+
     def result_names(self) -> list[str] | None:
         """The keys ``after_inference`` will return, when known in advance
         (used to detect clashes before training). ``None`` if unknown."""

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["NUM_SAMPLES", "make_step", "shard_for_worker", "batches"]
+__all__ = ["NUM_SAMPLES", "make_step", "shard_for_worker", "Chunk"]
 
 NUM_SAMPLES = "__num_samples__"
 
@@ -104,17 +104,33 @@ def _gather_flat(strategy, flat) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(tf.concat(parts, 0), dtype), sizes
 
 
+def _static_inner(spec: tf.TensorSpec) -> bool:
+    inner = spec.shape.as_list()[1:]
+    return all(d is not None for d in inner) and int(np.prod(inner)) > 0
+
+
 def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spec: Any,
               strategy: tf.distribute.Strategy | None, mode: str, max_rounds: int,
-              multi_worker: bool = False) -> Callable:
+              multi_worker: bool = False, device: str | None = None) -> Callable:
     """The validation ``tf.function``: ``step(iterator, limit)`` runs up to
     ``min(limit, max_rounds)`` rounds and returns ``(rounds, valid, values,
-    shapes)``: ``valid`` ``[rounds*R]`` bool, and per name (in ``specs``
-    order) the flat values of every replica of every round and their shapes
-    ``[rounds*R, rank]``."""
+    sizes, shapes)``: ``valid`` ``[rounds*R]`` bool; per name (in ``specs``
+    order) the flat values of every replica of every round; ``sizes``
+    ``[rounds*R, names]``; and, for outputs whose non-batch dimensions are
+    not static, their shapes ``[rounds*R, rank]``. :class:`Chunk` reads them.
+
+    Without a strategy, ``device`` (if given) is where the tower runs: one
+    replica needs no per-replica machinery."""
     if mode not in ("single", "whole", "split"):
         raise ValueError(f"Unknown step mode {mode!r}; expected 'single', 'whole' or 'split'.")
     names = list(specs)
+    for n in names:
+        if specs[n].shape.rank is None:
+            raise ValueError(f"Output {n!r} must have a known rank; its spec is {specs[n]}.")
+    specs = {n: tf.TensorSpec([1], s.dtype) if s.shape.rank == 0 else s for n, s in specs.items()}
+    # Outputs whose non-batch dimensions are known travel without shapes:
+    # the host gets each batch's rows from its size.
+    dynamic = [n for n in names if not _static_inner(specs[n])]
     flat_fn = _flatten_outputs(replica_fn, names)
     local = 1 if strategy is None else len(strategy.extended.worker_devices)
     total = 1 if strategy is None else strategy.num_replicas_in_sync
@@ -147,64 +163,80 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
 
     def run(args):
         if strategy is None:
-            return flat_fn(args[0])
+            if device is None:
+                return flat_fn(args[0])
+            with tf.device(device):
+                return flat_fn(args[0])
         per_replica = strategy.experimental_distribute_values_from_function(
             lambda ctx: args[ctx.replica_id_in_sync_group % local])
         return strategy.run(flat_fn, args=(per_replica,))
 
-    def collect(out, n):
-        flat, shape = out[n]
-        if strategy is None:
-            return flat, tf.reshape(shape, [1, -1])
-        if multi_worker:
-            return (_gather_flat(strategy, flat)[0],
-                    strategy.gather(strategy.run(lambda s: tf.reshape(s, [1, -1]), args=(shape,)), axis=0))
-        flats = strategy.experimental_local_results(flat)
-        return (tf.concat(flats, 0) if len(flats) > 1 else flats[0],
-                tf.stack(strategy.experimental_local_results(shape)))
+    def collect(out):
+        """Per name the flat values of all replicas (replica order), per
+        dynamic name their shapes ``[R, rank]``, and every replica's sizes
+        ``[R, names]``."""
+        flats, shapes, sizes = {}, {}, []
+        for n in names:
+            flat, shape = out[n]
+            if strategy is None:
+                flats[n], shape, size = flat, tf.reshape(shape, [1, -1]), tf.reshape(tf.size(flat, tf.int64), [1])
+            elif multi_worker:
+                flats[n], size = _gather_flat(strategy, flat)
+                shape = strategy.gather(strategy.run(lambda s: tf.reshape(s, [1, -1]), args=(shape,)), axis=0) \
+                    if n in dynamic else None
+            else:
+                parts = strategy.experimental_local_results(flat)
+                flats[n] = tf.concat(parts, 0) if len(parts) > 1 else parts[0]
+                size = tf.stack([tf.size(p, tf.int64) for p in parts])
+                shape = tf.stack(strategy.experimental_local_results(shape)) if n in dynamic else None
+            sizes.append(size)
+            if n in dynamic:
+                shapes[n] = shape
+        return flats, shapes, tf.stack(sizes, axis=1)
 
-    def write(out, rounds, value_tas, shape_tas):
-        value_tas, shape_tas = list(value_tas), list(shape_tas)
-        for j, n in enumerate(names):
-            flat, shape = collect(out, n)
-            value_tas[j] = value_tas[j].write(rounds, flat)
-            shape_tas[j] = shape_tas[j].write(rounds, shape)
-        return value_tas, shape_tas
+    def write(out, rounds, value_tas, shape_tas, size_ta):
+        flats, shapes, sizes = collect(out)
+        value_tas = [ta.write(rounds, flats[n]) for ta, n in zip(value_tas, names)]
+        shape_tas = [ta.write(rounds, shapes[n]) for ta, n in zip(shape_tas, dynamic)]
+        return value_tas, shape_tas, size_ta.write(rounds, sizes)
+
+    def array(dtype, shape):
+        return tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False, element_shape=shape)
 
     # No autograph: the loop is an explicit while_loop, and the tower was
     # already traced without it when the fetch names were checked.
     @tf.function(autograph=False)
     def step(iterator, limit):
-        value_tas = [tf.TensorArray(specs[n].dtype, size=0, dynamic_size=True, infer_shape=False,
-                                    element_shape=[None]) for n in names]
-        shape_tas = [tf.TensorArray(tf.int64, size=0, dynamic_size=True, infer_shape=False,
-                                    element_shape=[None, max(specs[n].shape.rank, 1)]) for n in names]
-        valid_ta = tf.TensorArray(tf.bool, size=0, dynamic_size=True, infer_shape=False, element_shape=[None])
+        value_tas = [array(specs[n].dtype, [None]) for n in names]
+        shape_tas = [array(tf.int64, [None, specs[n].shape.rank]) for n in dynamic]
+        size_ta, valid_ta = array(tf.int64, [None, len(names)]), array(tf.bool, [None])
         limit = tf.minimum(limit, max_rounds)
 
-        def body(rounds, done, value_tas, shape_tas, valid_ta):
+        def body(rounds, done, value_tas, shape_tas, size_ta, valid_ta):
             args, ok = pull(iterator)
             valid = _gather_valid(strategy, ok) if multi_worker else tf.stack(ok)
 
             def go():
-                vt, st = write(run(args), rounds, value_tas, shape_tas)
-                return rounds + 1, tf.constant(False), vt, st, valid_ta.write(rounds, valid)
+                vt, st, zt = write(run(args), rounds, value_tas, shape_tas, size_ta)
+                return rounds + 1, tf.constant(False), vt, st, zt, valid_ta.write(rounds, valid)
 
             def stop():
-                return rounds, tf.constant(True), list(value_tas), list(shape_tas), valid_ta
+                return rounds, tf.constant(True), list(value_tas), list(shape_tas), size_ta, valid_ta
 
             return tf.cond(tf.reduce_any(valid), go, stop)
 
-        rounds, _, value_tas, shape_tas, valid_ta = tf.while_loop(
+        rounds, _, value_tas, shape_tas, size_ta, valid_ta = tf.while_loop(
             lambda rounds, done, *_: tf.logical_and(rounds < limit, tf.logical_not(done)), body,
-            [tf.constant(0), tf.constant(False), value_tas, shape_tas, valid_ta], parallel_iterations=1)
-        values = {n: tf.cond(rounds > 0, value_tas[j].concat, lambda n=n: tf.zeros([0], specs[n].dtype))
-                  for j, n in enumerate(names)}
-        shapes = {n: tf.cond(rounds > 0, shape_tas[j].concat,
-                             lambda n=n: tf.zeros([0, max(specs[n].shape.rank, 1)], tf.int64))
-                  for j, n in enumerate(names)}
-        valid = tf.cond(rounds > 0, valid_ta.concat, lambda: tf.zeros([0], tf.bool))
-        return rounds, valid, values, shapes
+            [tf.constant(0), tf.constant(False), value_tas, shape_tas, size_ta, valid_ta],
+            parallel_iterations=1)
+
+        def done(ta, empty):
+            return tf.cond(rounds > 0, ta.concat, lambda: empty)
+
+        values = {n: done(ta, tf.zeros([0], specs[n].dtype)) for ta, n in zip(value_tas, names)}
+        shapes = {n: done(ta, tf.zeros([0, specs[n].shape.rank], tf.int64)) for ta, n in zip(shape_tas, dynamic)}
+        return (rounds, done(valid_ta, tf.zeros([0], tf.bool)), values,
+                done(size_ta, tf.zeros([0, len(names)], tf.int64)), shapes)
 
     return step
 
@@ -216,37 +248,66 @@ def _gather_valid(strategy, ok: list) -> tf.Tensor:
     return tf.cast(strategy.gather(flags, axis=0), tf.bool)
 
 
-def batches(valid: np.ndarray, values: dict[str, np.ndarray], shapes: dict[str, np.ndarray],
-            ranks: dict[str, int], per_round: int, merge: bool) -> Iterator[dict[str, np.ndarray]]:
-    """Cut one step's host arrays into per-batch dicts, in dataset order.
+class Chunk:
+    """One step call's results on the host: per-batch dicts in dataset
+    order (:meth:`batches`), or per name everything at once (:meth:`block`).
 
-    ``per_round`` is the number of replicas (entries per round). With
-    ``merge`` (``split`` mode), the valid slices of a round are concatenated
-    back into the round's batch (rank-0 values, i.e. sample counts, are
-    added); otherwise every valid entry is one batch.
-    Rank-0 outputs come back as numpy scalars.
+    Args:
+        valid, values, sizes, shapes: what the step returned (numpy).
+        specs: the outputs' specs; ranks: their ranks as the tower gave them
+            (0: a scalar, travelling as ``[1]``).
+        per_round: entries per round (replicas); merge: ``split`` mode,
+            where a round's valid slices are one batch again.
     """
-    offsets = {}
-    for n, shape in shapes.items():
-        sizes = np.prod(shape, axis=1) if shape.shape[1] else np.ones(len(shape), np.int64)
-        offsets[n] = np.concatenate([[0], np.cumsum(sizes)])
 
-    def entry(j):
+    def __init__(self, valid, values, sizes, shapes, specs, ranks, per_round: int, merge: bool):
+        self.valid, self.values, self.shapes = valid, values, shapes
+        self.ranks, self.per_round, self.merge = ranks, per_round, merge
+        self.names = list(values)
+        self.inner = {n: tuple(specs[n].shape.as_list()[1:]) for n in self.names}
+        self.sizes = {n: sizes[:, j] for j, n in enumerate(self.names)}
+        self.offsets = {n: np.concatenate([[0], np.cumsum(self.sizes[n])]) for n in self.names}
+
+    def _entry(self, j: int) -> dict:
         out = {}
-        for n in values:
-            a, b = offsets[n][j], offsets[n][j + 1]
-            v = values[n][a:b].reshape(shapes[n][j])
-            out[n] = v.reshape(()) if ranks[n] == 0 else v
+        for n in self.names:
+            a, b = self.offsets[n][j], self.offsets[n][j + 1]
+            if n in self.shapes:
+                v = self.values[n][a:b].reshape(self.shapes[n][j])
+            else:
+                v = self.values[n][a:b].reshape((-1,) + self.inner[n])
+            out[n] = v.reshape(()) if self.ranks[n] == 0 else v
         return out
 
-    if not merge:
-        for j in np.flatnonzero(valid):
-            yield entry(int(j))
-        return
-    for k in range(len(valid) // per_round):
-        parts = [entry(k * per_round + i) for i in range(per_round) if valid[k * per_round + i]]
-        if len(parts) == 1:
-            yield parts[0]
-        elif parts:
-            yield {n: (np.sum([p[n] for p in parts]) if ranks[n] == 0 else np.concatenate([p[n] for p in parts], 0))
-                   for n in values}
+    def batches(self) -> Iterator[dict[str, np.ndarray]]:
+        """Per-batch dicts, in dataset order (rank-0 outputs as scalars;
+        with ``merge``, a round's slices concatenated, sample counts added)."""
+        if not self.merge:
+            for j in np.flatnonzero(self.valid):
+                yield self._entry(int(j))
+            return
+        r = self.per_round
+        for k in range(len(self.valid) // r):
+            parts = [self._entry(k * r + i) for i in range(r) if self.valid[k * r + i]]
+            if len(parts) == 1:
+                yield parts[0]
+            elif parts:
+                yield {n: (np.sum([p[n] for p in parts]) if self.ranks[n] == 0
+                           else np.concatenate([p[n] for p in parts], 0)) for n in self.names}
+
+    def block(self, name: str) -> np.ndarray | None:
+        """Every valid batch's ``name`` concatenated along the batch axis
+        (``None`` for scalars per batch and outputs of varying shape)."""
+        if self.ranks[name] == 0 or name in self.shapes:
+            return None
+        values, inner = self.values[name], self.inner[name]
+        if self.valid.all():
+            return values.reshape((-1,) + inner)
+        offsets = self.offsets[name]
+        return np.concatenate([values[offsets[j]:offsets[j + 1]] for j in np.flatnonzero(self.valid)]
+                              ).reshape((-1,) + inner)
+
+    def num_samples(self) -> int:
+        """The samples of all valid batches."""
+        counts = self.values[NUM_SAMPLES]
+        return int(np.sum(counts[self.valid])) if len(counts) == len(self.valid) else int(np.sum(counts))

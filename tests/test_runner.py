@@ -315,7 +315,8 @@ def test_key_taken_by_keras_validation_metrics_raises_naming_it(data):
     (x, y), (xv, yv) = data
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[keras.metrics.Precision()])
+    # (named: Keras numbers a metric class's default name within a process, precision_1, ...)
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[keras.metrics.Precision(name="precision")])
     yb, yvb = (y % 2).astype("float32"), (yv % 2).astype("float32")
     with pytest.raises(ValueError, match=r"reports \['val_precision'\].*already hold"):
         model.fit(_ds(x, yb, 64), epochs=1, verbose=0, validation_data=_ds(xv, yvb, 16),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from infer_callbacks.step import NUM_SAMPLES, batches, make_step, shard_for_worker
+from infer_callbacks.step import NUM_SAMPLES, Chunk, make_step, shard_for_worker
 
 LENGTHS = [3, 9, 2, 7, 5, 11, 4, 6, 8, 1, 10]
 
@@ -41,9 +41,10 @@ def _run_all(step, ds, limit, per_round=1, merge=False, max_rounds=64):
     iterator = iter(ds)
     calls = []
     while True:
-        rounds, valid, values, shapes = step(iterator, tf.constant(limit, tf.int32))
-        got = list(batches(valid.numpy(), {n: v.numpy() for n, v in values.items()},
-                           {n: s.numpy() for n, s in shapes.items()}, RANKS, per_round, merge))
+        rounds, valid, values, sizes, shapes = step(iterator, tf.constant(limit, tf.int32))
+        chunk = Chunk(valid.numpy(), {n: v.numpy() for n, v in values.items()}, sizes.numpy(),
+                      {n: s.numpy() for n, s in shapes.items()}, _specs(ds), RANKS, per_round, merge)
+        got = list(chunk.batches())
         calls.append((int(rounds), got))
         if int(rounds) < min(limit, max_rounds):
             return calls
@@ -98,16 +99,19 @@ def test_unknown_mode():
         make_step(_replica_fn, _specs(ds), ds.element_spec, None, "halves", max_rounds=4)
 
 
-def _host_arrays(entries):
-    """What a step returns for a list of per-replica entries (None: no batch)."""
+SPECS = {"v": tf.TensorSpec([None, 2], tf.float32), NUM_SAMPLES: tf.TensorSpec([1], tf.int64)}
+HOST_RANKS = {"v": 2, NUM_SAMPLES: 0}
+
+
+def _chunk(entries, per_round, merge):
+    """A Chunk of what a step returns for per-replica entries (None: no batch)."""
     valid = np.array([e is not None for e in entries])
     filled = [e if e is not None else {"v": np.zeros((1, 2), np.float32), NUM_SAMPLES: np.int64(1)}
               for e in entries]
     values = {"v": np.concatenate([e["v"].ravel() for e in filled]),
               NUM_SAMPLES: np.array([e[NUM_SAMPLES] for e in filled], np.int64)}
-    shapes = {"v": np.array([e["v"].shape for e in filled], np.int64),
-              NUM_SAMPLES: np.ones((len(filled), 1), np.int64)}  # rank 0, travelling as [1]
-    return valid, values, shapes
+    sizes = np.array([[e["v"].size, 1] for e in filled], np.int64)  # "v" static [?, 2]: no shapes
+    return Chunk(valid, values, sizes, {}, SPECS, HOST_RANKS, per_round, merge)
 
 
 def _entry(rows, start):
@@ -117,24 +121,28 @@ def _entry(rows, start):
 def test_batches_whole_mode_skips_idle_replicas():
     # 3 replicas, 2 rounds; in the last round replicas 1 and 2 have no batch
     entries = [_entry(3, 0), _entry(3, 100), _entry(2, 200), _entry(1, 300), None, None]
-    valid, values, shapes = _host_arrays(entries)
-    got = list(batches(valid, values, shapes, {"v": 2, NUM_SAMPLES: 0}, per_round=3, merge=False))
+    chunk = _chunk(entries, per_round=3, merge=False)
+    got = list(chunk.batches())
     assert len(got) == 4
     for g, e in zip(got, entries[:4]):
         np.testing.assert_array_equal(g["v"], e["v"])
         assert g[NUM_SAMPLES] == e[NUM_SAMPLES]
+    # the whole call at once: the valid batches concatenated, idle replicas left out
+    np.testing.assert_array_equal(chunk.block("v"), np.concatenate([e["v"] for e in entries[:4]]))
+    assert chunk.num_samples() == 9 and chunk.block(NUM_SAMPLES) is None
 
 
 def test_batches_split_mode_merges_a_round_back_into_its_batch():
     # 2 replicas: a batch of 5 split 3 + 2, then a batch of 1 split 1 + 0
     entries = [_entry(3, 0), _entry(2, 6), _entry(1, 50), None]
-    valid, values, shapes = _host_arrays(entries)
-    got = list(batches(valid, values, shapes, {"v": 2, NUM_SAMPLES: 0}, per_round=2, merge=True))
+    chunk = _chunk(entries, per_round=2, merge=True)
+    got = list(chunk.batches())
     assert len(got) == 2
     np.testing.assert_array_equal(got[0]["v"], np.arange(10, dtype=np.float32).reshape(5, 2))
     assert got[0][NUM_SAMPLES] == 5
     np.testing.assert_array_equal(got[1]["v"], entries[2]["v"])
     assert got[1][NUM_SAMPLES] == 1
+    np.testing.assert_array_equal(chunk.block("v"), np.concatenate([got[0]["v"], got[1]["v"]]))
 
 
 def test_shard_for_worker_takes_its_replicas_batches_of_every_round():
