@@ -96,6 +96,11 @@ class Binding:
         replica_fn = self.tower.replica_fn(names, {})
         self.snapshot = None
         if runner.asynchronous:
+            if self.multi_worker:
+                raise ValueError(
+                    "asynchronous=True cannot validate across several workers: the validation's "
+                    "collectives would interleave with training's. Validate synchronously "
+                    "(asynchronous=False) or evaluate checkpoints beside training with SidecarEvaluator.")
             if model is None:
                 raise ValueError("asynchronous=True validates a snapshot of the model's weights; "
                                  "bind a model first (runner.set_model(model) or model.fit).")
