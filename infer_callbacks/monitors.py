@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import keras
 import numpy as np
 
+from .devices import is_chief, model_strategy
 from .writers import (
     JSONWriter,
     MonitorWriter,
@@ -126,20 +127,24 @@ class Monitors(keras.callbacks.Callback):
                     "Monitors takes a list of writers (ScalarPrinter(), JSONWriter(logdir), "
                     f"TFEventWriter(logdir)). Received: {w!r}")
         self.writers = writers
+        self._active = writers  # all, or on a non-chief worker the console ones
         self.history: list[dict] = []
         self._console_pending: list[tuple] = []
         self._sources: list = []
 
     # ---- standalone use -------------------------------------------------
 
-    def open(self, model: keras.Model | None = None) -> None:
+    def open(self, model: keras.Model | None = None, *, chief: bool = True) -> None:
         """Set up every writer (what ``on_train_begin`` does). ``model=None``
-        means "resume": ``stats.json`` keeps its rows."""
+        means "resume": ``stats.json`` keeps its rows. With ``chief=False``
+        (a worker other than the chief) only the console writers run: the
+        files are the chief's."""
         self.history = []
         self._console_pending = []
+        self._active = [w for w in self.writers if chief or w.console]
         ready = []
         try:
-            for w in self.writers:
+            for w in self._active:
                 w.setup(model)
                 ready.append(w)
         except BaseException:
@@ -164,7 +169,7 @@ class Monitors(keras.callbacks.Callback):
 
     def close(self) -> None:
         """Close every writer (what ``on_train_end`` does)."""
-        for w in self.writers:
+        for w in self._active:
             w.close()
 
     # ---- what an inferencer's trainer handle reads ----------------------
@@ -195,7 +200,7 @@ class Monitors(keras.callbacks.Callback):
     # ---- Keras callback -------------------------------------------------
 
     def on_train_begin(self, logs=None) -> None:
-        self.open(self.model)
+        self.open(self.model, chief=is_chief(model_strategy(self.model)))
         self._sources = _report_sources(self)  # found once per run
 
     def _keras_prints_logs(self) -> bool:
@@ -239,7 +244,7 @@ class Monitors(keras.callbacks.Callback):
     def _write_rows(self, rows: list, shown: set, *, defer: bool) -> None:
         for epoch_num, step, scalars, images in rows:
             self._add_history(epoch_num, step, scalars)
-            for w in self.writers:
+            for w in self._active:
                 if w.console:
                     if not getattr(w, "repeat_keras_logs", False):
                         printed = {k: v for k, v in scalars.items() if k not in shown}

@@ -426,3 +426,24 @@ def test_monitors_standalone_open_write_close(tmp_path, capsys):
         {"epoch_num": 4, "global_step": 400, "validation_loss": 0.5, "validation_error": 0.25}]
     out = capsys.readouterr().out
     assert "validation_loss" in out and "validation_error" not in out
+
+
+def test_a_worker_other_than_the_chief_prints_but_writes_no_file(tmp_path, monkeypatch, capsys):
+    """On a non-chief worker (TF_CONFIG worker 1) only the console writers
+    run; the files are the chief's."""
+    import json as _json
+
+    import keras as _keras
+
+    from infer_callbacks import JSONWriter as _JSONWriter
+    from infer_callbacks import Monitors as _Monitors
+    from infer_callbacks import ScalarPrinter as _ScalarPrinter
+
+    monkeypatch.setenv("TF_CONFIG", _json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                 "task": {"type": "worker", "index": 1}}))
+    model = _keras.Sequential([_keras.Input((2,)), _keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=1, verbose=0,
+              callbacks=[_Monitors([_ScalarPrinter(), _JSONWriter(tmp_path)])])
+    assert not (tmp_path / "stats.json").exists()
+    assert "loss" in capsys.readouterr().out
