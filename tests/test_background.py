@@ -188,3 +188,49 @@ def test_ctrl_c_stops_training_and_the_background_run():
     proc = run_python(code, timeout=150)
     assert "INTERRUPTED" in proc.stdout, proc.stderr[-3000:]
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_trainer_host_runs_asynchronous_validation():
+    from infer_callbacks import SimpleTrainer, TrainConfig, launch_train_with_config
+
+    x, y = _data()
+    weights = Weights()
+    runner = InferenceRunner(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), ScalarStats("loss"),
+                             asynchronous=True)
+    history = launch_train_with_config(TrainConfig(
+        model=_model, data=tf.data.Dataset.from_tensor_slices((x, y)).batch(16), max_epoch=3, verbose=0,
+        callbacks=[weights, runner]), SimpleTrainer())
+    model = _model()
+    reports = runner.pop_reports()
+    assert sorted(r.epoch_num for r in reports) == [1, 2, 3]
+    for report in reports:
+        assert report.scalars["validation_loss"] == pytest.approx(
+            _evaluate_at(model, weights.at[report.epoch_num], x, y), rel=1e-5)
+    assert history.history["validation_epoch"][-1] == 3
+
+
+def test_asynchronous_across_workers_is_refused_before_training():
+    code = textwrap.dedent("""
+        import json, os, socket
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+        os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
+                                              "task": {"type": "worker", "index": 0}})
+        import tensorflow as tf
+        from infer_callbacks import binding
+        binding.spans_workers = lambda strategy: True  # one process standing for several workers
+        import numpy as np, keras
+        from infer_callbacks import InferenceRunner, ScalarStats
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+            model.compile("sgd", "mse")
+        runner = InferenceRunner([(np.zeros((2, 3), "float32"), np.zeros((2, 1), "float32"))],
+                                 ScalarStats("loss"), asynchronous=True)
+        runner.set_model(model)
+        try:
+            runner.setup()
+        except ValueError as e:
+            print("REFUSED", e)
+    """)
+    proc = run_python(code, timeout=120)
+    assert "REFUSED" in proc.stdout and "SidecarEvaluator" in proc.stdout, proc.stderr[-3000:]

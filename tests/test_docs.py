@@ -1,8 +1,9 @@
 """The docs cannot go stale: every ```python block of README.md and docs/*.md
 runs, the site builds warning-free, and the package builds as a wheel.
 
-A page's blocks run in order in one namespace, in a fresh process with a
-temporary working directory and a hard timeout. A block is skipped only with
+A page's blocks run in order in one namespace and a working directory of
+its own; all pages run in one fresh process (one TensorFlow start) under a
+hard timeout. A block is skipped only with
 a marker comment that says why, on a line of its own:
 
     # docs-test: skip (needs two machines)
@@ -74,37 +75,59 @@ _RUNNER = """
 import linecache, os, sys, traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-blocks = {blocks!r}
-namespace = {{"__name__": "__main__"}}
-for line, code in blocks:
-    print(f"--- {page} block at line {{line}}", flush=True)
-    filename = f"{page}:{{line}}"
-    # Registered, so that inspect (and tf.function's autograph) can read the source.
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+pages = {pages!r}
+root = os.getcwd()
+for page, blocks in pages:
+    os.makedirs(os.path.join(root, page.replace("/", "_")))
+    os.chdir(os.path.join(root, page.replace("/", "_")))   # each page its own working directory
+    namespace = {{"__name__": "__main__"}}                  # and its own namespace
     try:
-        exec(compile(code, filename, "exec"), namespace)
+        for line, code in blocks:
+            filename = f"{{page}}:{{line}}"
+            # Registered, so that inspect (and tf.function's autograph) can read the source.
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            exec(compile(code, filename, "exec"), namespace)
+        print(f"PAGE-OK {{page}}", flush=True)
     except BaseException:
-        traceback.print_exc()
-        print(f"FAILED: {page} block at line {{line}}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        print(f"PAGE-FAILED {{page}} block at line {{line}}:", flush=True)
+        traceback.print_exc(file=sys.stdout)
+        print(f"PAGE-END {{page}}", flush=True)
 """
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_code_blocks_run(page, tmp_path):
-    blocks = python_blocks(page)
-    runnable = [(line, code) for line, code, skip in blocks if skip is None]
-    if not runnable:
-        pytest.skip(f"{page} has no runnable python block")
-    script = _RUNNER.format(blocks=runnable, page=page)
+@pytest.fixture(scope="module")
+def page_outcomes(tmp_path_factory):
+    """Every page's blocks, run in one fresh process (one TensorFlow start
+    for all pages): ``{page: None if it passed, else the failure's text}``."""
+    pages = [(page, [(line, code) for line, code, skip in python_blocks(page) if skip is None])
+             for page in PAGES]
+    pages = [(page, blocks) for page, blocks in pages if blocks]
+    # A page that sets up logical devices must run before TensorFlow starts.
+    pages.sort(key=lambda item: "set_logical_device_configuration" not in "".join(c for _, c in item[1]))
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["NO_MKDOCS_2_WARNING"] = "1"
-    proc = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (
-        f"a code block of {page} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-5000:]}")
+    proc = subprocess.run([sys.executable, "-c", _RUNNER.format(pages=pages)],
+                          cwd=str(tmp_path_factory.mktemp("docs")), env=env,
+                          capture_output=True, text=True, timeout=1500)
+    outcomes = {}
+    for page, _ in pages:
+        if f"PAGE-OK {page}\n" in proc.stdout:
+            outcomes[page] = None
+        else:
+            start = proc.stdout.find(f"PAGE-FAILED {page} ")
+            end = proc.stdout.find(f"PAGE-END {page}")
+            outcomes[page] = (proc.stdout[start:end] if start >= 0 else
+                              f"did not run (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return outcomes
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_code_blocks_run(page, page_outcomes):
+    if page not in page_outcomes:
+        pytest.skip(f"{page} has no runnable python block")
+    assert page_outcomes[page] is None, f"a code block of {page} failed:\n{page_outcomes[page][-6000:]}"
 
 
 def test_mkdocs_builds_strict(tmp_path):

@@ -235,10 +235,10 @@ def test_cross_worker_step_on_three_replicas_with_partial_rounds(tmp_path):
         for limit in (1, 2, 3):
             it, got = iter(ds), []
             while True:
-                rounds, valid, values, shapes = step(it, tf.constant(limit))
-                vals = {k: v.numpy() for k, v in values.items()}
-                shps = {k: v.numpy() for k, v in shapes.items()}
-                got += list(S.batches(valid.numpy(), vals, shps, ranks, 3, merge=False))
+                rounds, valid, values, sizes, shapes = step(it, tf.constant(limit))
+                chunk = S.Chunk(valid.numpy(), {k: v.numpy() for k, v in values.items()}, sizes.numpy(),
+                                {k: v.numpy() for k, v in shapes.items()}, specs, ranks, 3, merge=False)
+                got += list(chunk.batches())
                 if int(rounds) < limit:
                     break
             assert len(got) == 15, len(got)
