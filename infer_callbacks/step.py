@@ -213,15 +213,24 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
         limit = tf.minimum(limit, max_rounds)
 
         def body(rounds, done, value_tas, shape_tas, size_ta, valid_ta):
+            def stop():
+                return rounds, tf.constant(True), list(value_tas), list(shape_tas), size_ta, valid_ta
+
+            if strategy is None:  # one batch a round: read it only when there is one
+                optional = iterator.get_next_as_optional()
+
+                def go_single():
+                    vt, st, zt = write(run([optional.get_value()]), rounds, value_tas, shape_tas, size_ta)
+                    return rounds + 1, tf.constant(False), vt, st, zt, valid_ta.write(rounds, [True])
+
+                return tf.cond(optional.has_value(), go_single, stop)
+
             args, ok = pull(iterator)
             valid = _gather_valid(strategy, ok) if multi_worker else tf.stack(ok)
 
             def go():
                 vt, st, zt = write(run(args), rounds, value_tas, shape_tas, size_ta)
                 return rounds + 1, tf.constant(False), vt, st, zt, valid_ta.write(rounds, valid)
-
-            def stop():
-                return rounds, tf.constant(True), list(value_tas), list(shape_tas), size_ta, valid_ta
 
             return tf.cond(tf.reduce_any(valid), go, stop)
 
