@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import tensorflow as tf
 from infer_callbacks import ModelSaver, OfflinePredictor, PredictConfig, get_current_tower_context
 from infer_callbacks import checkpoint
 from infer_callbacks.model_desc import ModelDesc
-from infer_callbacks.predict import CheckpointMismatchError, get_predictor, restore_weights
+from infer_callbacks.predict import get_predictor, restore_weights
 
 
 def make_keras(hidden=6, classes=3, extra_layer=False):
@@ -108,43 +106,6 @@ def test_without_session_init_uses_current_weights(rng, x):
     np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("writer", ["checkpoint.save", "trainer"])
-def test_model_desc_checkpoint_restores_into_a_fresh_model_desc(writer, rng, x, tmp_path):
-    """One layout: variables named by attribute (`net/0-kernel`), whatever
-    Keras auto-named the layers (every Classifier() here gets new layer names)."""
-    if writer == "trainer":
-        from infer_callbacks import SimpleTrainer, TrainConfig, launch_train_with_config
-
-        data = tf.data.Dataset.from_tensor_slices((rng.normal(size=(32, 4)).astype("float32"),
-                                                   rng.integers(0, 3, 32).astype("int32"))).batch(8)
-        trainer = SimpleTrainer()
-        launch_train_with_config(TrainConfig(model=Classifier(), data=data, max_epoch=2, verbose=0,
-                                             callbacks=[ModelSaver(tmp_path)]), trainer)
-        trained, path = trainer.desc, str(tmp_path)
-    else:
-        trained = Classifier()
-        trained.net(x)
-        trained.net.layers[0].kernel.assign(rng.normal(size=(4, 6)))
-        path = checkpoint.save(trained, tmp_path / "ckpt", epoch=3, global_step=30)
-        assert checkpoint.read_info(path) == (path, 3, 30)
-    assert sorted(checkpoint.named_weights(trained)) == ["net/0-kernel", "net/1-bias", "net/2-kernel", "net/3-bias"]
-    config = PredictConfig(model=Classifier(), session_init=path, input_names=["x"],
-                           output_names=["logits", "prob"])
-    logits, prob = OfflinePredictor(config)(x)
-    expected = trained.net(x, training=False).numpy()
-    np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(prob, np.exp(log_softmax(expected)), rtol=1e-5, atol=1e-6)
-
-
-def test_checkpoint_of_another_layout_is_refused_with_the_fix(rng, x, tmp_path):
-    trained = Classifier()
-    trained.net(x)
-    path = tf.train.Checkpoint(model=trained.net).save(str(tmp_path / "ckpt"))
-    with pytest.raises(ValueError, match=r"not written in infer_callbacks' layout.*ModelSaver"):
-        OfflinePredictor(PredictConfig(model=Classifier(), session_init=path, input_names=["x"],
-                                       output_names=["logits"]))
-
-
 def test_model_desc_outputs_that_need_the_label(rng, x):
     desc = Classifier()
     label = rng.integers(0, 3, size=len(x)).astype("int32")
@@ -184,20 +145,6 @@ def test_tower_func_decodes_inside_the_graph(rng):
     np.testing.assert_allclose(prob, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_keras_weights_file(rng, x, tmp_path):
-    trained = trained_keras(rng)
-    path = str(tmp_path / "model.weights.h5")
-    trained.save_weights(path)
-    (out,) = OfflinePredictor(PredictConfig(model=make_keras(), session_init=path))(x)
-    np.testing.assert_allclose(out, trained(x).numpy(), rtol=1e-6, atol=1e-6)
-    with pytest.raises(CheckpointMismatchError, match=r"layers/dense/vars/0  model: shape=\(4, 5\).*checkpoint: shape=\(4, 6\)"):
-        OfflinePredictor(PredictConfig(model=make_keras(hidden=5), session_init=path))
-    archive = str(tmp_path / "model.keras")  # a whole-model file: its weights
-    trained.save(archive)
-    (out,) = OfflinePredictor(PredictConfig(model=make_keras(), session_init=archive))(x)
-    np.testing.assert_allclose(out, trained(x).numpy(), rtol=1e-6, atol=1e-6)
-
-
 def test_get_predictor_shares_the_weights(x):
     desc = Classifier()
     predict = get_predictor(desc, ["x"], ["logits"])
@@ -205,44 +152,6 @@ def test_get_predictor_shares_the_weights(x):
     (logits,) = predict(x)
     np.testing.assert_allclose(logits, desc.net(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
     assert predict.tracing_count == 1
-
-
-# -- mismatches -------------------------------------------------------------
-
-
-def test_shape_mismatch_is_an_error_naming_the_variable(keras_ckpt):
-    _, directory, latest = keras_ckpt
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 of 4 variables match.*shape/dtype mismatches.*"
-                       r"model/2-kernel \(.*\)  model: shape=\(6, 4\) float32, checkpoint: shape=\(6, 3\)"
-                       r".*ignore_mismatch=True") as info:
-        OfflinePredictor(PredictConfig(model=make_keras(classes=4), session_init=directory))
-    assert latest in str(info.value)
-    assert info.value.mismatched == ["model/2-kernel", "model/3-bias"]
-    assert not info.value.missing and not info.value.extra  # optimizer state is not "extra"
-
-
-def test_ignore_mismatch_warns_and_restores_what_matches(keras_ckpt, x):
-    trained, directory, _ = keras_ckpt
-    model = make_keras(classes=4)
-    with pytest.warns(UserWarning, match=r"2 of 4 variables match(?s:.*)model/3-bias"):
-        OfflinePredictor(PredictConfig(model=model, session_init=directory, ignore_mismatch=True))
-    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), trained.layers[0].kernel.numpy())
-
-
-def test_missing_and_extra_variables(rng, tmp_path):
-    deep_path = checkpoint.save(trained_keras(rng, extra_layer=True), tmp_path / "deep")
-    shallow_path = checkpoint.save(trained_keras(rng), tmp_path / "shallow")
-    # A model deeper than its checkpoint: variables missing from the checkpoint.
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 variables missing from the checkpoint:"
-                       r".*model/4-kernel") as info:
-        OfflinePredictor(PredictConfig(model=make_keras(extra_layer=True), session_init=shallow_path))
-    assert info.value.missing == ["model/4-kernel", "model/5-bias"]
-    assert info.value.mismatched == ["model/2-kernel", "model/3-bias"]  # (6, 6) faces (6, 3)
-    # A checkpoint deeper than the model: extra checkpoint entries.
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 extra checkpoint entries:"
-                       r".*model/5-bias  shape=\(3,\)") as info:
-        OfflinePredictor(PredictConfig(model=make_keras(), session_init=deep_path))
-    assert info.value.extra == ["model/4-kernel", "model/5-bias"] and not info.value.missing
 
 
 def test_restore_weights_of_a_model_desc_and_bad_paths(rng, x, tmp_path):
@@ -274,11 +183,6 @@ def test_checkpoint_that_does_not_exist(tmp_path):
         PredictConfig(model=Classifier(), session_init=weights)
 
 
-def test_unknown_input_name_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"Unknown input name 'image'.*\['x', 'label'\]"):
-        PredictConfig(model=Classifier(), input_names=["image"], output_names=["prob"])
-
-
 def test_unknown_output_name_lists_valid_ones():
     with pytest.raises(ValueError, match=r"Unknown output name 'probs'.*\['cost', 'label', 'logits', 'prob', 'wrong', 'x'\]"):
         OfflinePredictor(PredictConfig(model=Classifier(), output_names=["probs"]))
@@ -298,19 +202,6 @@ def test_bad_call_arguments(x):
         predictor(image=x)
     with pytest.raises(TypeError, match=r"Missing input\(s\) \['x'\]"):
         predictor()
-
-
-def test_bad_config():
-    with pytest.raises(ValueError, match="session_init='ckpt-1' needs `model=`"):
-        PredictConfig(tower_func=lambda x: x, session_init="ckpt-1",
-                      input_signature=[tf.TensorSpec((None, 2), tf.float32, "x")])
-    with pytest.raises(ValueError, match="input_signature"):
-        PredictConfig(tower_func=lambda x: x)
-    with pytest.raises(ValueError, match="must be a list of named tf.TensorSpec"):
-        PredictConfig(model=make_keras(), input_signature=[tf.TensorSpec((None, 4), tf.float32)])
-    with pytest.raises(TypeError, match="ModelDesc or a keras.Model"):
-        PredictConfig(model="model.h5")
-    assert not os.path.exists("ckpt-1.index")
 
 
 def test_lossy_input_cast_is_refused(x):

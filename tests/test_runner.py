@@ -300,17 +300,6 @@ def test_standalone_runner_outside_fit(data):
     assert runner.trigger() == results
 
 
-def test_reports_for_monitors(data):
-    (x, y), (xv, yv) = data
-    model = _model()
-    runner = InferenceRunner(_ds(xv, yv, 16), [ScalarStats("loss")])
-    history = model.fit(_ds(x, y, 64), epochs=2, verbose=0, callbacks=[runner])
-    reports = runner.pop_reports()
-    assert [(r.epoch_num, r.global_step) for r in reports] == [(1, 4), (2, 8)]
-    assert [r.scalars["validation_loss"] for r in reports] == history.history["validation_loss"]
-    assert runner.pop_reports() == []
-
-
 def test_key_taken_by_keras_validation_metrics_raises_naming_it(data):
     (x, y), (xv, yv) = data
     keras.utils.set_random_seed(0)

@@ -1,6 +1,6 @@
-"""ModelSaver keeps the latest N and resumes; MinSaver / MaxSaver keep the
-best epoch whatever their place in the callback list, remember the best value
-across a restart, and work under Keras `fit` too."""
+"""MinSaver / MaxSaver keep the best epoch whatever their place in the
+callback list, remember the best value across a restart, and work under Keras
+`fit` and inside a step trigger too (ModelSaver itself: test_model_saver.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import tensorflow as tf
 
 from infer_callbacks import (InferenceRunner, MaxSaver, MinSaver, ModelSaver, ScalarStats, SimpleTrainer,
                              TrainConfig, launch_train_with_config)
-from infer_callbacks import PeriodicTrigger, checkpoint, get_current_tower_context
-from infer_callbacks.checkpoint import CheckpointMismatchError
-from test_trainer import Linear, Recorder, train_ds
+from infer_callbacks import PeriodicTrigger, checkpoint
+from test_trainer import Linear, train_ds
 
 STEPS = 13  # train_ds(): 400 examples in batches of 32
 
@@ -32,39 +31,6 @@ class Scripted(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs["score"] = self.scores.pop(0)
         self.weights[epoch + 1] = [w.copy() for w in self.model.get_weights()]
-
-
-def test_model_saver_keeps_n_and_resumes(tmp_path):
-    ckdir = tmp_path / "ckpt"
-    trainer = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0,
-                                         callbacks=[ModelSaver(ckdir, max_to_keep=2)]), trainer)
-    names = sorted(n for n in os.listdir(ckdir) if n.endswith(".index"))
-    assert names == [f"ckpt-{3 * STEPS}.index", f"ckpt-{4 * STEPS}.index"]  # ckpt-<global step>
-    infos = checkpoint.list_checkpoints(ckdir)
-    assert [(i.epoch, i.global_step) for i in infos] == [(3, 3 * STEPS), (4, 4 * STEPS)]
-    assert checkpoint.read_finished_marker(ckdir) == {
-        "epoch": 4, "global_step": 4 * STEPS, "checkpoint": f"ckpt-{4 * STEPS}"}
-    saved = [v.numpy().copy() for v in trainer.model.weights]
-    steps = int(trainer.model.optimizer.iterations.numpy())
-
-    class AtStart(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.weights = [w.copy() for w in self.model.get_weights()]
-            self.iterations = int(self.model.optimizer.iterations.numpy())
-
-    rec, start = Recorder(), AtStart()
-    resumed = SimpleTrainer()
-    history = launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=6, verbose=0,
-                                                   session_init=str(ckdir), callbacks=[start, rec]), resumed)
-    assert [i for n, i, _ in rec.calls if n == "epoch_begin"] == [4, 5]  # epochs 5 and 6
-    assert len(history.history["loss"]) == 2
-    for a, b in zip(start.weights, saved):
-        np.testing.assert_array_equal(a, b)
-    assert start.iterations == steps  # the optimizer's state came back too
-    with pytest.raises(FileNotFoundError, match="nothing"):
-        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
-                                             session_init=str(tmp_path / "nothing")), SimpleTrainer())
 
 
 @pytest.mark.parametrize("saver_first", [True, False])
@@ -136,86 +102,6 @@ def test_min_saver_uses_model_saver_dir_and_needs_one(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_dir"):
         launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
                                              callbacks=[MinSaver("score"), Scripted([1.0])]), SimpleTrainer())
-
-
-class WithBatchNorm(Linear):
-    """A ModelDesc whose non-trainable state (BatchNorm statistics) must be
-    checkpointed too."""
-
-    def __init__(self):
-        super().__init__()
-        self.bn = keras.layers.BatchNormalization(momentum=0.5)
-
-    def build_graph(self, x, label):
-        training = get_current_tower_context().is_training
-        logits = self.net(self.bn(x, training=training), training=training)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits), name="cost")
-
-
-def test_checkpoint_keeps_non_trainable_state_of_a_model_desc(tmp_path):
-    ckdir = tmp_path / "ckpt"
-    trainer = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=WithBatchNorm(), data=train_ds(), max_epoch=2, verbose=0,
-                                         callbacks=[ModelSaver(ckdir)]), trainer)
-    trained = [(v.path, v.numpy().copy()) for v in trainer.model.weights]
-    moving = [value for path, value in trained if "moving_mean" in path]
-    assert moving and np.abs(moving[0]).max() > 0  # BatchNorm did learn statistics
-
-    class AtStart(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.weights = [v.numpy().copy() for v in self.model.weights]
-
-    start = AtStart()
-    launch_train_with_config(TrainConfig(model=WithBatchNorm(), data=train_ds(), max_epoch=3, verbose=0,
-                                         session_init=str(ckdir), callbacks=[start]), SimpleTrainer())
-    assert len(start.weights) == len(trained)  # same layers, auto-named differently
-    for restored, (path, value) in zip(start.weights, trained):
-        np.testing.assert_array_equal(restored, value, err_msg=path)
-
-
-def test_session_init_from_another_model_is_refused(tmp_path):
-    other = WithBatchNorm()
-    other.net.build((None, 64))
-    other.bn.build((None, 64))
-    prefix = checkpoint.save(other, tmp_path / "other", epoch=1, global_step=3)
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 of 2 variables match.*4 extra.*bn/2-moving_mean"):
-        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
-                                             session_init=prefix), SimpleTrainer())
-    foreign = tf.train.Checkpoint(model=keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
-    with pytest.raises(ValueError, match="not written in infer_callbacks' layout"):
-        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
-                                             session_init=foreign.write(str(tmp_path / "f"))), SimpleTrainer())
-
-
-def test_model_saver_saves_again_in_a_second_fit(tmp_path):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    saver = ModelSaver(tmp_path / "ckpt")
-    for _ in range(2):
-        model.fit(train_ds(), epochs=1, verbose=0, callbacks=[saver])
-    final = [w.copy() for w in model.get_weights()]
-    fresh = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
-    fresh.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    fresh.optimizer.build(fresh.trainable_variables)
-    ModelSaver.restore(fresh, tmp_path / "ckpt")
-    for a, b in zip(fresh.get_weights(), final):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_finished_marker_is_removed_when_training_starts_again(tmp_path):
-    seen = []
-
-    class Look(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            seen.append(checkpoint.read_finished_marker(tmp_path))
-
-    saver = ModelSaver(tmp_path)
-    for epochs in (1, 2):
-        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=epochs, verbose=0,
-                                             callbacks=[saver, Look()]), SimpleTrainer())
-    assert seen == [None, None, None]
-    assert checkpoint.read_finished_marker(tmp_path)["epoch"] == 2
 
 
 def test_tensorpack_argument_names():

@@ -1,5 +1,5 @@
 """SidecarEvaluator: a training run writes checkpoints with ModelSaver, the
-sidecar (in a subprocess, through the command line, or in this process)
+sidecar (here in this process; the command line: test_sidecar_cli.py)
 evaluates each one in order, exactly once; its numbers equal Keras's and
 numpy's on the weights recorded at each epoch end."""
 
@@ -9,10 +9,6 @@ import glob
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import keras
 import numpy as np
@@ -22,11 +18,9 @@ import tensorflow as tf
 from infer_callbacks import ClassificationError, ModelSaver, Monitors, ScalarStats
 from infer_callbacks.monitors import JSONWriter, MonitorWriter
 from infer_callbacks.sidecar import STATE_FILENAME, SidecarEvaluator
-from infer_callbacks.sidecar_cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS_PER_EPOCH = 3  # 48 training samples, batch 16
-SUBPROCESS_TIMEOUT = 120
 
 _rng = np.random.default_rng(7)
 X_TRAIN = _rng.normal(size=(48, 4)).astype("float32")
@@ -59,23 +53,6 @@ class _Record(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.weights[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
-
-
-class _WaitForRow(keras.callbacks.Callback):
-    """Training waits (bounded) until the sidecar wrote epoch ``epoch_num``:
-    the run is concurrent, whatever the sidecar's start-up time."""
-
-    def __init__(self, stats_path: str, epoch_num: int, deadline: float, proc):
-        super().__init__()
-        self.stats_path, self.epoch_num, self.deadline, self.proc = stats_path, epoch_num, deadline, proc
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 != self.epoch_num:
-            return
-        while self.epoch_num not in _epochs(self.stats_path):
-            assert self.proc.poll() is None, "the sidecar exited early"
-            assert time.monotonic() < self.deadline, "the sidecar never evaluated epoch 1"
-            time.sleep(0.05)  # polling for a file, with a deadline (not synchronisation by sleep)
 
 
 def train(ckdir, epochs: int, weights: dict, *, initial_epoch: int = 0, model=None,
@@ -134,26 +111,6 @@ def evaluator(ckdir, logdir, **kwargs) -> SidecarEvaluator:
                             ckdir, logdir=logdir, **kwargs)
 
 
-def sidecar_process(ckdir, logdir, *args) -> subprocess.Popen:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "tests"), ROOT]))
-    return subprocess.Popen(
-        [sys.executable, "-m", "infer_callbacks.sidecar", "--model", "test_sidecar:build_model",
-         "--input", "test_sidecar:val_data", "--checkpoint-dir", str(ckdir), "--logdir", str(logdir),
-         "--poll-seconds", "0.05", *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc) -> tuple[int, str]:
-    try:
-        out, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"the sidecar did not stop within {SUBPROCESS_TIMEOUT} s:\n{err[-3000:]}")
-    return proc.returncode, err
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Three epochs already written (and the 'finished' marker): copy it."""
@@ -168,34 +125,6 @@ def ckdir(trained, tmp_path):
     src, _ = trained
     shutil.copytree(src, tmp_path / "ckpt")
     return tmp_path / "ckpt"
-
-
-# -- against a training process ------------------------------------------------
-
-def test_command_line_concurrent_with_training_then_restart(tmp_path):
-    """The sidecar (a subprocess) starts before training; training waits for
-    its first row, then runs on; the sidecar stops at ModelSaver's marker. A
-    restarted sidecar finds nothing left: no checkpoint is evaluated twice."""
-    ckdir, logdir, weights = tmp_path / "ckpt", tmp_path / "sidecar", {}
-    os.makedirs(ckdir)
-    proc = sidecar_process(ckdir, logdir, "--timeout", "100")
-    try:
-        wait = _WaitForRow(str(logdir / "stats.json"), 1, time.monotonic() + 100, proc)
-        train(ckdir, 4, weights, extra=[wait])
-    except BaseException:
-        proc.kill()
-        raise
-    code, err = finish(proc)
-    assert code == 0, err[-3000:]
-    assert "4 checkpoints evaluated; stopped: finished" in err
-    check_rows(stats(logdir), weights, [1, 2, 3, 4])
-    state = json.load(open(logdir / STATE_FILENAME))
-    assert state["evaluated"] == [f"ckpt-{STEPS_PER_EPOCH * e}" for e in (1, 2, 3, 4)]
-    assert glob.glob(str(logdir / "events.out.tfevents.*"))
-
-    again = evaluator(ckdir, logdir)
-    assert again.run() == [] and again.stop_reason == "finished"
-    check_rows(stats(logdir), weights, [1, 2, 3, 4])
 
 
 # -- in this process ------------------------------------------------------------
@@ -238,16 +167,6 @@ def test_checkpoint_seen_then_deleted_by_max_to_keep(ckdir, trained, tmp_path):
     assert _epochs(logdir / "stats.json") == [1, 3, 4]
 
 
-def test_stops_after_timeout_without_marker(tmp_path, capsys):
-    os.makedirs(tmp_path / "ckpt")  # training "running", nothing written yet
-    argv = ["--model", "test_sidecar:build_model", "--input", "test_sidecar:val_data",
-            "--checkpoint-dir", str(tmp_path / "ckpt"), "--logdir", str(tmp_path / "log"),
-            "--timeout", "0.3", "--poll-seconds", "0.05"]
-    with pytest.warns(RuntimeWarning, match=r"no new checkpoint .*timeout=0\.3.*before evaluating any"):
-        assert cli_main(argv) == 3
-    assert "0 checkpoints evaluated; stopped: timeout" in capsys.readouterr().err
-
-
 def test_stop_from_a_writer(ckdir, tmp_path):
     class StopAfterFirst(MonitorWriter):
         def write(self, epoch_num, step, scalars):
@@ -255,23 +174,6 @@ def test_stop_from_a_writer(ckdir, tmp_path):
 
     ev = evaluator(ckdir, None, monitors=[StopAfterFirst()])
     assert [r["epoch_num"] for r in ev.run()] == [1] and ev.stop_reason == "stopped"
-
-
-def test_command_line_sigterm_finishes_the_evaluation_under_way(ckdir):
-    from infer_callbacks.sidecar_cli import _run_interruptibly
-
-    class SignalAfterFirst(MonitorWriter):
-        def write(self, epoch_num, step, scalars):
-            os.kill(os.getpid(), signal.SIGTERM)  # handled by the main thread
-            deadline = time.monotonic() + 30
-            while not ev.stopping:  # the handler's effect, awaited with a deadline
-                assert time.monotonic() < deadline, "SIGTERM was not handled"
-                time.sleep(0.01)
-
-    ev = evaluator(ckdir, None, monitors=[SignalAfterFirst()])
-    rows = _run_interruptibly(ev)
-    assert [r["epoch_num"] for r in rows] == [1] and ev.stop_reason == "stopped"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -304,23 +206,3 @@ def test_wrong_model_for_the_checkpoints_is_an_error(ckdir, tmp_path):
     assert not os.path.exists(tmp_path / "log" / STATE_FILENAME)  # nothing marked done
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--model", "no_colon"], "--model must name a function as 'package.module:function'"),
-    (["--model", "no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
-    (["--model", "test_sidecar:nope"], "has no 'nope'"),
-])
-def test_command_line_errors_name_the_value(tmp_path, capsys, argv, match):
-    base = ["--model", "test_sidecar:build_model", "--input", "test_sidecar:val_data",
-            "--checkpoint-dir", str(tmp_path), "--logdir", str(tmp_path / "log")]
-    with pytest.raises(SystemExit) as e:
-        cli_main(base + argv)
-    assert e.value.code == 2
-    assert match in capsys.readouterr().err
-
-
-def test_command_line_bad_number(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        cli_main(["--model", "test_sidecar:build_model", "--input", "test_sidecar:val_data",
-                  "--checkpoint-dir", str(tmp_path), "--logdir", str(tmp_path / "l"),
-                  "--max-evaluations", "0"])
-    assert "max_evaluations=0" in capsys.readouterr().err

@@ -1,10 +1,12 @@
-"""The tensorpack-style trainer: the same weights and numbers as a numpy
-reference or Keras `fit`, the same hook order as `fit`, epochs and steps as in
-tensorpack, Keras callbacks unchanged, clear errors before the first step."""
+"""The tensorpack-style trainers (trainer.py): their strategies, several
+devices giving the numbers of single-device numpy SGD, clear errors before the
+first step, the ported example. The shared fixtures of the trainer tests
+(digits, ``Linear``, numpy SGD, ``Recorder``) live here: test_train_step.py,
+test_train_loop.py, test_model_desc.py, test_savers.py, ... import them, and a
+subprocess below does ``from test_trainer import *``."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
@@ -14,9 +16,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_python
-from infer_callbacks import (ClassificationError, DistributedTrainer, InferenceRunner, ModelDesc,
+from infer_callbacks import (ClassificationError, DistributedTrainer, InferenceRunner, ModelDesc,  # noqa: F401
                              ScalarStats, SimpleTrainer, SyncMultiGPUTrainer, TrainConfig,
                              get_current_tower_context, launch_train_with_config)
+# (every name above is used by the subprocess's `from test_trainer import *`)
 
 LR = 0.5
 
@@ -124,38 +127,6 @@ class Recorder(keras.callbacks.Callback):
 # --------------------------------------------------------------------------
 
 
-def test_modeldesc_matches_numpy_sgd_and_validation(tmp_path):
-    model = Linear()
-    runner = InferenceRunner(val_ds(), [ScalarStats("cost"), ClassificationError("wrong-top1")], verbose=False)
-    trainer = SimpleTrainer()
-    config = TrainConfig(model=model, data=train_ds(), max_epoch=2, verbose=0, callbacks=[runner])
-    history = launch_train_with_config(config, trainer)
-
-    w, b, losses = numpy_sgd(batches_of(XT, YT, 32), 2)
-    kernel, bias = [v.numpy() for v in trainer.model.trainable_variables]
-    np.testing.assert_allclose(kernel, w, atol=2e-5)
-    np.testing.assert_allclose(bias, b, atol=2e-5)
-    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-5)
-    # Validation runs build_graph in inference mode, with the final weights.
-    ce, logits = ce_and_logits(kernel, bias, XV, YV)
-    np.testing.assert_allclose(history.history["validation_cost"][-1], ce.mean(), rtol=1e-5)
-    assert history.history["validation_error"][-1] == pytest.approx(np.mean(logits.argmax(1) != YV), abs=1e-12)
-    assert runner.num_samples_last_run == len(XV)
-    assert True in model.modes and False in model.modes
-    # The validation tower is traced after the training step, in inference mode
-    # (build-time traces before the first training trace do not count).
-    assert False in model.modes[model.modes.index(True):]
-    assert len(trainer.model.weights) == 2  # no new variables from the inference tower
-
-    predict = trainer.get_predictor(["x", "label"], ["logits", "wrong-top1"])
-    got_logits, wrong = predict(XV, YV)
-    np.testing.assert_allclose(got_logits, logits, atol=1e-4)
-    predict_x = trainer.get_predictor(["x"], ["logits"])  # label not needed for logits
-    np.testing.assert_allclose(predict_x(XV)[0], logits, atol=1e-4)
-    with pytest.raises(ValueError, match="label"):
-        trainer.get_predictor(["x"], ["wrong-top1"])  # depends on the label that is not fed
-
-
 def _keras_model():
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
                               keras.layers.Dense(10)])
@@ -163,80 +134,6 @@ def _keras_model():
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
-
-
-def test_keras_model_same_as_fit_and_same_hooks():
-    keras.utils.set_random_seed(1)
-    ref = _keras_model()
-    init = ref.get_weights()
-    rec_fit = Recorder()
-    fit_hist = ref.fit(train_ds(), epochs=2, verbose=0, shuffle=False, callbacks=[
-        rec_fit, InferenceRunner(val_ds(), [ScalarStats("loss"), ClassificationError()], verbose=False)])
-
-    model = _keras_model()
-    model.set_weights(init)
-    rec = Recorder()
-    config = TrainConfig(model=model, data=train_ds(), max_epoch=2, verbose=0, callbacks=[
-        rec, InferenceRunner(val_ds(), [ScalarStats("loss"), ClassificationError()], verbose=False)])
-    history = launch_train_with_config(config, SimpleTrainer())
-
-    assert rec.calls == rec_fit.calls  # same hooks, order, indices and logs keys
-    assert set(history.history) == set(fit_hist.history)
-    for key, values in fit_hist.history.items():
-        np.testing.assert_allclose(history.history[key], values, rtol=1e-5, err_msg=key)
-    for a, b in zip(model.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-
-
-def test_epochs_and_steps_as_tensorpack():
-    rec = Recorder()
-    config = TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, starting_epoch=3,
-                         steps_per_epoch=5, verbose=0, callbacks=[rec])
-    trainer = SimpleTrainer()
-    history = launch_train_with_config(config, trainer)
-    epochs = [i for name, i, _ in rec.calls if name == "epoch_begin"]
-    assert epochs == [2, 3]  # tensorpack epochs 3 and 4 (1-based, inclusive)
-    steps = [i for name, i, _ in rec.calls if name == "batch_end"]
-    assert steps == list(range(5)) * 2
-    assert len(history.history["loss"]) == 2
-    assert int(trainer.model.optimizer.iterations.numpy()) == 10
-    # The data is read on across epochs (13 batches, 10 steps): numpy on the same sequence.
-    seq = batches_of(XT, YT, 32)[:10]
-    w, b, _ = numpy_sgd(seq, 1)
-    np.testing.assert_allclose(trainer.model.trainable_variables[0].numpy(), w, atol=2e-5)
-
-
-def test_keras_callbacks_work_unchanged(tmp_path):
-    rec = Recorder()
-    early = keras.callbacks.EarlyStopping(monitor="validation_cost", mode="min", patience=1,
-                                          min_delta=10.0)
-    csv_path = tmp_path / "log.csv"
-    config = TrainConfig(model=Linear(), data=train_ds(), max_epoch=10, verbose=0, callbacks=[
-        early,  # before the runner: it still sees validation_cost
-        keras.callbacks.CSVLogger(str(csv_path)),
-        keras.callbacks.ModelCheckpoint(str(tmp_path / "m.weights.h5"), save_weights_only=True),
-        rec,
-        InferenceRunner(val_ds(), ScalarStats("cost"), verbose=False),
-    ])
-    history = launch_train_with_config(config, SimpleTrainer())
-    assert len(history.history["loss"]) == 2 and early.stopped_epoch == 1
-    rows = list(csv.DictReader(open(csv_path)))
-    assert [float(r["validation_cost"]) for r in rows] == pytest.approx(history.history["validation_cost"])
-    assert (tmp_path / "m.weights.h5").exists()
-    assert rec.calls[-1][0] == "train_end"
-
-
-def test_model_function_and_stop_training():
-    class Stop(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 2:
-                self.model.stop_training = True
-
-    rec = Recorder()
-    config = TrainConfig(model=lambda: Linear(), data=train_ds(), max_epoch=3, verbose=0, callbacks=[Stop(), rec])
-    history = launch_train_with_config(config, SimpleTrainer())
-    assert [i for n, i, _ in rec.calls if n == "batch_end"] == [0, 1, 2]
-    assert len(history.history["loss"]) == 1
 
 
 def test_bad_inputs_fail_before_the_first_step(monkeypatch):
@@ -311,55 +208,6 @@ def test_sync_multi_gpu_trainer_two_devices():
     assert r["err"][0] == pytest.approx(r["err"][1], abs=1e-12)
 
 
-class DataFlow:
-    """A tensorpack-style DataFlow: no len, reset_state() once."""
-
-    def __init__(self):
-        self.resets = 0
-
-    def reset_state(self):
-        self.resets += 1
-
-    def __iter__(self):
-        return iter(batches_of(XT, YT, 32))
-
-
-def test_dataflow_input_and_batchnorm_untouched_by_validation():
-    class WithBN(Linear):
-        def __init__(self):
-            super().__init__()
-            self.bn = keras.layers.BatchNormalization()
-
-        def build_graph(self, x, label):
-            training = get_current_tower_context().is_training
-            logits = self.net(self.bn(x, training=training), training=training)
-            tf.identity(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) != label, tf.float32),
-                        name="wrong-top1")
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits))
-
-    flow, rec = DataFlow(), Recorder()
-    runner = InferenceRunner(val_ds(), ClassificationError("wrong-top1"), verbose=False)
-    model = WithBN()
-    trainer = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=model, dataflow=flow, max_epoch=2, verbose=0,
-                                         callbacks=[rec, runner]), trainer)
-    assert flow.resets == 1
-    assert [i for n, i, _ in rec.calls if n == "batch_begin"] == list(range(13)) * 2  # no extra hook at the end
-    moving = model.bn.moving_mean.numpy().copy()
-    assert np.abs(moving).sum() > 0  # training updated it
-    runner.trigger()
-    np.testing.assert_array_equal(model.bn.moving_mean.numpy(), moving)  # validation did not
-    assert len(trainer.model.weights) == 6
-
-
-def test_keras_model_predictor():
-    model = _keras_model()
-    trainer = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), trainer)
-    (out,) = trainer.get_predictor(["input"], ["output"])(XV)
-    np.testing.assert_allclose(out, model.predict(XV, verbose=0), atol=1e-5)
-
-
 def test_distributed_trainer_takes_the_given_or_the_models_strategy(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -375,95 +223,6 @@ def test_distributed_trainer_takes_the_given_or_the_models_strategy(monkeypatch)
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-5)
     with pytest.raises(ValueError, match="OneDeviceStrategy"):  # SimpleTrainer refuses a model built elsewhere
         launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), SimpleTrainer())
-
-
-# -- the callback list, binding per run, the ModelDesc's tower ---------------
-
-
-class Producer(keras.callbacks.Callback):
-    """A stand-in validation producer (anything with `pop_reports`)."""
-
-    def __init__(self, key, order):
-        super().__init__()
-        self.key, self.order = key, order
-
-    def pop_reports(self):
-        return []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.order.append(self.key)
-        logs[self.key] = float(epoch)
-
-
-class Wrapper(keras.callbacks.Callback):
-    def __init__(self, callback):
-        super().__init__()
-        self.callback = callback
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.callback.on_epoch_end(epoch, logs)
-
-
-class Reader(keras.callbacks.Callback):
-    def __init__(self, order):
-        super().__init__()
-        self.order, self.seen = order, []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.order.append("reader")
-        self.seen.append(sorted(logs))
-
-
-def test_producers_run_first_in_their_order_and_callbacks_are_not_changed():
-    order = []
-    reader, a, b = Reader(order), Producer("a", order), Producer("b", order)
-    callbacks = [reader, a, keras.callbacks.TerminateOnNaN(), Wrapper(b)]
-    before = [dict(vars(c)) for c in callbacks]
-    config = TrainConfig(model=Linear(), data=train_ds(), max_epoch=2, verbose=0, callbacks=callbacks)
-    launch_train_with_config(config, SimpleTrainer())
-    assert order == ["a", "b", "reader"] * 2
-    assert reader.seen == [["a", "b", "loss"]] * 2
-    assert config.callbacks == callbacks
-    skip = ("model", "_model", "params", "order", "seen")  # what Keras sets, what the test records
-    for cb, old in zip(callbacks, before):
-        assert {k: v for k, v in vars(cb).items() if k not in skip} == {k: v for k, v in old.items() if k not in skip}
-
-
-def test_inference_tower_of_a_model_desc():
-    from infer_callbacks import get_current_tower_context
-    from infer_callbacks.model_desc import DescModel
-
-    desc = Linear()
-    model = DescModel(desc)
-    tower = model.inference_tower()
-    assert tower.input_names == ["x", "label"]
-    assert list(__import__("inspect").signature(tower).parameters) == ["x", "label"]
-    out = tower(tf.constant(XV), tf.constant(YV))
-    assert desc.modes == [False] and get_current_tower_context() is None
-    ce, _ = ce_and_logits(W0, np.zeros(10), XV, YV)
-    np.testing.assert_allclose(out["cost"].numpy(), ce.mean(), rtol=1e-5)
-
-
-def test_one_runner_reused_by_two_runs_validates_each_runs_model():
-    """Binding is per run: the second run validates the second model."""
-    runner = InferenceRunner(val_ds(), [ScalarStats("cost")], verbose=False)
-    results = []
-    for scale in (1.0, 30.0):
-        class Scaled(Linear):
-            def __init__(self):
-                super().__init__()
-                self.net = keras.layers.Dense(10, kernel_initializer=keras.initializers.Constant(W0 * scale))
-
-        trainer = SimpleTrainer()
-        history = launch_train_with_config(TrainConfig(model=Scaled(), data=train_ds(), max_epoch=1, verbose=0,
-                                                       callbacks=[runner]), trainer)
-        kernel, bias = [v.numpy() for v in trainer.model.trainable_variables]
-        ce, _ = ce_and_logits(kernel, bias, XV, YV)
-        results.append((history.history["validation_cost"][-1], ce.mean()))
-    for got, expected in results:
-        assert got == pytest.approx(expected, rel=1e-5)
-    assert results[0][1] != pytest.approx(results[1][1], rel=1e-3)
-    assert runner.tower_func is None  # the trainer did not give it a tower
 
 
 def test_ported_mnist_convnet_example(tmp_path):
