@@ -350,13 +350,3 @@ def _names(names: str | Sequence[str], arg: str) -> list[str]:
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ValueError(f"`{arg}` must be a tensor name or a non-empty list of names. Received: {names!r}")
     return names
-
-
-def __getattr__(name: str) -> Any:
-    # Temporary: the built-ins moved to builtins.py; sidecar_cli.py still
-    # imports them from here (request filed). Remove once it switches.
-    if name in ("ScalarStats", "ClassificationError", "BinaryClassificationStats"):
-        from . import builtins
-
-        return getattr(builtins, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
