@@ -24,6 +24,7 @@ import numpy as np
 
 from .devices import is_chief, model_strategy
 from .writers import (
+    merge_epoch_row,
     JSONWriter,
     MonitorWriter,
     ScalarPrinter,
@@ -190,12 +191,7 @@ class Monitors(keras.callbacks.Callback):
         return values[-1][1]
 
     def _add_history(self, epoch_num: int, step: int, scalars: dict) -> None:
-        row = next((r for r in self.history if r["epoch_num"] == epoch_num), None)
-        if row is None:
-            self.history.append({"epoch_num": epoch_num, "global_step": step, **scalars})
-            self.history.sort(key=lambda r: r["epoch_num"])
-        else:
-            row.update(scalars)
+        merge_epoch_row(self.history, epoch_num, step, scalars)
 
     # ---- Keras callback -------------------------------------------------
 

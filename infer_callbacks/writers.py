@@ -69,6 +69,17 @@ def optimizer_step(model) -> int | None:
         return None
 
 
+def merge_epoch_row(rows: list[dict], epoch_num: int, step: int, values: dict) -> None:
+    """Merge ``values`` into the row of ``epoch_num`` in ``rows`` (one dict
+    per epoch, kept in epoch order), adding the row if there is none yet."""
+    row = next((r for r in rows if r["epoch_num"] == epoch_num), None)
+    if row is None:
+        rows.append({"epoch_num": epoch_num, "global_step": step, **values})
+        rows.sort(key=lambda r: r["epoch_num"])
+    else:
+        row.update(values)
+
+
 class MonitorWriter:
     """Base class of the writers held by :class:`~infer_callbacks.Monitors`.
 
@@ -290,12 +301,7 @@ class JSONWriter(MonitorWriter):
                     "written by an earlier run.", RuntimeWarning, stacklevel=2)
             self.stats = [s for s in self.stats if s["epoch_num"] < epoch_num]
         values = {k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}
-        row = next((s for s in self.stats if s["epoch_num"] == epoch_num), None)
-        if row is None:
-            self.stats.append({"epoch_num": epoch_num, "global_step": step, **values})
-            self.stats.sort(key=lambda s: s["epoch_num"])
-        else:
-            row.update(values)
+        merge_epoch_row(self.stats, epoch_num, step, values)
         try:
             self._atomic_write(self.stats)
         except OSError as e:
