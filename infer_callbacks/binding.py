@@ -111,13 +111,17 @@ class Binding:
             # One replica (device=..., or a data-parallel runner on one device):
             # the plain loop on that device, without per-replica machinery.
             step_strategy, device = None, self.strategy.extended.worker_devices[0]
+        # Rounds per call: the user's cap, or automatic (paced by time and
+        # bytes; across workers every call has this size, so keep it modest).
+        self.max_rounds = runner.steps_per_execution or (64 if self.multi_worker else 1024)
         self.step = make_step(replica_fn, self.specs, element_spec, step_strategy,
-                              "single" if step_strategy is None else self.mode, runner.steps_per_execution,
+                              "single" if step_strategy is None else self.mode, self.max_rounds,
                               self.multi_worker, device=device)
         self._runner = runner
         self._exact = {n: (n + "#num", n + "#den") for n in names
                        if n + "#num" in self.specs and n + "#den" in self.specs}
         self._has_weight = SAMPLE_WEIGHT in self.specs
+        self._pace = 1  # rounds of a pass's first call
 
     @staticmethod
     def _strategy_key(runner, model):
@@ -190,7 +194,8 @@ class Binding:
         dataset order; close it to stop early. (Under ``split`` mode with a
         per-batch scalar fetch, each replica slice is one batch of the chunk.)"""
         iterator = iter(self.dataset)
-        pacer = Pacer(self._runner.steps_per_execution, adaptive=not self.multi_worker)
+        # A pass starts at the pace the previous one reached (no ramp from one round).
+        pacer = Pacer(self.max_rounds, adaptive=not self.multi_worker, start=self._pace)
         per_round = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
         merge = self.mode == "split" and all(r >= 1 for n, r in self.ranks.items() if n != NUM_SAMPLES)
 
@@ -199,12 +204,15 @@ class Binding:
             start = time.perf_counter()
             rounds, valid, values, sizes, shapes = self.step(iterator, tf.constant(asked, tf.int32))
             rounds = int(rounds)
-            pacer.observe(asked, rounds, time.perf_counter() - start)
             if not rounds:
                 return None, True
             valid = valid.numpy()
-            chunk = Chunk(valid, {n: v.numpy() for n, v in values.items()}, sizes.numpy(),
-                          {n: v.numpy() for n, v in shapes.items()}, self.specs, self.ranks, per_round, merge)
+            values = {n: v.numpy() for n, v in values.items()}
+            pacer.observe(asked, rounds, time.perf_counter() - start, sum(v.nbytes for v in values.values()))
+            if rounds == asked:  # a full call: its pace holds for the next pass too
+                self._pace = pacer.limit
+            chunk = Chunk(valid, values, sizes.numpy(), {n: v.numpy() for n, v in shapes.items()},
+                          self.specs, self.ranks, per_round, merge)
             count = rounds if self.mode == "split" else int(valid.sum())
             return (count, chunk), rounds < asked
 

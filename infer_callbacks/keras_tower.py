@@ -158,12 +158,16 @@ def _terms(model: keras.Model, names: list[str], preds: list[tf.Tensor], y: Any,
     return terms
 
 
-def _loss_sums(term: _Term) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per-example ``(sum of l*w*mask, number of valid elements)`` of one term."""
+def _loss_sums(term: _Term) -> tuple[tf.Tensor, tf.Tensor, bool]:
+    """Per-example ``(sum of l*w*mask, number of valid elements, plain)`` of
+    one term; ``plain``: one unweighted, unmasked value per example (the
+    number is 1), the common case, built with the fewest ops."""
     values, mask = _elementwise_loss(term.loss, term.y_true, term.y_pred)
+    if mask is None and term.sample_weight is None:
+        return _rows(values), _rows(tf.ones_like(values)), values.shape.rank == 1
     weight = _broadcast_weight(term.sample_weight, values)
     valid = tf.ones_like(values) if mask is None else _broadcast_weight(mask, values)
-    return _rows(values * weight * valid), _rows(valid)
+    return _rows(values * weight * valid), _rows(valid), False
 
 
 def _classifier_kind(term: _Term) -> tuple[str, float] | None:
@@ -192,6 +196,9 @@ def _wrong(term: _Term, kind: str, threshold: float, k: int) -> tf.Tensor:
     if kind == "binary":
         y_t, y_p = _align(tf.cast(term.y_true, tf.float32), y_p)
         return tf.cast(tf.not_equal(tf.cast(y_p > threshold, tf.float32), y_t), tf.float32)
+    if k == 1 and kind == "sparse" and y_p.shape.rank == 2 and term.y_true.shape.rank == 1:  # fewest ops
+        predicted = tf.argmax(y_p, axis=-1, output_type=tf.int32)
+        return tf.cast(tf.not_equal(predicted, tf.cast(term.y_true, tf.int32)), tf.float32)
     if kind == "onehot":
         labels = tf.argmax(term.y_true, axis=-1, output_type=tf.int32)
     else:
@@ -216,9 +223,13 @@ def _classification(term: _Term, prefix: str) -> dict[str, tf.Tensor]:
             continue
         wrong = _wrong(term, kind, threshold, k)
         mask = _keras_mask(term.y_pred)
+        name = f"{prefix}wrong-top{k}"
+        if mask is None and term.sample_weight is None and wrong.shape.rank == 1:
+            out[name] = out[exact_keys(name)[0]] = wrong  # the fewest ops for the common case
+            out[exact_keys(name)[1]] = tf.ones_like(wrong)
+            continue
         valid = tf.ones_like(wrong) if mask is None else _broadcast_weight(mask, wrong)
         weight = _broadcast_weight(term.sample_weight, wrong) * valid
-        name = f"{prefix}wrong-top{k}"
         out[name] = tf.math.divide_no_nan(_rows(wrong * valid), _rows(valid))
         out[exact_keys(name)[0]], out[exact_keys(name)[1]] = _rows(wrong * weight), _rows(weight)
     if kind == "binary":
@@ -325,9 +336,10 @@ def _loss_weights(model: keras.Model) -> Any:
 def _loss_outputs(model: keras.Model, terms: list[_Term], batch_size: tf.Tensor) -> dict:
     if not terms:
         return {}
-    out, nums, dens = {}, [], []
+    out, nums, dens, plain = {}, [], [], True
     for term in terms:
-        num, den = _loss_sums(term)
+        num, den, one = _loss_sums(term)
+        plain = plain and one
         if len(terms) > 1:
             name = f"{term.name}_loss"
             out[name] = tf.math.divide_no_nan(num, den)
@@ -339,6 +351,9 @@ def _loss_outputs(model: keras.Model, terms: list[_Term], batch_size: tf.Tensor)
         nums.append(tf.fill([batch_size], tf.add_n(extra)))
         dens.append(tf.ones([batch_size]))
     num, den = tf.stack(nums, axis=1), tf.stack(dens, axis=1)
-    out["loss"] = tf.reduce_sum(tf.math.divide_no_nan(num, den), axis=1)
+    if plain and len(nums) == 1:  # every den is 1
+        out["loss"] = nums[0]
+    else:
+        out["loss"] = tf.reduce_sum(tf.math.divide_no_nan(num, den), axis=1)
     out[exact_keys("loss")[0]], out[exact_keys("loss")[1]] = num, den
     return out

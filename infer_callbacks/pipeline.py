@@ -20,24 +20,28 @@ __all__ = ["Pacer", "pipelined"]
 class Pacer:
     """How many rounds the next call runs.
 
-    The first call runs one round; later calls as many as fit in about
-    ``target_seconds`` (at most double the previous call's, at most
-    ``max_rounds``), so a progress bar moves on a slow model and a fast one
-    gets long calls. With ``adaptive=False`` every call asks ``max_rounds``
+    The first call runs ``start`` rounds (one unless a previous pass
+    learned the pace); later calls as many as fit in about
+    ``target_seconds`` and ``target_bytes`` of fetched values (at most
+    double the previous call's, at most ``max_rounds``), so a progress bar
+    moves on a slow model, large outputs stay in bounded memory and a fast
+    model gets long calls. With ``adaptive=False`` every call asks ``max_rounds``
     (several workers must run the same calls).
     """
 
-    def __init__(self, max_rounds: int, *, adaptive: bool = True, target_seconds: float = 0.25):
+    def __init__(self, max_rounds: int, *, adaptive: bool = True, target_seconds: float = 0.25,
+                 target_bytes: int = 64 << 20, start: int = 1):
         self.max_rounds = max_rounds
         self.adaptive = adaptive
         self.target_seconds = target_seconds
-        self.limit = 1 if adaptive else max_rounds
+        self.target_bytes = target_bytes
+        self.limit = max(1, min(start, max_rounds)) if adaptive else max_rounds
 
-    def observe(self, asked: int, rounds: int, seconds: float) -> None:
+    def observe(self, asked: int, rounds: int, seconds: float, nbytes: int = 0) -> None:
         if self.adaptive and rounds:
-            per_round = seconds / rounds
-            self.limit = int(min(self.max_rounds, 2 * asked,
-                                 max(1, self.target_seconds / max(per_round, 1e-9))))
+            by_time = self.target_seconds / max(seconds / rounds, 1e-9)
+            by_bytes = self.target_bytes / max(nbytes / rounds, 1e-9)
+            self.limit = int(min(self.max_rounds, 2 * asked, max(1, min(by_time, by_bytes))))
 
 
 def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:

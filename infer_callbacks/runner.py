@@ -72,9 +72,11 @@ class InferenceRunner(keras.callbacks.Callback):
             shown in messages and the progress bar).
         input_names: names of the positional batch elements, when
             ``tower_func``'s parameter names are not the ones to fetch.
-        steps_per_execution: the most batches per ``tf.function`` call
-            (fewer on a slow model, so that a call takes about a quarter of
-            a second and the progress bar moves).
+        steps_per_execution: the most batches per ``tf.function`` call.
+            ``None`` (default): as many as take about a quarter of a second
+            and hold at most 64 MiB of fetched values, up to 1024 (64 when
+            validating across workers, where every call has this size). A
+            pass starts at the pace the previous one reached.
         pipeline: run the calls in a background thread, so the device works
             on the next batches while the host feeds the inferencers.
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
@@ -107,15 +109,15 @@ class InferenceRunner(keras.callbacks.Callback):
     def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
                  tower_func: Callable[..., Any] | None = None, device: str | int | None = None, *,
                  tower_name: str | None = None, input_names: Sequence[str] | None = None,
-                 steps_per_execution: int = 64, pipeline: bool = True, prefetch: int | None = None,
+                 steps_per_execution: int | None = None, pipeline: bool = True, prefetch: int | None = None,
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
                  async_timeout: float = 3600.0, epoch_key: str = "validation_epoch"):
         super().__init__()
         _require_tensorflow_backend()
         self.infs = check_inferencers(infs)
-        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) \
-                or steps_per_execution < 1:
-            raise ValueError("`steps_per_execution` must be a positive integer. "
+        if steps_per_execution is not None and (isinstance(steps_per_execution, bool) or not isinstance(
+                steps_per_execution, int) or steps_per_execution < 1):
+            raise ValueError("`steps_per_execution` must be a positive integer or None (automatic). "
                              f"Received: steps_per_execution={steps_per_execution!r}")
         if tower_func is not None and not callable(tower_func):
             raise TypeError(f"`tower_func` must be callable. Received: {tower_func!r}")
@@ -317,6 +319,6 @@ class InferenceRunner(keras.callbacks.Callback):
         hooks = self._fire if background is None else (lambda *a: None)
         with self._progress(quiet=background is not None) as bar:
             done = run_pass(self._binding, plan, ctx, self.input, hooks=hooks, progress=bar,
-                            background=background, steps_per_execution=self.steps_per_execution)
+                            background=background, steps_per_execution=self._binding.max_rounds)
         self.num_samples_last_run = done.samples
         return collect(plan, ctx, self.on_nonfinite)

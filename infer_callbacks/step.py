@@ -58,16 +58,19 @@ def shard_for_worker(dataset: tf.data.Dataset, replicas: int, local: int, worker
     return dataset.enumerate().filter(mine).map(lambda _, batch: batch)
 
 
-def _flatten_outputs(replica_fn: Callable, names: list[str]) -> Callable:
+def _flatten_outputs(replica_fn: Callable, names: list[str], dynamic: list[str]) -> Callable:
+    """``fn(batch) -> ({name: flat values}, {dynamic name: shape})``."""
     def fn(batch):
         out = replica_fn(batch)
-        result = {}
+        flats, shapes = {}, {}
         for n in names:
             v = tf.convert_to_tensor(out[n])
             if v.shape.rank == 0:
                 v = tf.reshape(v, [1])  # a scalar travels as [1]; `batches` gives it back as a scalar
-            result[n] = (tf.reshape(v, [-1]), tf.shape(v, out_type=tf.int64))
-        return result
+            flats[n] = v if v.shape.rank == 1 else tf.reshape(v, [-1])
+            if n in dynamic:
+                shapes[n] = tf.shape(v, out_type=tf.int64)
+        return flats, shapes
     return fn
 
 
@@ -131,7 +134,12 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
     # Outputs whose non-batch dimensions are known travel without shapes:
     # the host gets each batch's rows from its size.
     dynamic = [n for n in names if not _static_inner(specs[n])]
-    flat_fn = _flatten_outputs(replica_fn, names)
+    flat_fn = _flatten_outputs(replica_fn, names, dynamic)
+    # One array write per dtype a round (concatenated values), split per
+    # name after the loop: in an overhead-bound pass the ops a round are the cost.
+    groups: dict[tf.DType, list[int]] = {}
+    for j, n in enumerate(names):
+        groups.setdefault(specs[n].dtype, []).append(j)
     local = 1 if strategy is None else len(strategy.extended.worker_devices)
     total = 1 if strategy is None else strategy.num_replicas_in_sync
     pulls = local if mode == "whole" else 1
@@ -175,30 +183,50 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
         """Per name the flat values of all replicas (replica order), per
         dynamic name their shapes ``[R, rank]``, and every replica's sizes
         ``[R, names]``."""
+        out_flats, out_shapes = out
         flats, shapes, sizes = {}, {}, []
         for n in names:
-            flat, shape = out[n]
+            flat = out_flats[n]
             if strategy is None:
-                flats[n], shape, size = flat, tf.reshape(shape, [1, -1]), tf.reshape(tf.size(flat, tf.int64), [1])
+                flats[n], size = flat, tf.size(flat, tf.int64)
+                if n in dynamic:
+                    shapes[n] = tf.reshape(out_shapes[n], [1, -1])
             elif multi_worker:
                 flats[n], size = _gather_flat(strategy, flat)
-                shape = strategy.gather(strategy.run(lambda s: tf.reshape(s, [1, -1]), args=(shape,)), axis=0) \
-                    if n in dynamic else None
+                if n in dynamic:
+                    shapes[n] = strategy.gather(strategy.run(lambda s: tf.reshape(s, [1, -1]),
+                                                             args=(out_shapes[n],)), axis=0)
             else:
                 parts = strategy.experimental_local_results(flat)
                 flats[n] = tf.concat(parts, 0) if len(parts) > 1 else parts[0]
                 size = tf.stack([tf.size(p, tf.int64) for p in parts])
-                shape = tf.stack(strategy.experimental_local_results(shape)) if n in dynamic else None
+                if n in dynamic:
+                    shapes[n] = tf.stack(strategy.experimental_local_results(out_shapes[n]))
             sizes.append(size)
-            if n in dynamic:
-                shapes[n] = shape
-        return flats, shapes, tf.stack(sizes, axis=1)
+        sizes = tf.reshape(tf.stack(sizes), [1, -1]) if strategy is None else tf.stack(sizes, axis=1)
+        return flats, shapes, sizes
 
     def write(out, rounds, value_tas, shape_tas, size_ta):
         flats, shapes, sizes = collect(out)
-        value_tas = [ta.write(rounds, flats[n]) for ta, n in zip(value_tas, names)]
+        value_tas = [ta.write(rounds, _joined([flats[names[j]] for j in group]))
+                     for ta, group in zip(value_tas, groups.values())]
         shape_tas = [ta.write(rounds, shapes[n]) for ta, n in zip(shape_tas, dynamic)]
         return value_tas, shape_tas, size_ta.write(rounds, sizes)
+
+    def split(value_tas, sizes, rounds):
+        """Per name its flat values, from the per-dtype arrays."""
+        per_round = tf.reduce_sum(tf.reshape(sizes, [rounds, -1, len(names)]), axis=1)  # [rounds, names]
+        values = {}
+        for ta, (dtype, group) in zip(value_tas, groups.items()):
+            joined = tf.cond(rounds > 0, ta.concat, lambda dtype=dtype: tf.zeros([0], dtype))
+            if len(group) == 1:
+                values[names[group[0]]] = joined
+                continue
+            counts = tf.reshape(tf.gather(per_round, group, axis=1), [-1])
+            labels = tf.repeat(tf.tile(tf.range(len(group)), [rounds]), counts)
+            for j, part in zip(group, tf.dynamic_partition(joined, labels, len(group))):
+                values[names[j]] = part
+        return {n: values[n] for n in names}  # `sizes` columns are in this order
 
     def array(dtype, shape):
         return tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False, element_shape=shape)
@@ -207,7 +235,7 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
     # already traced without it when the fetch names were checked.
     @tf.function(autograph=False)
     def step(iterator, limit):
-        value_tas = [array(specs[n].dtype, [None]) for n in names]
+        value_tas = [array(dtype, [None]) for dtype in groups]
         shape_tas = [array(tf.int64, [None, specs[n].shape.rank]) for n in dynamic]
         size_ta, valid_ta = array(tf.int64, [None, len(names)]), array(tf.bool, [None])
         limit = tf.minimum(limit, max_rounds)
@@ -219,9 +247,9 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
             if strategy is None:  # one batch a round: read it only when there is one
                 optional = iterator.get_next_as_optional()
 
-                def go_single():
+                def go_single():  # every round valid: `valid` is made after the loop
                     vt, st, zt = write(run([optional.get_value()]), rounds, value_tas, shape_tas, size_ta)
-                    return rounds + 1, tf.constant(False), vt, st, zt, valid_ta.write(rounds, [True])
+                    return rounds + 1, tf.constant(False), vt, st, zt, valid_ta
 
                 return tf.cond(optional.has_value(), go_single, stop)
 
@@ -242,12 +270,17 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
         def done(ta, empty):
             return tf.cond(rounds > 0, ta.concat, lambda: empty)
 
-        values = {n: done(ta, tf.zeros([0], specs[n].dtype)) for ta, n in zip(value_tas, names)}
+        sizes = done(size_ta, tf.zeros([0, len(names)], tf.int64))
+        values = split(value_tas, sizes, rounds)
         shapes = {n: done(ta, tf.zeros([0, specs[n].shape.rank], tf.int64)) for ta, n in zip(shape_tas, dynamic)}
-        return (rounds, done(valid_ta, tf.zeros([0], tf.bool)), values,
-                done(size_ta, tf.zeros([0, len(names)], tf.int64)), shapes)
+        valid = tf.ones([rounds], tf.bool) if strategy is None else done(valid_ta, tf.zeros([0], tf.bool))
+        return rounds, valid, values, sizes, shapes
 
     return step
+
+
+def _joined(flats: list) -> tf.Tensor:
+    return flats[0] if len(flats) == 1 else tf.concat(flats, 0)
 
 
 def _gather_valid(strategy, ok: list) -> tf.Tensor:

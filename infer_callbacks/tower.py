@@ -315,14 +315,15 @@ class TowerSpec:
                 if ranks is not None:
                     ranks[name] = value.shape.rank
                 result[name] = tf.reshape(value, [1]) if value.shape.rank == 0 else value
-            result[NUM_SAMPLES_KEY] = tf.reshape(_num_samples(batch), [1])
+            result[NUM_SAMPLES_KEY] = _num_samples(batch)
             return result
 
         return fn
 
 
 def _num_samples(batch: Any) -> tf.Tensor:
+    """The batch's sample count as ``[1]`` (``[-1]``: unknown)."""
     for leaf in tf.nest.flatten(batch):
         if leaf.shape.rank is not None and leaf.shape.rank >= 1:
-            return tf.shape(leaf, out_type=tf.int64)[0]
-    return tf.constant(-1, tf.int64)
+            return tf.shape(leaf, out_type=tf.int64)[:1]
+    return tf.constant([-1], tf.int64)

@@ -83,3 +83,30 @@ def test_nothing_is_stored_on_the_model():
     added = {k for k in set(vars(model)) - before if not k.startswith("_")}
     assert not any(isinstance(v, InferenceRunner) for v in vars(model).values())
     assert added <= {"history", "stop_training"}, added
+
+
+class Calls(keras.callbacks.Callback):
+    """Counts the runner's step calls (one ``on_test_batch_end`` each)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.calls += 1
+
+
+def test_a_second_pass_starts_at_the_pace_the_first_reached():
+    model, calls = _model(), Calls()
+    runner = InferenceRunner(_ds(n=400, batch=4), ScalarStats("loss"), verbose=False)
+    runner.set_model(model)
+    runner.use_callbacks(keras.callbacks.CallbackList([calls], model=model))
+    first = runner.trigger()
+    first_calls, calls.calls = calls.calls, 0
+    second = runner.trigger()
+    # 100 batches: the first pass ramps up from one batch a call (1, 2, 4, ...:
+    # at least 7 calls); the second starts where the first ended.
+    assert first_calls >= 7 and calls.calls < first_calls, (first_calls, calls.calls)
+    assert second == first
+    reference = model.evaluate(_ds(n=400, batch=400), verbose=0)
+    assert second["validation_loss"] == pytest.approx(reference, rel=1e-5)

@@ -38,6 +38,22 @@ def test_target_seconds_and_fixed_pace():
     assert _limits(Pacer(7, adaptive=False), 10.0, 3) == [7, 7, 7]  # several workers: the same calls
 
 
+def test_large_outputs_keep_calls_under_the_byte_target():
+    # 1 MiB fetched per round, 4 MiB a call at most, however fast the rounds
+    pacer = Pacer(1024, target_bytes=4 << 20)
+    for _ in range(6):
+        limit = pacer.limit
+        pacer.observe(limit, limit, limit * 1e-5, limit << 20)
+        assert pacer.limit <= 4
+    assert pacer.limit == 4
+
+
+def test_a_pass_starts_at_the_learned_pace():
+    assert _limits(Pacer(64, start=32), 1e-4, 3) == [32, 64, 64]
+    assert Pacer(64, start=500).limit == 64  # never above the maximum
+    assert Pacer(8, adaptive=False, start=2).limit == 8  # several workers: always the fixed size
+
+
 def test_a_short_last_call_does_not_change_the_pace():
     pacer = Pacer(64)
     pacer.observe(1, 0, 0.0)  # nothing ran
