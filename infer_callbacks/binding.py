@@ -69,13 +69,7 @@ class Binding:
         self.strategy = runner._strategy_for(model)
         self._key = self._strategy_key(runner, model)
         self.mode, self.multi_worker = self._mode(runner)
-        dataset = runner.input.dataset
-        element_spec = dataset.element_spec
-        if self.multi_worker:
-            local = len(self.strategy.extended.worker_devices)
-            dataset = shard_for_worker(dataset, self.strategy.num_replicas_in_sync, local,
-                                       _worker_index(self.strategy))
-        self.dataset = dataset
+        element_spec = runner.input.dataset.element_spec
         if runner.tower_func is None:
             if model is None:
                 raise ValueError("InferenceRunner has no model and no `tower_func`. Use it in "
@@ -116,12 +110,17 @@ class Binding:
         self.max_rounds = runner.steps_per_execution or (64 if self.multi_worker else 1024)
         self.step = make_step(replica_fn, self.specs, element_spec, step_strategy,
                               "single" if step_strategy is None else self.mode, self.max_rounds,
-                              self.multi_worker, device=device)
+                              self.multi_worker, device=device, queued=self._queued(runner))
         self._runner = runner
         self._exact = {n: (n + "#num", n + "#den") for n in names
                        if n + "#num" in self.specs and n + "#den" in self.specs}
         self._has_weight = SAMPLE_WEIGHT in self.specs
         self._pace = 1  # rounds of a pass's first call
+
+    def _queued(self, runner) -> bool:
+        """A Python input reaches the step through a queue, except across
+        workers (each worker takes its shard of the dataset)."""
+        return runner.input.queued and not self.multi_worker
 
     @staticmethod
     def _strategy_key(runner, model):
@@ -193,7 +192,13 @@ class Binding:
         """A generator of ``(dataset batches, Chunk)``, one per step call, in
         dataset order; close it to stop early. (Under ``split`` mode with a
         per-batch scalar fetch, each replica slice is one batch of the chunk.)"""
-        iterator = iter(self.dataset)
+        feed = self._runner.input.open(queued=self._queued(self._runner))
+        shard = None
+        if self.multi_worker:
+            local = len(self.strategy.extended.worker_devices)
+            shard = lambda ds: shard_for_worker(ds, self.strategy.num_replicas_in_sync, local,  # noqa: E731
+                                                _worker_index(self.strategy))
+        source = feed.source(shard)
         # A pass starts at the pace the previous one reached (no ramp from one round).
         pacer = Pacer(self.max_rounds, adaptive=not self.multi_worker, start=self._pace)
         per_round = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
@@ -202,8 +207,10 @@ class Binding:
         def call():
             asked = pacer.limit
             start = time.perf_counter()
-            rounds, valid, values, sizes, shapes = self.step(iterator, tf.constant(asked, tf.int32))
+            rounds, valid, values, sizes, shapes = self.step(source, tf.constant(asked, tf.int32))
             rounds = int(rounds)
+            if rounds < asked:  # the input ended (or its Python iterator failed)
+                feed.check()
             if not rounds:
                 return None, True
             valid = valid.numpy()
@@ -217,4 +224,4 @@ class Binding:
             return (count, chunk), rounds < asked
 
         return pipelined(call, background=self._runner.pipeline,
-                         shutdown_timeout=self._runner.shutdown_timeout)
+                         shutdown_timeout=self._runner.shutdown_timeout, on_stop=feed.close)

@@ -24,6 +24,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from .feed import Feed
+
 __all__ = ["InputSource", "QueueInput", "FeedInput"]
 
 
@@ -101,6 +103,22 @@ def _spec_of(array: np.ndarray) -> tf.TensorSpec:
     return tf.TensorSpec((None,) + array.shape[1:], dtype)
 
 
+class _Static:
+    """A ``tf.data`` input's run: the dataset itself."""
+
+    def __init__(self, dataset: tf.data.Dataset):
+        self.dataset = dataset
+
+    def source(self, transform=None):
+        return iter(self.dataset if transform is None else transform(self.dataset))
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class InputSource:
     """A validation input as a re-iterable, prefetched ``tf.data.Dataset``.
 
@@ -123,6 +141,8 @@ class InputSource:
         self.description = _describe(source)
         self.reset_counter()
         prefetch_n = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
+        self._signature = None
+        self._capacity = 8 if prefetch is None else max(1, int(prefetch))
 
         if isinstance(source, tf.data.Dataset):
             self._check_cardinality(source)
@@ -219,6 +239,23 @@ class InputSource:
             close = getattr(iterator, "close", None)
             if callable(close):
                 close()
+
+    @property
+    def queued(self) -> bool:
+        """Whether :meth:`open` feeds runs through a queue (a Python input)."""
+        return self._signature is not None
+
+    def open(self, queued: bool = True) -> Any:
+        """One run's input: ``.source(transform)`` for the step (an iterator
+        of ``transform(dataset)``, or a queue handle), ``.check()`` after it
+        ends (raises the error a Python input raised, if any) and
+        ``.close()``. A Python input is fed by a producer thread through a
+        TensorFlow queue (:class:`~infer_callbacks.feed.Feed`) when
+        ``queued``, else through :attr:`dataset`."""
+        if not (queued and self.queued):
+            return _Static(self.dataset)
+        return Feed(self._generate, self._signature, capacity=self._capacity,
+                    description=self.description)
 
     def reset_counter(self) -> None:
         """Start counting produced batches (for error messages)."""

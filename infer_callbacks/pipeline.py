@@ -54,20 +54,26 @@ def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
 
 
 def pipelined(call: Callable[[], tuple[Any, bool]], *, background: bool = True,
-              shutdown_timeout: float = 2.0) -> Iterator[Any]:
+              shutdown_timeout: float = 2.0, on_stop: Callable[[], None] | None = None) -> Iterator[Any]:
     """Yield ``call()``'s items until it says it is exhausted.
 
     ``call()`` returns ``(item, exhausted)``; ``item`` is yielded unless it is
     ``None``. With ``background``, calls run in a daemon thread, at most two
-    items ahead. Close the generator to stop early.
+    items ahead. Close the generator to stop early. ``on_stop`` runs first
+    when the generator ends, however it ends (e.g. to cancel the input a
+    running call waits on).
     """
     if not background:
-        while True:
-            item, exhausted = call()
-            if item is not None:
-                yield item
-            if exhausted:
-                return
+        try:
+            while True:
+                item, exhausted = call()
+                if item is not None:
+                    yield item
+                if exhausted:
+                    return
+        finally:
+            if on_stop is not None:
+                on_stop()
 
     results: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -96,6 +102,8 @@ def pipelined(call: Callable[[], tuple[Any, bool]], *, background: bool = True,
             yield payload
     finally:
         stop.set()
+        if on_stop is not None:
+            on_stop()
         deadline = time.monotonic() + shutdown_timeout
         while worker.is_alive() and time.monotonic() < deadline:
             try:

@@ -10,7 +10,8 @@ replicas at once:
 | ``whole`` | ``DataParallelInferenceRunner``, several workers | batch ``k*R + i`` (whole batches)    |
 | ``split`` | a model built under a ``MirroredStrategy``      | slice ``i`` of batch ``k`` (Keras's way) |
 
-Batches come from one plain ``tf.data`` iterator and reach the replicas
+Batches come from one plain ``tf.data`` iterator (or, for a Python input,
+from the run's queue: see ``feed.py``) and reach the replicas
 through ``experimental_distribute_values_from_function``: no distributed
 iterator is built per run. In the last round a replica without a batch runs
 on a copy of the round's first batch and its outputs are marked invalid.
@@ -112,10 +113,32 @@ def _static_inner(spec: tf.TensorSpec) -> bool:
     return all(d is not None for d in inner) and int(np.prod(inner)) > 0
 
 
+def _source_reader(element_spec: Any, queued: bool) -> Callable:
+    """``read(source) -> (has, get)`` for one batch: a ``tf.data`` iterator,
+    or (``queued``) a ``FIFOQueue`` handle of ``(*flat batch, more)``
+    elements, a ``more=False`` element marking the end."""
+    if not queued:
+        def read_iterator(iterator):
+            optional = iterator.get_next_as_optional()
+            return optional.has_value(), optional.get_value
+        return read_iterator
+    specs = tf.nest.flatten(element_spec)
+    types = [s.dtype for s in specs] + [tf.bool]
+
+    def read_queue(handle):
+        *values, more = tf.raw_ops.QueueDequeueV2(handle=handle, component_types=types)
+        for value, spec in zip(values, specs):
+            value.set_shape(spec.shape)
+        batch = tf.nest.pack_sequence_as(element_spec, values)
+        return more, lambda: batch
+    return read_queue
+
+
 def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spec: Any,
               strategy: tf.distribute.Strategy | None, mode: str, max_rounds: int,
-              multi_worker: bool = False, device: str | None = None) -> Callable:
-    """The validation ``tf.function``: ``step(iterator, limit)`` runs up to
+              multi_worker: bool = False, device: str | None = None, queued: bool = False) -> Callable:
+    """The validation ``tf.function``: ``step(source, limit)`` (``source``:
+    an iterator, or with ``queued`` a queue handle) runs up to
     ``min(limit, max_rounds)`` rounds and returns ``(rounds, valid, values,
     sizes, shapes)``: ``valid`` ``[rounds*R]`` bool; per name (in ``specs``
     order) the flat values of every replica of every round; ``sizes``
@@ -161,10 +184,18 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
             ok.append(tf.logical_and(has[0], hi > lo))
         return parts, ok
 
-    def pull(iterator):
-        optionals = [iterator.get_next_as_optional() for _ in range(pulls)]
-        has = [o.has_value() for o in optionals]
-        values = [tf.cond(h, o.get_value, lambda: empty) for o, h in zip(optionals, has)]
+    read = _source_reader(element_spec, queued)
+
+    def pull(source):
+        has, values = [], []
+        for i in range(pulls):
+            if queued and i:  # after the end marker, read no further (it comes twice only)
+                h, v = tf.cond(has[-1], lambda: _read_now(read, source), lambda: (tf.constant(False), empty))
+            else:
+                h, get = read(source)
+                v = tf.cond(h, get, lambda: empty)
+            has.append(h)
+            values.append(v)
         if strategy is None:
             return values, has[:1]
         return replica_args(values, has)
@@ -234,7 +265,7 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
     # No autograph: the loop is an explicit while_loop, and the tower was
     # already traced without it when the fetch names were checked.
     @tf.function(autograph=False)
-    def step(iterator, limit):
+    def step(source, limit):
         value_tas = [array(dtype, [None]) for dtype in groups]
         shape_tas = [array(tf.int64, [None, specs[n].shape.rank]) for n in dynamic]
         size_ta, valid_ta = array(tf.int64, [None, len(names)]), array(tf.bool, [None])
@@ -245,15 +276,15 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
                 return rounds, tf.constant(True), list(value_tas), list(shape_tas), size_ta, valid_ta
 
             if strategy is None:  # one batch a round: read it only when there is one
-                optional = iterator.get_next_as_optional()
+                has, get = read(source)
 
                 def go_single():  # every round valid: `valid` is made after the loop
-                    vt, st, zt = write(run([optional.get_value()]), rounds, value_tas, shape_tas, size_ta)
+                    vt, st, zt = write(run([get()]), rounds, value_tas, shape_tas, size_ta)
                     return rounds + 1, tf.constant(False), vt, st, zt, valid_ta
 
-                return tf.cond(optional.has_value(), go_single, stop)
+                return tf.cond(has, go_single, stop)
 
-            args, ok = pull(iterator)
+            args, ok = pull(source)
             valid = _gather_valid(strategy, ok) if multi_worker else tf.stack(ok)
 
             def go():
@@ -277,6 +308,11 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
         return rounds, valid, values, sizes, shapes
 
     return step
+
+
+def _read_now(read: Callable, source) -> tuple:
+    has, get = read(source)
+    return has, get()
 
 
 def _joined(flats: list) -> tf.Tensor:

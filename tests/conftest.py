@@ -79,6 +79,6 @@ def assert_step_threads_end(bound: float = 60.0) -> None:
     import threading
 
     for t in threading.enumerate():
-        if t.name == "infer_callbacks-step":
+        if t.name == "infer_callbacks-step" or t.name.startswith("infer_callbacks-feed"):
             t.join(timeout=bound)
             assert not t.is_alive(), f"validation step thread {t!r} still running after {bound} s"

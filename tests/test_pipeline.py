@@ -124,3 +124,15 @@ def test_a_call_that_never_returns_is_abandoned():
     assert stuck and all(t.daemon for t in stuck)
     release.set()
     assert_step_threads_end()
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_on_stop_runs_once_however_the_generator_ends(background):
+    stops = []
+    assert list(pipelined(_counter(3), background=background, on_stop=lambda: stops.append(1))) == [1, 2, 3]
+    assert stops == [1]
+    items = pipelined(_counter(100), background=background, on_stop=lambda: stops.append(2))
+    assert next(items) == 1
+    items.close()  # stopped early
+    assert stops == [1, 2]
+    assert_step_threads_end()
