@@ -17,7 +17,9 @@ from .background import Snapshot, scoped
 from .devices import is_chief, spans_workers
 from .inferencer import Inferencer
 from .pipeline import Pacer, pipelined
-from .step import NUM_SAMPLES, Chunk, _static_inner, make_step, shard_for_worker
+from .chunk import Chunk
+from .cross_worker import shard_for_worker
+from .step import NUM_SAMPLES, _static_inner, make_step
 from .keras_tower import keras_tower_func
 from .tower import TowerSpec, UnknownFetchError
 

@@ -18,29 +18,23 @@ on a copy of the round's first batch and its outputs are marked invalid.
 
 Every output of every replica is flattened and written with its shape, so
 batches whose non-batch dimensions differ (padded sequences) travel in one
-call without a retrace; :func:`batches` cuts them apart on the host. Across
+call without a retrace; ``chunk.Chunk`` cuts them apart on the host. Across
 workers, values are exchanged with fixed-shape collectives only (see
-:func:`_gather_flat`).
+``cross_worker.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["NUM_SAMPLES", "make_step", "shard_for_worker", "Chunk"]
+from .cross_worker import gather_flat, gather_valid
+
+__all__ = ["NUM_SAMPLES", "make_step"]
 
 NUM_SAMPLES = "__num_samples__"
-
-# Elements per collective when gathering across workers. A collective op's
-# instance is fixed when the function is traced, so every call of it must see
-# the same shape: values travel as zero-padded fixed-size chunks.
-_CHUNK = 16384
-_WIRE = {tf.bool: tf.int32, tf.int8: tf.int32, tf.uint8: tf.int32, tf.int16: tf.int32,
-         tf.uint16: tf.int32, tf.bfloat16: tf.float32}
-
 
 def _empty_like(spec: Any) -> Any:
     def empty(s: tf.TensorSpec):
@@ -49,14 +43,6 @@ def _empty_like(spec: Any) -> Any:
             return tf.fill(shape, "")
         return tf.zeros(shape, s.dtype)
     return tf.nest.map_structure(empty, spec)
-
-
-def shard_for_worker(dataset: tf.data.Dataset, replicas: int, local: int, worker: int) -> tf.data.Dataset:
-    """The batches worker ``worker`` runs in ``whole`` mode: in every round of
-    ``replicas`` batches, the ``local`` ones of its replicas, in order."""
-    def mine(index, _):
-        return tf.equal((index % replicas) // local, worker)
-    return dataset.enumerate().filter(mine).map(lambda _, batch: batch)
 
 
 def _flatten_outputs(replica_fn: Callable, names: list[str], dynamic: list[str]) -> Callable:
@@ -73,39 +59,6 @@ def _flatten_outputs(replica_fn: Callable, names: list[str], dynamic: list[str])
                 shapes[n] = tf.shape(v, out_type=tf.int64)
         return flats, shapes
     return fn
-
-
-def _gather_flat(strategy, flat) -> tuple[tf.Tensor, tf.Tensor]:
-    """Every replica's flat vector from all workers: ``(values, sizes)`` with
-    ``values`` the replicas' vectors concatenated in replica order. Only
-    constant-shape collectives: one gather of sizes, then fixed-size chunks."""
-    dtype = strategy.experimental_local_results(flat)[0].dtype
-    if dtype == tf.string:
-        raise ValueError("String tensors cannot be gathered across workers; fetch numbers instead.")
-    wire = _WIRE.get(dtype, dtype)
-    replicas = strategy.num_replicas_in_sync
-    sizes = strategy.gather(strategy.run(lambda f: tf.reshape(tf.size(f, out_type=tf.int64), [1]),
-                                         args=(flat,)), axis=0)
-    num_chunks = (tf.reduce_max(sizes) + _CHUNK - 1) // _CHUNK
-
-    def pad(f):
-        f = tf.cast(f, wire)
-        return tf.pad(f, [[0, num_chunks * _CHUNK - tf.size(f, out_type=tf.int64)]])
-
-    padded = strategy.run(pad, args=(flat,))
-
-    def body(k, ta):
-        piece = strategy.run(lambda f: tf.reshape(f[k * _CHUNK:(k + 1) * _CHUNK], [1, _CHUNK]), args=(padded,))
-        return k + 1, ta.write(tf.cast(k, tf.int32), strategy.gather(piece, axis=0))
-
-    ta = tf.TensorArray(wire, size=0, dynamic_size=True, element_shape=[replicas, _CHUNK])
-    _, ta = tf.while_loop(lambda k, ta: k < num_chunks, body, [tf.constant(0, tf.int64), ta],
-                          parallel_iterations=1)
-    table = tf.cond(num_chunks > 0,
-                    lambda: tf.reshape(tf.transpose(ta.stack(), [1, 0, 2]), [replicas, -1]),
-                    lambda: tf.zeros([replicas, 0], wire))
-    parts = [table[r, :sizes[r]] for r in range(replicas)]
-    return tf.cast(tf.concat(parts, 0), dtype), sizes
 
 
 def _static_inner(spec: tf.TensorSpec) -> bool:
@@ -223,7 +176,7 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
                 if n in dynamic:
                     shapes[n] = tf.reshape(out_shapes[n], [1, -1])
             elif multi_worker:
-                flats[n], size = _gather_flat(strategy, flat)
+                flats[n], size = gather_flat(strategy, flat)
                 if n in dynamic:
                     shapes[n] = strategy.gather(strategy.run(lambda s: tf.reshape(s, [1, -1]),
                                                              args=(out_shapes[n],)), axis=0)
@@ -285,7 +238,7 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
                 return tf.cond(has, go_single, stop)
 
             args, ok = pull(source)
-            valid = _gather_valid(strategy, ok) if multi_worker else tf.stack(ok)
+            valid = gather_valid(strategy, ok) if multi_worker else tf.stack(ok)
 
             def go():
                 vt, st, zt = write(run(args), rounds, value_tas, shape_tas, size_ta)
@@ -317,75 +270,3 @@ def _read_now(read: Callable, source) -> tuple:
 
 def _joined(flats: list) -> tf.Tensor:
     return flats[0] if len(flats) == 1 else tf.concat(flats, 0)
-
-
-def _gather_valid(strategy, ok: list) -> tf.Tensor:
-    local = len(ok)
-    flags = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.reshape(tf.cast(ok[ctx.replica_id_in_sync_group % local], tf.int32), [1]))
-    return tf.cast(strategy.gather(flags, axis=0), tf.bool)
-
-
-class Chunk:
-    """One step call's results on the host: per-batch dicts in dataset
-    order (:meth:`batches`), or per name everything at once (:meth:`block`).
-
-    Args:
-        valid, values, sizes, shapes: what the step returned (numpy).
-        specs: the outputs' specs; ranks: their ranks as the tower gave them
-            (0: a scalar, travelling as ``[1]``).
-        per_round: entries per round (replicas); merge: ``split`` mode,
-            where a round's valid slices are one batch again.
-    """
-
-    def __init__(self, valid, values, sizes, shapes, specs, ranks, per_round: int, merge: bool):
-        self.valid, self.values, self.shapes = valid, values, shapes
-        self.ranks, self.per_round, self.merge = ranks, per_round, merge
-        self.names = list(values)
-        self.inner = {n: tuple(specs[n].shape.as_list()[1:]) for n in self.names}
-        self.sizes = {n: sizes[:, j] for j, n in enumerate(self.names)}
-        self.offsets = {n: np.concatenate([[0], np.cumsum(self.sizes[n])]) for n in self.names}
-
-    def _entry(self, j: int) -> dict:
-        out = {}
-        for n in self.names:
-            a, b = self.offsets[n][j], self.offsets[n][j + 1]
-            if n in self.shapes:
-                v = self.values[n][a:b].reshape(self.shapes[n][j])
-            else:
-                v = self.values[n][a:b].reshape((-1,) + self.inner[n])
-            out[n] = v.reshape(()) if self.ranks[n] == 0 else v
-        return out
-
-    def batches(self) -> Iterator[dict[str, np.ndarray]]:
-        """Per-batch dicts, in dataset order (rank-0 outputs as scalars;
-        with ``merge``, a round's slices concatenated, sample counts added)."""
-        if not self.merge:
-            for j in np.flatnonzero(self.valid):
-                yield self._entry(int(j))
-            return
-        r = self.per_round
-        for k in range(len(self.valid) // r):
-            parts = [self._entry(k * r + i) for i in range(r) if self.valid[k * r + i]]
-            if len(parts) == 1:
-                yield parts[0]
-            elif parts:
-                yield {n: (np.sum([p[n] for p in parts]) if self.ranks[n] == 0
-                           else np.concatenate([p[n] for p in parts], 0)) for n in self.names}
-
-    def block(self, name: str) -> np.ndarray | None:
-        """Every valid batch's ``name`` concatenated along the batch axis
-        (``None`` for scalars per batch and outputs of varying shape)."""
-        if self.ranks[name] == 0 or name in self.shapes:
-            return None
-        values, inner = self.values[name], self.inner[name]
-        if self.valid.all():
-            return values.reshape((-1,) + inner)
-        offsets = self.offsets[name]
-        return np.concatenate([values[offsets[j]:offsets[j + 1]] for j in np.flatnonzero(self.valid)]
-                              ).reshape((-1,) + inner)
-
-    def num_samples(self) -> int:
-        """The samples of all valid batches."""
-        counts = self.values[NUM_SAMPLES]
-        return int(np.sum(counts[self.valid])) if len(counts) == len(self.valid) else int(np.sum(counts))

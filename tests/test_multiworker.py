@@ -221,8 +221,10 @@ def test_cross_worker_step_on_three_replicas_with_partial_rounds(tmp_path):
 
     code = """
         import numpy as np, tensorflow as tf
+        import infer_callbacks.cross_worker as C
         import infer_callbacks.step as S
-        S._CHUNK = 4                             # several chunks per value
+        from infer_callbacks.chunk import Chunk
+        C._CHUNK = 4                             # several chunks per value
         st = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1", "/cpu:2"])
         x = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
         ds = tf.data.Dataset.from_tensor_slices((x, x[:, 0] > 150)).batch(7)
@@ -236,7 +238,7 @@ def test_cross_worker_step_on_three_replicas_with_partial_rounds(tmp_path):
             it, got = iter(ds), []
             while True:
                 rounds, valid, values, sizes, shapes = step(it, tf.constant(limit))
-                chunk = S.Chunk(valid.numpy(), {k: v.numpy() for k, v in values.items()}, sizes.numpy(),
+                chunk = Chunk(valid.numpy(), {k: v.numpy() for k, v in values.items()}, sizes.numpy(),
                                 {k: v.numpy() for k, v in shapes.items()}, specs, ranks, 3, merge=False)
                 got += list(chunk.batches())
                 if int(rounds) < limit:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from infer_callbacks.step import NUM_SAMPLES, Chunk, make_step, shard_for_worker
+from infer_callbacks.chunk import Chunk
+from infer_callbacks.cross_worker import shard_for_worker
+from infer_callbacks.step import NUM_SAMPLES, make_step
 
 LENGTHS = [3, 9, 2, 7, 5, 11, 4, 6, 8, 1, 10]
 
