@@ -225,5 +225,5 @@ class Binding:
             count = rounds if self.mode == "split" else int(valid.sum())
             return (count, chunk), rounds < asked
 
-        return pipelined(call, background=self._runner.pipeline,
-                         shutdown_timeout=self._runner.shutdown_timeout, on_stop=feed.close)
+        yield from pipelined(call, background=self._runner.pipeline,
+                             shutdown_timeout=self._runner.shutdown_timeout, on_stop=feed.close)

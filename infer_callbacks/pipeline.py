@@ -9,6 +9,7 @@ call still running: the thread is a daemon and is abandoned after that.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
@@ -42,6 +43,27 @@ class Pacer:
             by_time = self.target_seconds / max(seconds / rounds, 1e-9)
             by_bytes = self.target_bytes / max(nbytes / rounds, 1e-9)
             self.limit = int(min(self.max_rounds, 2 * asked, max(1, min(by_time, by_bytes))))
+
+
+# Step threads still running, for the exit hook: a run abandoned by Ctrl-C
+# (an asynchronous one, or one past its shutdown timeout) must not be inside a
+# TensorFlow call while the interpreter and TensorFlow shut down.
+_LIVE: set = set()
+_EXIT_WAIT_SECONDS = 5.0
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    for stop, on_stop, _ in list(_LIVE):
+        stop.set()
+        if on_stop is not None:
+            try:
+                on_stop()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+    deadline = time.monotonic() + _EXIT_WAIT_SECONDS
+    for _, _, worker in list(_LIVE):
+        worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
@@ -91,6 +113,8 @@ def pipelined(call: Callable[[], tuple[Any, bool]], *, background: bool = True,
         _put(results, ("end", None), stop)
 
     worker = threading.Thread(target=produce, name="infer_callbacks-step", daemon=True)
+    entry = (stop, on_stop, worker)
+    _LIVE.add(entry)
     worker.start()
     try:
         while True:
@@ -101,6 +125,7 @@ def pipelined(call: Callable[[], tuple[Any, bool]], *, background: bool = True,
                 raise payload
             yield payload
     finally:
+        _LIVE.discard(entry)
         stop.set()
         if on_stop is not None:
             on_stop()

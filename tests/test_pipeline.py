@@ -136,3 +136,32 @@ def test_on_stop_runs_once_however_the_generator_ends(background):
     items.close()  # stopped early
     assert stops == [1, 2]
     assert_step_threads_end()
+
+
+def test_a_run_left_running_is_stopped_before_the_interpreter_exits():
+    """Ctrl-C can leave a run going (an asynchronous one, or one past its
+    shutdown timeout); the exit hook stops its step thread before TensorFlow
+    shuts down, instead of leaving it inside a call."""
+    from conftest import run_python
+
+    code = """
+        import atexit, threading, time
+
+        def report():  # registered first, so it runs after the library's exit hook
+            alive = [t for t in threading.enumerate() if t.name == "infer_callbacks-step" and t.is_alive()]
+            print("ALIVE AT EXIT", len(alive), flush=True)
+        atexit.register(report)
+
+        from infer_callbacks.pipeline import pipelined
+
+        def call():
+            time.sleep(0.05)
+            return 1, False  # never exhausted
+
+        items = pipelined(call)
+        next(items)  # a run under way, never closed
+        print("LEAVING", flush=True)
+    """
+    proc = run_python(code, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LEAVING" in proc.stdout and "ALIVE AT EXIT 0" in proc.stdout, proc.stdout
