@@ -47,16 +47,14 @@ class Feed:
             batches (already checked and converted to numpy structures).
         signature: the batches' ``tf.TensorSpec`` structure.
         capacity: batches the queue holds ahead of the consumer.
-        on_error: called with the index (1-based) of the batch whose
-            production failed.
+        description: the input, as error notes name it.
     """
 
     def __init__(self, batches: Callable[[], Iterable[Any]], signature: Any, *, capacity: int = 8,
-                 on_error: Callable[[int], None] | None = None, description: str = "the input"):
+                 description: str = "the input"):
         self._signature = signature
         self._specs = tf.nest.flatten(signature)
         self._description = description
-        self._on_error = on_error
         self._queue = tf.queue.FIFOQueue(capacity, [s.dtype for s in self._specs] + [tf.bool])
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -87,12 +85,15 @@ class Feed:
         except BaseException as e:  # noqa: BLE001 - raised again by check()
             if self._stop.is_set():
                 return
-            self._error, self._failed_at = e, produced + 1
-            if self._on_error is not None:
-                self._on_error(produced + 1)
+            self._fail(e, produced + 1)
         self._hand(None)
 
+    def _fail(self, error: BaseException, batch: int) -> None:
+        if self._error is None:
+            self._error, self._failed_at = error, batch
+
     def _push(self) -> None:
+        pushed = 0
         try:
             while True:
                 try:
@@ -104,10 +105,17 @@ class Feed:
                 if item is None:
                     break
                 self._queue.enqueue(item)
+                pushed += 1
+        except tf.errors.CancelledError:
+            return  # closed early
+        except BaseException as e:  # noqa: BLE001 - e.g. a value the queue refuses; raised by check()
+            self._stop.set()  # the reader stops too
+            self._fail(e, pushed + 1)
+        try:  # the end: the step stops by itself, then check() raises any error
             for _ in range(2):
                 self._queue.enqueue([_empty(s) for s in self._specs] + [False])
         except tf.errors.CancelledError:
-            pass  # closed early
+            pass
 
     def source(self, transform=None) -> tf.Tensor:
         """What the step reads: the queue's handle (``transform``, a dataset

@@ -64,6 +64,20 @@ def test_an_iterator_error_ends_the_run_and_is_raised_with_its_batch():
     feed.close()
 
 
+def test_a_batch_the_queue_refuses_ends_the_run_and_is_raised():
+    # (InputSource checks batches first; the feed still must not leave the step waiting)
+    bad = _batches(3)
+    bad[1] = (np.full((2, 3), "x"), bad[1][1])  # text where numbers go
+    feed = Feed(lambda: iter(bad), SIGNATURE)
+    got, _ = _drain(feed)  # ends instead of waiting for a batch that never comes
+    assert len(got) == 1
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)) as info:
+        feed.check()
+    assert any("validation batch 2" in n for n in info.value.__notes__)
+    feed.close()
+    assert_step_threads_end()
+
+
 def test_close_releases_a_blocked_producer_and_a_waiting_reader():
     endless = iter(lambda: _batches(1)[0], None)  # never ends
     feed = Feed(lambda: endless, SIGNATURE, capacity=1)
