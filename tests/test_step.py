@@ -1,6 +1,6 @@
-"""step: the compiled multi-round validation step and the host side that cuts
-its outputs back into batches. Compared with the batches the dataset yields
-(numpy); several devices are covered in test_data_parallel.py (subprocess)."""
+"""step: the compiled multi-round validation step, compared with the batches
+the dataset yields (numpy; the host side is tested in test_chunk.py); several
+devices are covered in test_data_parallel.py (subprocess)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 from infer_callbacks.chunk import Chunk
-from infer_callbacks.cross_worker import shard_for_worker
 from infer_callbacks.step import NUM_SAMPLES, make_step
 
 LENGTHS = [3, 9, 2, 7, 5, 11, 4, 6, 8, 1, 10]
@@ -99,56 +98,3 @@ def test_unknown_mode():
     ds = _padded()
     with pytest.raises(ValueError, match="'halves'"):
         make_step(_replica_fn, _specs(ds), ds.element_spec, None, "halves", max_rounds=4)
-
-
-SPECS = {"v": tf.TensorSpec([None, 2], tf.float32), NUM_SAMPLES: tf.TensorSpec([1], tf.int64)}
-HOST_RANKS = {"v": 2, NUM_SAMPLES: 0}
-
-
-def _chunk(entries, per_round, merge):
-    """A Chunk of what a step returns for per-replica entries (None: no batch)."""
-    valid = np.array([e is not None for e in entries])
-    filled = [e if e is not None else {"v": np.zeros((1, 2), np.float32), NUM_SAMPLES: np.int64(1)}
-              for e in entries]
-    values = {"v": np.concatenate([e["v"].ravel() for e in filled]),
-              NUM_SAMPLES: np.array([e[NUM_SAMPLES] for e in filled], np.int64)}
-    sizes = np.array([[e["v"].size, 1] for e in filled], np.int64)  # "v" static [?, 2]: no shapes
-    return Chunk(valid, values, sizes, {}, SPECS, HOST_RANKS, per_round, merge)
-
-
-def _entry(rows, start):
-    return {"v": np.arange(start, start + 2 * rows, dtype=np.float32).reshape(rows, 2), NUM_SAMPLES: np.int64(rows)}
-
-
-def test_batches_whole_mode_skips_idle_replicas():
-    # 3 replicas, 2 rounds; in the last round replicas 1 and 2 have no batch
-    entries = [_entry(3, 0), _entry(3, 100), _entry(2, 200), _entry(1, 300), None, None]
-    chunk = _chunk(entries, per_round=3, merge=False)
-    got = list(chunk.batches())
-    assert len(got) == 4
-    for g, e in zip(got, entries[:4]):
-        np.testing.assert_array_equal(g["v"], e["v"])
-        assert g[NUM_SAMPLES] == e[NUM_SAMPLES]
-    # the whole call at once: the valid batches concatenated, idle replicas left out
-    np.testing.assert_array_equal(chunk.block("v"), np.concatenate([e["v"] for e in entries[:4]]))
-    assert chunk.num_samples() == 9 and chunk.block(NUM_SAMPLES) is None
-
-
-def test_batches_split_mode_merges_a_round_back_into_its_batch():
-    # 2 replicas: a batch of 5 split 3 + 2, then a batch of 1 split 1 + 0
-    entries = [_entry(3, 0), _entry(2, 6), _entry(1, 50), None]
-    chunk = _chunk(entries, per_round=2, merge=True)
-    got = list(chunk.batches())
-    assert len(got) == 2
-    np.testing.assert_array_equal(got[0]["v"], np.arange(10, dtype=np.float32).reshape(5, 2))
-    assert got[0][NUM_SAMPLES] == 5
-    np.testing.assert_array_equal(got[1]["v"], entries[2]["v"])
-    assert got[1][NUM_SAMPLES] == 1
-    np.testing.assert_array_equal(chunk.block("v"), np.concatenate([got[0]["v"], got[1]["v"]]))
-
-
-def test_shard_for_worker_takes_its_replicas_batches_of_every_round():
-    ds = tf.data.Dataset.range(10)
-    # 2 workers x 2 local replicas: rounds of 4 batches
-    assert list(shard_for_worker(ds, 4, 2, 0).as_numpy_iterator()) == [0, 1, 4, 5, 8, 9]
-    assert list(shard_for_worker(ds, 4, 2, 1).as_numpy_iterator()) == [2, 3, 6, 7]
