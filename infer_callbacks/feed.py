@@ -5,18 +5,17 @@ user's batches and enqueues them into a ``tf.queue.FIFOQueue``; the compiled
 step dequeues them itself (``step.py``, ``queued``). The DataFlow's own time
 (reading, decoding) then overlaps with everything else, and a batch costs one
 eager enqueue instead of a ``tf.data.Dataset.from_generator`` element (about
-1.5 ms a batch here, paid in series with the DataFlow: 15% of a
-10 ms-per-batch input) or a new ``tf.data`` pipeline per run (about 50 ms to
-build and start).
+2 ms a batch in the slow-input benchmark before this module, paid in series
+with the DataFlow: 20% of a 10 ms-per-batch input) or a new ``tf.data``
+pipeline per run (tens of ms to build and start).
 
 Every run ends with an end marker (``more=False``; twice, so a step that
-reads several batches a round also sees it at the next round), so the
-step stops by itself; an error
-in the user's iterator ends the run the same way and is raised again, with
-the batch it happened at, by :meth:`Feed.check`. :meth:`Feed.close` cancels a
-run early (an inferencer's error, ``KeyboardInterrupt``): the producer's
-pending enqueue is cancelled and a waiting dequeue fails, so no thread is
-left blocked.
+reads several batches a round also sees it at the next round), so the step
+stops by itself; an error in the user's iterator, or a value the queue
+refuses, ends the run the same way and is raised again, with the batch it
+happened at, by :meth:`Feed.check`. :meth:`Feed.close` cancels a run early
+(an inferencer's error, ``KeyboardInterrupt``): a pending enqueue is
+cancelled and a waiting dequeue fails, so no thread is left blocked.
 """
 
 from __future__ import annotations
