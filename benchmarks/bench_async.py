@@ -43,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from infer_callbacks import ClassificationError, InferenceRunner, ScalarStats  # noqa: E402
-from infer_callbacks.background import Snapshot  # noqa: E402
+from infer_callbacks.runner.asynchronous import Snapshot  # noqa: E402
 
 
 class SlowInput(keras.utils.PyDataset):

@@ -42,7 +42,7 @@ CHILD = r"""
 import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
-from infer_callbacks.gather import GatherOutputs
+from infer_callbacks.inferencers.gather import GatherOutputs
 
 size_mb, limit_mb, batch, dim = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 num_batches = int(size_mb * 2**20 // (batch * dim * 4))

@@ -1,42 +1,43 @@
-"""In-loop evaluation for TensorFlow 2 training: tensorpack's InferenceRunner
-idea on Keras 3, tf.function and tf.distribute."""
+"""In-loop evaluation for Keras 3 training: tensorpack's InferenceRunner
+idea on Keras 3, tf.function and tf.distribute.
 
-from .export import ModelExporter
-from . import stats
-from .builtins import BinaryClassificationStats, ClassificationError, ScalarStats
-from .context import RunContext, TrainerHandle
-from .inferencer import Inferencer
-from .input import FeedInput, QueueInput
-from .confusion import ConfusionMatrix
-from .gather import GatherOutputs
-from .keras_metric import KerasMetric
-from .monitors import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
-from .predict import OfflinePredictor, PredictConfig
-from .data_parallel import DataParallelInferenceRunner
-from .runner import InferenceRunner
-from .savers import MaxSaver, MinSaver, ModelSaver
-from .tower import TowerContext, get_current_tower_context
-from .trainer import (
+Every public name is imported here from the module that owns it; the
+sub-packages (``data``, ``distribute``, ``towers``, ``inferencers``,
+``runner``, ``monitors``, ``checkpoints``, ``predict``, ``sidecar``,
+``trainer``) show the architecture, bottom to top.
+"""
+
+from infer_callbacks import stats
+from infer_callbacks.checkpoints.model_saver import ModelSaver
+from infer_callbacks.checkpoints.savers import MaxSaver, MinSaver
+from infer_callbacks.data.source import FeedInput, QueueInput
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.inferencers.confusion import ConfusionMatrix
+from infer_callbacks.inferencers.context import RunContext, TrainerHandle
+from infer_callbacks.inferencers.gather import GatherOutputs
+from infer_callbacks.inferencers.keras_metric import KerasMetric
+from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats
+from infer_callbacks.monitors.callback import Monitors
+from infer_callbacks.monitors.writers import JSONWriter, MonitorWriter, ScalarPrinter, TFEventWriter
+from infer_callbacks.predict.config import PredictConfig
+from infer_callbacks.predict.export import ModelExporter
+from infer_callbacks.predict.predictor import OfflinePredictor
+from infer_callbacks.runner.data_parallel import DataParallelInferenceRunner
+from infer_callbacks.runner.inference_runner import InferenceRunner
+from infer_callbacks.runner.keras_glue import ordered_callbacks
+from infer_callbacks.runner.trigger import PeriodicTrigger
+from infer_callbacks.sidecar.evaluator import SidecarEvaluator
+from infer_callbacks.towers.model_desc import ModelDesc
+from infer_callbacks.towers.spec import TowerContext, get_current_tower_context
+from infer_callbacks.trainer.config import TrainConfig
+from infer_callbacks.trainer.trainers import (
     DistributedTrainer,
-    ModelDesc,
     SimpleTrainer,
     SyncMultiGPUTrainer,
-    TrainConfig,
     launch_train_with_config,
 )
-from .trigger import PeriodicTrigger
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    # Imported on first use, so `python -m infer_callbacks.sidecar` does not
-    # find its own module already imported by the package.
-    if name == "SidecarEvaluator":
-        from .sidecar import SidecarEvaluator
-
-        return SidecarEvaluator
-    raise AttributeError(f"module 'infer_callbacks' has no attribute {name!r}")
 
 __all__ = [
     "stats",
@@ -48,6 +49,7 @@ __all__ = [
     "InferenceRunner",
     "DataParallelInferenceRunner",
     "PeriodicTrigger",
+    "ordered_callbacks",
     "Inferencer",
     "ScalarStats",
     "ClassificationError",

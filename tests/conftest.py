@@ -10,10 +10,15 @@ import textwrap
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Test modules whose models and data other packages' tests reuse
+# (``from test_trainer import Linear``, ``from test_predict import Classifier``).
+for _shared in ("trainer", "predict", "runner"):
+    sys.path.insert(0, os.path.join(REPO, "tests", _shared))
 
 
 def run_python(code: str, *, timeout: float = 240, env: dict | None = None,
@@ -82,3 +87,44 @@ def assert_step_threads_end(bound: float = 60.0) -> None:
         if t.name == "infer_callbacks-step" or t.name.startswith("infer_callbacks-feed"):
             t.join(timeout=bound)
             assert not t.is_alive(), f"validation step thread {t!r} still running after {bound} s"
+
+
+# -- small Keras classifiers shared by the predict and checkpoints tests --
+
+def make_keras(hidden=6, classes=3, extra_layer=False):
+    layers = [keras.Input((4,)), keras.layers.Dense(hidden, activation="relu")]
+    if extra_layer:
+        layers.append(keras.layers.Dense(hidden, activation="relu"))
+    layers += [keras.layers.Dropout(0.5), keras.layers.Dense(classes)]
+    return keras.Sequential(layers)
+
+
+def trained_keras(rng, **kwargs):
+    model = make_keras(**kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = rng.integers(0, 3, size=64).astype("int32")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    return model
+
+
+
+@pytest.fixture
+def keras_ckpt(rng, tmp_path):
+    """A trained Keras model and its ModelSaver directory (model, optimizer,
+    epoch and step; the latest checkpoint differs from the first)."""
+    model = trained_keras(rng)
+    from infer_callbacks import ModelSaver
+
+    saver = ModelSaver(tmp_path / "checkpoints", max_to_keep=2)
+    saver.set_model(model)
+    saver.on_train_begin()
+    saver.on_epoch_end(0)
+    model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)
+    model.optimizer.iterations.assign_add(1)
+    saver.on_epoch_end(1)
+    saver.on_train_end()
+    return model, str(tmp_path / "checkpoints"), saver.saved[-1]
+
+

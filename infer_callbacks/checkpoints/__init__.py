@@ -1,0 +1,6 @@
+"""Checkpoints: the one checkpoint layout, restoring with mismatch reports,
+``ModelSaver`` (the latest N) and ``MinSaver`` / ``MaxSaver`` (the best by a
+logged value).
+
+May import: ``runner`` (to meet the run's producers), ``distribute``, ``_util``.
+"""

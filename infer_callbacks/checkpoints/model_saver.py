@@ -1,0 +1,144 @@
+"""``ModelSaver``: the latest N checkpoints, resumable; the directory layout
+that ``SidecarEvaluator`` reads. See :mod:`infer_callbacks.checkpoints.savers` for the
+files and the rules for readers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from infer_callbacks.checkpoints import layout as ckpt
+from infer_callbacks._util import atomic_write_json, prepare_dir
+from infer_callbacks.distribute.devices import is_chief, model_strategy
+
+__all__ = ["ModelSaver"]
+
+
+def _prepare_dir(path: Any, who: str) -> str:
+    return prepare_dir(path, who, "checkpoint directory")
+
+
+def _global_step(model) -> int:
+    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
+    return int(iterations.numpy()) if iterations is not None else 0
+
+
+def _chief(model) -> bool:
+    return is_chief(model_strategy(model))
+
+
+class ModelSaver(keras.callbacks.Callback):
+    """Saves the model, its optimizer, the epoch and the global step after
+    every ``every_k_epochs`` epochs (or whenever a ``PeriodicTrigger`` around
+    it fires), keeping the latest ``max_to_keep`` as ``ckpt-<global_step>``;
+    writes ``training_finished`` when training ends.
+
+    Args:
+        checkpoint_dir: where the checkpoints go.
+        max_to_keep: how many recent checkpoints to keep.
+        keep_checkpoint_every_n_hours: also keep one checkpoint every n hours.
+        every_k_epochs: save after every k-th epoch.
+        var_collections: tensorpack's argument; only ``None`` (TF1 collections
+            do not exist: every variable of the model is saved).
+
+    Example:
+
+    ```python
+    TrainConfig(model=Model(), data=train_ds, max_epoch=10,
+                callbacks=[ModelSaver("train_log", max_to_keep=3)])
+    PeriodicTrigger(ModelSaver("train_log"), every_k_steps=500)  # by steps instead
+    ```
+    """
+
+    def __init__(self, checkpoint_dir: str | os.PathLike | None = None, max_to_keep: int = 5,
+                 keep_checkpoint_every_n_hours: float | None = None, *, every_k_epochs: int = 1,
+                 var_collections: Any = None):
+        super().__init__()
+        if isinstance(checkpoint_dir, int) and not isinstance(checkpoint_dir, bool):
+            raise TypeError(
+                "ModelSaver's first argument is the checkpoint directory. For tensorpack's "
+                f"ModelSaver({checkpoint_dir}) write ModelSaver(checkpoint_dir=..., "
+                f"max_to_keep={checkpoint_dir}).")
+        if var_collections is not None:
+            raise ValueError("`var_collections` has no meaning here (no TF1 collections): every "
+                             "variable of the model is saved. Received: "
+                             f"var_collections={var_collections!r}")
+        for name, value in (("max_to_keep", max_to_keep), ("every_k_epochs", every_k_epochs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        self.checkpoint_dir = _prepare_dir(checkpoint_dir, "ModelSaver")
+        self.max_to_keep = max_to_keep
+        self.keep_checkpoint_every_n_hours = keep_checkpoint_every_n_hours or None
+        self.every_k_epochs = every_k_epochs
+        self.saved: list[str] = []
+        self._directory: str | None = None
+        self._epoch = 0
+        self._last_step: int | None = None
+
+    @staticmethod
+    def restore(model: keras.Model, checkpoint_dir: str | os.PathLike) -> int:
+        """Restore the latest checkpoint (weights and optimizer) into a built,
+        compiled ``model``; returns the epochs done (for ``fit(initial_epoch=)``)."""
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        info = ckpt.restore(model, checkpoint_dir, optimizer=optimizer)
+        return info.epoch or 0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._last_step = None  # a second fit() with the same saver saves again
+        self._epoch = 0
+        self._chief = _chief(self.model)
+        self._directory = self.checkpoint_dir if self._chief else tempfile.mkdtemp(prefix="modelsaver-")
+        marker = os.path.join(self.checkpoint_dir, ckpt.FINISHED_MARKER)
+        if self._chief and os.path.exists(marker):
+            os.unlink(marker)  # this directory is being trained into again
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self._epoch = epoch
+        if (epoch + 1) % self.every_k_epochs == 0:
+            self._save(epoch)
+
+    def trigger(self, logs=None) -> None:
+        """Save now (what a ``PeriodicTrigger`` calls at its schedule)."""
+        self._save(self._epoch)
+
+    def on_train_end(self, logs=None) -> None:
+        if self._directory is None:
+            return
+        if self._chief:
+            atomic_write_json(os.path.join(self.checkpoint_dir, ckpt.FINISHED_MARKER), {
+                "epoch": self._epoch + 1, "global_step": _global_step(self.model),
+                "checkpoint": os.path.basename(self.saved[-1]) if self.saved else None})
+        else:
+            shutil.rmtree(self._directory, ignore_errors=True)
+        self._directory = None
+
+    def _save(self, epoch: int, weights: Sequence[Any] | None = None) -> str | None:
+        """Write ``ckpt-<global_step>`` of epoch ``epoch`` (0-based). With
+        ``weights`` (aligned with ``model.weights``), those values are saved
+        instead of the model's (the optimizer state is still the current one)."""
+        if self._directory is None:
+            return None
+        step = _global_step(self.model)
+        if self._last_step == step and weights is None:
+            return None
+        optimizer = getattr(self.model, "optimizer", None)
+        checkpoint = ckpt.make_checkpoint(self.model, weights=weights, optimizer=optimizer,
+                                          epoch=epoch + 1, global_step=step)
+        manager = tf.train.CheckpointManager(
+            checkpoint, self._directory, max_to_keep=self.max_to_keep,
+            keep_checkpoint_every_n_hours=self.keep_checkpoint_every_n_hours, checkpoint_name="ckpt")
+        path = manager.save(checkpoint_number=step)
+        self._last_step = step
+        if self._chief:
+            self.saved.append(path)
+        return path

@@ -1,0 +1,304 @@
+"""Turn what the user passes as validation input into a sized, re-iterable,
+prefetched ``tf.data.Dataset``.
+
+Accepted inputs:
+
+* a ``tf.data.Dataset`` (used as is, plus a prefetch);
+* a tensorpack-style DataFlow: an object with ``__iter__`` yielding batches,
+  an optional ``__len__`` and an optional ``reset_state()`` (called exactly
+  once, before the first iteration);
+* any re-iterable of batches (a list of tuples of arrays, ...), where each
+  batch is an array, a tuple/list of arrays or a dict of arrays;
+* a zero-argument function returning one of the above (called at every run).
+
+One-shot iterators (generators, ``iter(...)`` results) are refused: the runner
+needs to start again from the first batch at every run.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import threading
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from infer_callbacks.data.queue_feed import Feed
+
+__all__ = ["InputSource", "QueueInput", "FeedInput"]
+
+
+class _DataFlowInput:
+    """A tensorpack input-source wrapper around a DataFlow; here only a label:
+    the runner always prefetches its input on a background pipeline."""
+
+    def __init__(self, ds: Any, *args: Any, **kwargs: Any):
+        if isinstance(ds, _DataFlowInput):
+            ds = ds.dataflow
+        if isinstance(ds, (tf.Tensor, np.ndarray, str, bytes)) or not (
+                hasattr(ds, "__iter__") or isinstance(ds, tf.data.Dataset)):
+            raise TypeError(f"{type(self).__name__} wraps a DataFlow (an iterable of batches) or a "
+                            f"tf.data.Dataset. Received: {ds!r}")
+        self.dataflow = ds
+        self.ds = ds
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.dataflow!r})"
+
+
+class QueueInput(_DataFlowInput):
+    """tensorpack's ``QueueInput(df)``: accepted so ported code runs
+    unchanged; the DataFlow is fed through a prefetched ``tf.data`` pipeline
+    (the queue's job), and the extra arguments (``queue=``) are ignored.
+
+    Example:
+
+    >>> runner_input = QueueInput([(np.zeros((2, 3), "float32"),)])
+    """
+
+
+class FeedInput(_DataFlowInput):
+    """tensorpack's ``FeedInput(df)``: accepted so ported code runs
+    unchanged; batches are prefetched like any other DataFlow (the
+    ``infinite=`` argument is ignored: a validation run ends with the
+    DataFlow)."""
+
+
+def _describe(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _is_one_shot(obj: Any) -> bool:
+    if isinstance(obj, collections.abc.Iterator):
+        return True
+    try:
+        return iter(obj) is obj
+    except TypeError:
+        return False
+
+
+def _to_structure(batch: Any) -> Any:
+    """A batch as nested tuples/dicts of numpy arrays (lists become tuples)."""
+    if isinstance(batch, dict):
+        return {k: _to_structure(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return tuple(_to_structure(v) for v in batch)
+    if isinstance(batch, tf.Tensor):
+        return batch.numpy()
+    return np.asarray(batch)
+
+
+def _spec_of(array: np.ndarray) -> tf.TensorSpec:
+    if array.dtype == object:
+        raise ValueError(
+            "A batch element could not be converted to a numeric array "
+            f"(got an object array of shape {array.shape}). Each batch must be "
+            "an array, a tuple/list of arrays or a dict of arrays with one "
+            "batch dimension."
+        )
+    dtype = tf.as_dtype(array.dtype) if array.dtype.kind != "U" else tf.string
+    if array.ndim == 0:
+        return tf.TensorSpec((), dtype)
+    return tf.TensorSpec((None,) + array.shape[1:], dtype)
+
+
+class _Static:
+    """A ``tf.data`` input's run: the dataset itself."""
+
+    def __init__(self, dataset: tf.data.Dataset):
+        self.dataset = dataset
+
+    def source(self, transform=None):
+        return iter(self.dataset if transform is None else transform(self.dataset))
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class InputSource:
+    """A validation input as a re-iterable, prefetched ``tf.data.Dataset``.
+
+    Args:
+        source: the user's input (see the module docstring).
+        prefetch: batches to prefetch; ``None`` lets tf.data tune it.
+
+    Attributes:
+        dataset: the ``tf.data.Dataset`` to iterate, once per run.
+        size: the number of batches per run, or ``None`` when unknown.
+    """
+
+    def __init__(self, source: Any, *, prefetch: int | None = None):
+        if isinstance(source, _DataFlowInput):
+            source = source.dataflow
+        self._source = source
+        self._factory: Callable[[], Any] | None = None
+        self._reset_done = False
+        self._reset_lock = threading.Lock()
+        self.description = _describe(source)
+        self.reset_counter()
+        prefetch_n = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
+        self._signature = None
+        self._capacity = 8 if prefetch is None else max(1, int(prefetch))
+
+        if isinstance(source, tf.data.Dataset):
+            self._check_cardinality(source)
+            self.dataset = source.prefetch(prefetch_n)
+            card = int(source.cardinality())
+            self.size = card if card >= 0 else None
+            return
+        if isinstance(source, (tf.Tensor, np.ndarray, str, bytes)):
+            raise TypeError(
+                f"`input` must be a tf.data.Dataset, a DataFlow or a re-iterable "
+                f"of batches. Received a single {_describe(source)}; wrap arrays "
+                "as tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)."
+            )
+        if _is_one_shot(source):
+            raise TypeError(
+                "`input` is a one-shot iterator "
+                f"({_describe(source)}): it would be exhausted after the first "
+                "validation run. Pass a re-iterable (a list, a tf.data.Dataset, "
+                "a DataFlow) or a zero-argument function returning a fresh "
+                "iterator, e.g. `lambda: my_generator()`."
+            )
+        if callable(source) and not hasattr(source, "__iter__"):
+            self._factory = source
+        elif not hasattr(source, "__iter__"):
+            raise TypeError(
+                f"`input` must be a tf.data.Dataset, a DataFlow, a re-iterable of "
+                f"batches or a function returning one. Received: {source!r}"
+            )
+        first = self._first_batch()
+        structure = _to_structure(first)
+        signature = tf.nest.map_structure(_spec_of, structure)
+        self.size = self._len()
+        self._signature = signature
+        self.dataset = tf.data.Dataset.from_generator(
+            self._generate, output_signature=signature
+        ).prefetch(prefetch_n)
+
+    @staticmethod
+    def _check_cardinality(ds: tf.data.Dataset) -> None:
+        card = int(ds.cardinality())
+        if card == tf.data.INFINITE_CARDINALITY:
+            raise ValueError(
+                "The validation dataset is infinite (cardinality INFINITE, e.g. "
+                "after .repeat()), so a validation run would never end. Remove "
+                "the .repeat() or use .take(num_batches)."
+            )
+        if card == 0:
+            raise ValueError(
+                "The validation dataset is empty (cardinality 0). Pass a "
+                "dataset with at least one batch."
+            )
+
+    def _len(self) -> int | None:
+        if self._factory is not None:
+            return None
+        try:
+            n = len(self._source)
+        except (TypeError, NotImplementedError):
+            return None
+        return int(n)
+
+    def _iterable(self) -> Any:
+        if self._factory is None:
+            with self._reset_lock:
+                if not self._reset_done:
+                    reset = getattr(self._source, "reset_state", None)
+                    if callable(reset):
+                        reset()
+                    self._reset_done = True
+            return self._source
+        made = self._factory()
+        if isinstance(made, tf.data.Dataset):
+            raise TypeError(
+                "The input function returned a tf.data.Dataset; pass the "
+                "dataset itself as `input`."
+            )
+        if not hasattr(made, "__iter__"):
+            raise TypeError(
+                f"The input function must return an iterable of batches. It "
+                f"returned {made!r}."
+            )
+        return made
+
+    def _first_batch(self) -> Any:
+        iterator = iter(self._iterable())
+        try:
+            return next(iterator)
+        except StopIteration:
+            raise ValueError(
+                f"The validation input ({self.description}) yielded no batch. "
+                "Pass a non-empty validation set."
+            ) from None
+        finally:
+            close = getattr(iterator, "close", None)
+            if callable(close):
+                close()
+
+    @property
+    def queued(self) -> bool:
+        """Whether :meth:`open` feeds runs through a queue (a Python input)."""
+        return self._signature is not None
+
+    def open(self, queued: bool = True) -> Any:
+        """One run's input: ``.source(transform)`` for the step (an iterator
+        of ``transform(dataset)``, or a queue handle), ``.check()`` after it
+        ends (raises the error a Python input raised, if any) and
+        ``.close()``. A Python input is fed by a producer thread through a
+        TensorFlow queue (:class:`~infer_callbacks.data.queue_feed.Feed`) when
+        ``queued``, else through :attr:`dataset`."""
+        if not (queued and self.queued):
+            return _Static(self.dataset)
+        return Feed(self._generate, self._signature, capacity=self._capacity,
+                    description=self.description)
+
+    def reset_counter(self) -> None:
+        """Start counting produced batches (for error messages)."""
+        self.produced = 0
+        self.failed_batch: int | None = None
+
+    def _generate(self):
+        self.reset_counter()
+        iterator = iter(self._iterable())
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except BaseException:
+                self.failed_batch = self.produced + 1
+                raise
+            self.produced += 1
+            structure = _to_structure(batch)
+            self._check_batch(structure)
+            yield structure
+
+    def _check_batch(self, structure: Any) -> None:
+        """Refuse a batch whose structure, dtype or shape differs from the
+        first batch's, naming the batch and both layouts."""
+        def layout(x):
+            return tf.nest.map_structure(lambda a: f"{a.dtype}{list(a.shape)}", x)
+
+        def expected():
+            return tf.nest.map_structure(lambda sp: f"{sp.dtype.name}{sp.shape.as_list()}", self._signature)
+
+        try:
+            tf.nest.assert_same_structure(structure, self._signature, check_types=False)
+            ok = all(
+                sp.shape.is_compatible_with(a.shape)
+                and (sp.dtype == tf.string or tf.as_dtype(a.dtype) == sp.dtype)
+                for a, sp in zip(tf.nest.flatten(structure), tf.nest.flatten(self._signature)))
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            self.failed_batch = self.produced
+            raise ValueError(
+                f"Validation batch {self.produced} of {self.description} does not match the "
+                f"first batch: got {layout(structure)}, expected {expected()} (None = any "
+                "batch size). Every batch must have the same structure, dtypes and "
+                "non-batch dimensions.")

@@ -1,0 +1,6 @@
+"""Monitors: the ``Monitors`` callback and one module per writer
+(``ScalarPrinter``, ``JSONWriter``, ``TFEventWriter``). They decide where
+numbers go, never what is measured.
+
+May import: ``runner`` (to meet the run's producers), ``distribute``, ``_util``.
+"""

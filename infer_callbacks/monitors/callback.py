@@ -1,0 +1,267 @@
+"""``Monitors``: write each epoch's results to stdout, ``stats.json`` and
+TensorBoard. Monitors decide where numbers go, never what is measured.
+
+Where the numbers come from:
+
+| source | what | written under |
+| --- | --- | --- |
+| the epoch's ``logs`` | every scalar (training metrics, runner results) | the current epoch and global step |
+| ``pop_reports()`` of sibling runners (``report.Report``) | ``scalars``, ``monitor_scalars`` (monitors only, not ``logs``, e.g. ``ConfusionMatrix``'s per-class values), ``images`` | the report's ``epoch_num`` / ``global_step`` (an asynchronous runner reports epoch ``e`` later) |
+
+The runners are those of the run this callback joins in ``set_model``
+(:func:`infer_callbacks.runner.keras_glue.join`: the ``CallbackList`` that
+holds it, looking through wrappers such as ``PeriodicTrigger``). Nothing is
+read from or stored on the user's model.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Iterable, Sequence
+
+import keras
+import numpy as np
+
+from infer_callbacks.distribute.devices import is_chief, model_strategy
+from infer_callbacks.runner import keras_glue
+from infer_callbacks.monitors.writers import (
+    merge_epoch_row,
+    JSONWriter,
+    MonitorWriter,
+    ScalarPrinter,
+    TFEventWriter,
+    optimizer_step,
+)
+
+__all__ = ["Monitors", "MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "biuf":
+        return float(value)
+    if hasattr(value, "numpy"):
+        return _scalar(np.asarray(value.numpy()))
+    return None
+
+
+def _scalars(values: dict | None) -> dict[str, float]:
+    out = {}
+    for key, value in (values or {}).items():
+        v = _scalar(value)
+        if v is not None:
+            out[key] = v
+    return out
+
+
+class Monitors(keras.callbacks.Callback):
+    """A Keras callback that writes each epoch's results to its writers.
+
+    Every scalar in the epoch's ``logs`` is written (training metrics and the
+    runners' results), and every report of the runners in the same callback
+    list: values meant for the monitors only (``ConfusionMatrix``'s per-class
+    recall and precision), images (``TFEventWriter`` writes them, the others
+    ignore them), and results that an asynchronous runner reports for an
+    earlier epoch, which are written under that epoch and its global step
+    (``stats.json`` merges them into that epoch's row).
+
+    The console writer (:class:`ScalarPrinter`) prints after Keras's progress
+    bar, and, when ``fit`` prints the logs (``verbose`` 1 or 2), only what the
+    bar does not show.
+
+    Outside ``fit`` (e.g. a sidecar evaluator), use :meth:`open`,
+    :meth:`write` and :meth:`close`.
+
+    Args:
+        writers: a list of :class:`MonitorWriter` (``ScalarPrinter()``,
+            ``JSONWriter(logdir)``, ``TFEventWriter(logdir)``).
+
+    Attributes:
+        history: the rows written in this run, one dict per epoch
+            (``epoch_num``, ``global_step`` and the values), sorted by epoch.
+
+    Example:
+
+    ```python
+    import keras, numpy as np, tempfile
+    from infer_callbacks import InferenceRunner, ScalarStats, Monitors, ScalarPrinter, JSONWriter
+
+    x, y = np.random.rand(64, 4).astype("float32"), np.random.rand(64, 1).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    monitors = Monitors([ScalarPrinter(), JSONWriter(tempfile.mkdtemp())])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[
+        InferenceRunner([(x, y)], ScalarStats("loss")), monitors])
+    print(monitors.get_history("validation_loss"))
+    ```
+    """
+
+    def __init__(self, writers: Sequence[MonitorWriter] | MonitorWriter):
+        super().__init__()
+        if isinstance(writers, MonitorWriter):
+            writers = [writers]
+        writers = list(writers)
+        for w in writers:
+            if not isinstance(w, MonitorWriter):
+                raise TypeError(
+                    "Monitors takes a list of writers (ScalarPrinter(), JSONWriter(logdir), "
+                    f"TFEventWriter(logdir)). Received: {w!r}")
+        self.writers = writers
+        self._active = writers  # all, or on a non-chief worker the console ones
+        self.history: list[dict] = []
+        self._console_pending: list[tuple] = []
+        self._sources: list = []
+        self._fit_run: keras_glue.Run | None = None
+
+    # ---- standalone use -------------------------------------------------
+
+    def open(self, model: keras.Model | None = None, *, chief: bool = True) -> None:
+        """Set up every writer (what ``on_train_begin`` does). ``model=None``
+        means "resume": ``stats.json`` keeps its rows. With ``chief=False``
+        (a worker other than the chief) only the console writers run: the
+        files are the chief's."""
+        self.history = []
+        self._console_pending = []
+        self._active = [w for w in self.writers if chief or w.console]
+        ready = []
+        try:
+            for w in self._active:
+                w.setup(model)
+                ready.append(w)
+        except BaseException:
+            for w in ready:  # e.g. a TFEventWriter opened before a JSONWriter refused
+                w.close()
+            raise
+
+    def write(self, epoch_num: int, global_step: int, scalars: dict, images: dict | None = None, *,
+              console_skip: Iterable[str] = ()) -> None:
+        """Write one epoch's values (merged into that epoch's row when it was
+        written before) and images to every writer.
+
+        Args:
+            epoch_num: the 1-based epoch (or checkpoint's epoch) they measure.
+            global_step: its global step.
+            scalars: ``{name: number}``.
+            images: ``{name: H x W x C uint8}``.
+            console_skip: keys the console writers leave out (already shown).
+        """
+        self._write_rows([(epoch_num, global_step, _scalars(scalars), dict(images or {}))],
+                         set(console_skip), defer=False)
+
+    def close(self) -> None:
+        """Close every writer (what ``on_train_end`` does)."""
+        for w in self._active:
+            w.close()
+
+    # ---- what an inferencer's trainer handle reads ----------------------
+
+    def get_history(self, name: str) -> list[tuple[int, float]]:
+        """Every ``(global_step, value)`` of ``name`` written in this run, in
+        epoch order (as the inferencers' ``trainer.monitors.get_history``)."""
+        return [(row["global_step"], row[name]) for row in self.history if name in row]
+
+    def get_latest(self, name: str) -> float:
+        """The value of ``name`` of the latest epoch that has it (tensorpack's
+        ``trainer.monitors.get_latest``). Raises ``KeyError`` listing the
+        names written so far."""
+        values = self.get_history(name)
+        if not values:
+            known = sorted({k for row in self.history for k in row} - {"epoch_num", "global_step"})
+            raise KeyError(f"Monitors have no value for {name!r} yet. Names written so far: {known}")
+        return values[-1][1]
+
+    def _add_history(self, epoch_num: int, step: int, scalars: dict) -> None:
+        merge_epoch_row(self.history, epoch_num, step, scalars)
+
+    # ---- Keras callback -------------------------------------------------
+
+    def set_model(self, model) -> None:
+        super().set_model(model)
+        self._fit_run = keras_glue.join(self)
+
+    def on_train_begin(self, logs=None) -> None:
+        self.open(self.model, chief=is_chief(model_strategy(self.model)))
+        if self._fit_run is None:
+            self._sources = []
+            keras_glue.warn_unjoined(self, "it writes only the epochs' logs: no runner's images, "
+                                     "monitor-only values or asynchronous results")
+        else:
+            self._sources = self._fit_run.producers(exclude=self)  # found once per run
+
+    def _keras_prints_logs(self) -> bool:
+        """``fit`` (and the trainer host) print every ``logs`` key at epoch
+        end with ``verbose`` 1 or 2 (``"auto"`` is 1)."""
+        verbose = (self.params or {}).get("verbose", 0)
+        return bool(verbose)
+
+    def _pop_reports(self) -> list:
+        reports = []
+        for source in self._sources:
+            reports.extend(source.pop_reports() or ())
+        return reports
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._flush_console()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        epoch_num = epoch + 1
+        step = optimizer_step(self.model)
+        step = epoch_num if step is None else step
+        scalars = _scalars(logs)
+        shown = set(scalars) if self._keras_prints_logs() else set()
+        reports = self._pop_reports()
+        now = [r for r in reports if r.epoch_num == epoch_num]
+        late = [r for r in reports if r.epoch_num != epoch_num]
+        for r in late:  # their keys in this epoch's logs measure an earlier epoch
+            for key in r.scalars:
+                scalars.pop(key, None)
+        images: dict = {}
+        for r in now:
+            scalars.update(_scalars(r.scalars))
+            scalars.update(_scalars(r.monitor_scalars))
+            images.update(r.images or {})
+        rows = [(epoch_num, step, scalars, images)]
+        for r in sorted(late, key=lambda r: r.epoch_num):
+            rows.append((r.epoch_num, r.global_step,
+                         {**_scalars(r.scalars), **_scalars(r.monitor_scalars)}, dict(r.images or {})))
+        self._write_rows(rows, shown, defer=self._keras_prints_logs())
+
+    def _write_rows(self, rows: list, shown: set, *, defer: bool) -> None:
+        for epoch_num, step, scalars, images in rows:
+            self._add_history(epoch_num, step, scalars)
+            for w in self._active:
+                if w.console:
+                    if not getattr(w, "repeat_keras_logs", False):
+                        printed = {k: v for k, v in scalars.items() if k not in shown}
+                    else:
+                        printed = scalars
+                    if defer:  # after Keras's progress bar has ended its line
+                        self._console_pending.append((w, epoch_num, step, printed))
+                    else:
+                        w.write(epoch_num, step, printed)
+                else:
+                    w.write(epoch_num, step, scalars)
+                if images:
+                    w.write_images(epoch_num, step, images)
+
+    def _flush_console(self) -> None:
+        pending, self._console_pending = self._console_pending, []
+        for w, epoch_num, step, scalars in pending:
+            w.write(epoch_num, step, scalars)
+
+    def on_train_end(self, logs=None) -> None:
+        try:
+            # Reports that arrived after the last epoch end (a runner that
+            # finished in its own on_train_end), then the last printed table.
+            reports = self._pop_reports()
+            if reports:
+                self._write_rows([(r.epoch_num, r.global_step,
+                                   {**_scalars(r.scalars), **_scalars(r.monitor_scalars)},
+                                   dict(r.images or {})) for r in reports], set(), defer=False)
+            self._flush_console()
+        finally:
+            self._sources = []  # hold no runner beyond the run
+            self.close()

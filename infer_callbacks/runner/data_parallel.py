@@ -1,0 +1,78 @@
+"""``DataParallelInferenceRunner``: one tower per device, whole batches each."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import tensorflow as tf
+
+from infer_callbacks.distribute.devices import canonical_device, gpu_devices, model_strategy
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.runner.inference_runner import InferenceRunner
+
+__all__ = ["DataParallelInferenceRunner"]
+
+
+class DataParallelInferenceRunner(InferenceRunner):
+    """An :class:`InferenceRunner` with one tower per device, run together.
+
+    As in tensorpack, each device gets **whole batches** of the input:
+    batch ``k*N + i`` goes to device ``i`` (the batch size is per device;
+    the last round may leave some devices idle). Every inferencer sees every
+    batch whole, in dataset order, so every result, per-batch custom ones
+    included, is the same for any number of devices, and every sample is
+    seen once. The devices are the replicas of a
+    ``tf.distribute.MirroredStrategy``; one ``tf.function`` call runs
+    several rounds, and batches reach the devices from one host iterator
+    (nothing is rebuilt per run).
+
+    A model built outside any strategy is validated as it is (each replica
+    reads the variables where they live). A model built under a
+    ``MirroredStrategy`` can only run on that strategy's devices.
+
+    Args:
+        input: as for :class:`InferenceRunner`.
+        infs: an :class:`Inferencer` or a list of them.
+        gpus: an int (the first N GPUs), a list of GPU ids, or a list of
+            device strings such as ``['/cpu:0', '/cpu:1']``; checked at
+            construction (a missing device lists the available ones).
+        tower_func: as for :class:`InferenceRunner`.
+        **kwargs: the keyword-only arguments of :class:`InferenceRunner`.
+
+    Example:
+
+    ```python
+    runner = DataParallelInferenceRunner(val_ds, [ScalarStats("loss")], gpus=["/cpu:0"])
+    ```
+    """
+
+    whole_batches = True
+
+    def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer], gpus: Any,
+                 tower_func: Callable[..., Any] | None = None, **kwargs):
+        if "device" in kwargs:
+            raise TypeError("DataParallelInferenceRunner takes its devices from `gpus`; `device` "
+                            f"belongs to InferenceRunner (one device). Received: device={kwargs['device']!r}")
+        self.devices = gpu_devices(gpus)
+        super().__init__(input, infs, tower_func=tower_func, **kwargs)
+        self._own_strategy: tf.distribute.Strategy | None = None
+
+    def strategy_for(self, model) -> tf.distribute.Strategy:
+        theirs_strategy = model_strategy(model)
+        if theirs_strategy is not None and not isinstance(theirs_strategy, tf.distribute.OneDeviceStrategy):
+            theirs = []
+            for name in theirs_strategy.extended.worker_devices:
+                try:
+                    theirs.append(canonical_device(name))
+                except ValueError:
+                    theirs.append(name)
+            if sorted(theirs) == sorted(self.devices):
+                return theirs_strategy
+            raise ValueError(
+                f"The model was built under a {type(theirs_strategy).__name__} over {theirs}, so its "
+                f"variables live on those devices only; DataParallelInferenceRunner cannot run it on "
+                f"{self.devices}. Pass gpus={theirs!r}, or use InferenceRunner, which validates on all "
+                "of the model's replicas.")
+        if self._own_strategy is None:
+            self._own_strategy = tf.distribute.MirroredStrategy(self.devices)
+        return self._own_strategy

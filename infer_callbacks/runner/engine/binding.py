@@ -1,0 +1,256 @@
+"""A runner bound to one model: devices, the tower, the traced step.
+
+A runner is reusable across ``fit`` calls, models and trainers: it makes a
+new :class:`Binding` whenever the model (or its strategy) changes and keeps
+the traced step while it does not. Nothing is stored on the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import weakref
+from typing import Any, Sequence
+
+import tensorflow as tf
+
+from infer_callbacks.runner.engine.snapshot import Snapshot, scoped
+from infer_callbacks.distribute.devices import is_chief, spans_workers
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
+from infer_callbacks.runner.engine.chunk import Chunk
+from infer_callbacks.distribute.cross_worker import shard_for_worker
+from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES, _static_inner, make_step
+from infer_callbacks.towers.keras_tower import keras_tower_func
+from infer_callbacks.towers.spec import TowerSpec, UnknownFetchError
+
+__all__ = ["Binding", "EngineConfig", "check_inferencers", "SAMPLE_WEIGHT"]
+
+SAMPLE_WEIGHT = "#sample_weight"
+
+
+def check_inferencers(infs: Any) -> list[Inferencer]:
+    """``infs`` as a non-empty list of inferencers whose fetch lists and
+    result names are valid and do not clash."""
+    if isinstance(infs, Inferencer):
+        infs = [infs]
+    if not isinstance(infs, (list, tuple)) or not infs:
+        raise ValueError(f"`infs` must be an Inferencer or a non-empty list of Inferencers. Received: {infs!r}")
+    owner: dict[str, Inferencer] = {}
+    for inf in infs:
+        if not isinstance(inf, Inferencer):
+            raise TypeError("Every element of `infs` must be an infer_callbacks.Inferencer (e.g. "
+                            f"ScalarStats('loss')). Received: {inf!r} of type {type(inf).__name__}.")
+        inf.get_fetches()  # validates the list early
+        for key in inf.result_names() or []:
+            if key in owner:
+                raise ValueError(f"Two inferencers report the same key {key!r}: {owner[key]!r} and "
+                                 f"{inf!r}. Give one of them another prefix or summary name.")
+            owner[key] = inf
+    return list(infs)
+
+
+def _worker_index(strategy: tf.distribute.Strategy) -> int:
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief":
+        return 0
+    return int(resolver.task_id) + (1 if "chief" in cluster else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """What the runner hands the engine (its own configuration; the engine
+    reads nothing else of the runner).
+
+    Attributes:
+        input: the :class:`~infer_callbacks.data.source.InputSource`.
+        infs: the inferencers, in the runner's order (their fetches).
+        tower_func: the user's tower function, or ``None`` for the model's own.
+        input_names: names of the positional batch elements, or ``None``.
+        whole_batches: each replica takes whole batches (data-parallel).
+        asynchronous: validate a snapshot of the weights.
+        steps_per_execution: the most batches per call, ``None``: automatic.
+        pipeline: run the calls in a background thread.
+        shutdown_timeout: seconds to wait for that thread when a pass stops early.
+    """
+
+    input: Any
+    infs: tuple
+    tower_func: Any = None
+    input_names: tuple | None = None
+    whole_batches: bool = False
+    asynchronous: bool = False
+    steps_per_execution: int | None = None
+    pipeline: bool = True
+    shutdown_timeout: float = 2.0
+
+
+class Binding:
+    """What a runner needs to validate ``model``.
+
+    Attributes:
+        strategy: the devices' strategy, or ``None`` (TensorFlow's placement).
+        mode: ``'single'``, ``'whole'`` or ``'split'`` (see ``step.py``).
+        plan: ``[(inferencer, fetch names)]`` in the runner's order.
+    """
+
+    def __init__(self, model, strategy: tf.distribute.Strategy | None, config: EngineConfig, key: Any = None):
+        """``key``: what the runner compares in :meth:`matches` to reuse the binding."""
+        self._model_ref = weakref.ref(model) if model is not None else None
+        self.strategy = strategy
+        self._key = key
+        self.mode, self.multi_worker = self._mode(config)
+        element_spec = config.input.dataset.element_spec
+        if config.tower_func is None:
+            if model is None:
+                raise ValueError("InferenceRunner has no model and no `tower_func`. Use it in "
+                                 "`model.fit(callbacks=[...])`, call `runner.set_model(model)`, "
+                                 "or pass `tower_func`.")
+            if callable(getattr(model, "inference_tower", None)):  # a ModelDesc's model
+                tower_func, keras_default = model.inference_tower(), False
+            else:
+                tower_func, keras_default = keras_tower_func(model), True
+        else:
+            tower_func, keras_default = config.tower_func, False
+        self.tower = TowerSpec(tower_func, element_spec, keras_default=keras_default,
+                               input_names=(list(config.input_names) if config.input_names is not None
+                                            else getattr(tower_func, "input_names", None)))
+        names = list(dict.fromkeys(n for inf in config.infs for n in inf.get_fetches()))
+        self.plan = [(inf, list(inf.get_fetches())) for inf in config.infs]
+        self.ranks: dict[str, int] = {}
+        self.specs = self._trace(config, names, element_spec)
+        replica_fn = self.tower.replica_fn(names, {})
+        self.snapshot = None
+        if config.asynchronous:
+            if self.multi_worker:
+                raise ValueError(
+                    "asynchronous=True cannot validate across several workers: the validation's "
+                    "collectives would interleave with training's. Validate synchronously "
+                    "(asynchronous=False) or evaluate checkpoints beside training with SidecarEvaluator.")
+            if model is None:
+                raise ValueError("asynchronous=True validates a snapshot of the model's weights; "
+                                 "bind a model first (runner.set_model(model) or model.fit).")
+            self.snapshot = Snapshot(model, self.strategy)
+            replica_fn = scoped(replica_fn, self.snapshot)
+        step_strategy, device = self.strategy, None
+        if self.mode == "whole" and not self.multi_worker and len(self.strategy.extended.worker_devices) == 1:
+            # One replica (device=..., or a data-parallel runner on one device):
+            # the plain loop on that device, without per-replica machinery.
+            step_strategy, device = None, self.strategy.extended.worker_devices[0]
+        # Rounds per call: the user's cap, or automatic (paced by time and
+        # bytes; across workers every call has this size, so keep it modest).
+        self.max_rounds = config.steps_per_execution or (64 if self.multi_worker else 1024)
+        self.step = make_step(replica_fn, self.specs, element_spec, step_strategy,
+                              "single" if step_strategy is None else self.mode, self.max_rounds,
+                              self.multi_worker, device=device, queued=self._queued(config))
+        self._config = config
+        self._exact = {n: (n + "#num", n + "#den") for n in names
+                       if n + "#num" in self.specs and n + "#den" in self.specs}
+        self._has_weight = SAMPLE_WEIGHT in self.specs
+        self._pace = 1  # rounds of a pass's first call
+
+    def _queued(self, config: EngineConfig) -> bool:
+        """A Python input reaches the step through a queue, except across
+        workers (each worker takes its shard of the dataset)."""
+        return config.input.queued and not self.multi_worker
+
+    def matches(self, model, key: Any = None) -> bool:
+        """Whether this binding serves ``model`` with the runner's ``key``."""
+        alive = self._model_ref() if self._model_ref is not None else None
+        return alive is model and self._key == key
+
+    def _mode(self, config: EngineConfig) -> tuple[str, bool]:
+        strategy = self.strategy
+        if strategy is None:
+            return "single", False
+        if config.whole_batches or isinstance(strategy, (tf.distribute.OneDeviceStrategy,
+                                                            tf.distribute.MultiWorkerMirroredStrategy)):
+            return "whole", spans_workers(strategy)
+        return "split", False
+
+    def _trace(self, config: EngineConfig, names: Sequence[str], element_spec) -> dict[str, tf.TensorSpec]:
+        """One trace on the input's structure: checks every fetch name
+        (before any training step) and records the outputs' specs."""
+        fn = self.tower.replica_fn(names, self.ranks)
+        try:
+            concrete = tf.function(fn, autograph=False).get_concrete_function(element_spec)
+        except UnknownFetchError as e:
+            users = [inf for inf in config.infs if e.name in inf.get_fetches()]
+            raise UnknownFetchError(e.name, f"{e} Requested by {users[0]!r}." if users else str(e)) from None
+        specs = {k: tf.TensorSpec.from_tensor(v) for k, v in concrete.structured_outputs.items()}
+        self.ranks[NUM_SAMPLES] = 0
+        for k, spec in specs.items():
+            self.ranks.setdefault(k, spec.shape.rank)
+            if spec.shape.rank is None:
+                raise ValueError(f"Fetched tensor {k!r} has an unknown rank; give it a static rank in "
+                                 "the tower (e.g. tf.reshape or tf.ensure_shape).")
+        return specs
+
+    @property
+    def tracing_count(self) -> int:
+        return self.step.experimental_get_tracing_count()
+
+    @property
+    def is_chief(self) -> bool:
+        return is_chief(self.strategy)
+
+    def fetch_table(self, batch: dict, names: Sequence[str], load=None):
+        """``(results, exact, sample_weight)`` for one inferencer's fetches
+        from ``batch``; with ``load(name)``, values missing from ``batch``
+        are loaded into it first (a chunk's blocks, shared by inferencers)."""
+        if load is not None:
+            wanted = list(names) + [k for n in names if n in self._exact for k in self._exact[n]]
+            for n in wanted + ([SAMPLE_WEIGHT] if self._has_weight else []):
+                if n not in batch:
+                    batch[n] = load(n)
+        results = [batch[n] for n in names]
+        exact = [(batch[self._exact[n][0]], batch[self._exact[n][1]]) if n in self._exact else None
+                 for n in names]
+        return results, exact, batch.get(SAMPLE_WEIGHT) if self._has_weight else None
+
+    def can_block(self, names: Sequence[str]) -> bool:
+        """Whether these fetches (with their exact pairs and the sample
+        weights) can travel as one block per step call: none is a scalar per
+        batch and all have static non-batch dimensions."""
+        wanted = list(names) + [k for n in names if n in self._exact for k in self._exact[n]]
+        wanted += [SAMPLE_WEIGHT] if self._has_weight else []
+        return all(self.ranks.get(n, 0) >= 1 and _static_inner(self.specs[n]) for n in wanted)
+
+    def blocks(self):
+        """A generator of ``(dataset batches, Chunk)``, one per step call, in
+        dataset order; close it to stop early. (Under ``split`` mode with a
+        per-batch scalar fetch, each replica slice is one batch of the chunk.)"""
+        feed = self._config.input.open(queued=self._queued(self._config))
+        shard = None
+        if self.multi_worker:
+            local = len(self.strategy.extended.worker_devices)
+            shard = lambda ds: shard_for_worker(ds, self.strategy.num_replicas_in_sync, local,  # noqa: E731
+                                                _worker_index(self.strategy))
+        source = feed.source(shard)
+        # A pass starts at the pace the previous one reached (no ramp from one round).
+        pacer = Pacer(self.max_rounds, adaptive=not self.multi_worker, start=self._pace)
+        per_round = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
+        merge = self.mode == "split" and all(r >= 1 for n, r in self.ranks.items() if n != NUM_SAMPLES)
+
+        def call():
+            asked = pacer.limit
+            start = time.perf_counter()
+            rounds, valid, values, sizes, shapes = self.step(source, tf.constant(asked, tf.int32))
+            rounds = int(rounds)
+            if rounds < asked:  # the input ended (or its Python iterator failed)
+                feed.check()
+            if not rounds:
+                return None, True
+            valid = valid.numpy()
+            values = {n: v.numpy() for n, v in values.items()}
+            pacer.observe(asked, rounds, time.perf_counter() - start, sum(v.nbytes for v in values.values()))
+            if rounds == asked:  # a full call: its pace holds for the next pass too
+                self._pace = pacer.limit
+            chunk = Chunk(valid, values, sizes.numpy(), {n: v.numpy() for n, v in shapes.items()},
+                          self.specs, self.ranks, per_round, merge)
+            count = rounds if self.mode == "split" else int(valid.sum())
+            return (count, chunk), rounds < asked
+
+        yield from pipelined(call, background=self._config.pipeline,
+                             shutdown_timeout=self._config.shutdown_timeout, on_stop=feed.close)

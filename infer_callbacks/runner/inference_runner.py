@@ -1,0 +1,357 @@
+"""``InferenceRunner``: when to validate, and where the results go.
+
+| who                 | owns                                                        |
+| ------------------- | ----------------------------------------------------------- |
+| ``input``           | the validation set as a prefetched ``tf.data.Dataset``      |
+| ``tower``           | the inference function and its output names                 |
+| ``binding``         | devices, the traced step, one model at a time               |
+| ``step``/``pipeline`` | running batches on the devices, cutting them apart        |
+| this module         | the Keras lifecycle, dispatch to inferencers, ``logs``,     |
+|                     | ``on_test_*`` around each run, reports for the monitors     |
+| inferencers         | every number                                                |
+
+A run: ``on_test_begin`` on every callback of the ``fit`` (so
+``SwapEMAWeights`` swaps), the batches through the step, each batch's numpy
+values to every inferencer in dataset order, ``on_test_end``, then the
+results into the epoch's ``logs`` ahead of every other callback's
+``on_epoch_end`` (see ``keras_glue.py``: the runner joins the run of the
+``CallbackList`` that hands it its model, and moves itself ahead of the
+callbacks that are not validation producers).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from infer_callbacks.runner import keras_glue
+from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
+from infer_callbacks.runner.engine.binding import Binding, EngineConfig, check_inferencers
+from infer_callbacks.inferencers.context import RunContext
+from infer_callbacks.runner.dispatch import call_hook as _hook, collect, run_pass
+from infer_callbacks.distribute.devices import canonical_device, is_chief, model_strategy
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.data.source import InputSource
+from infer_callbacks.runner.report import Report
+
+__all__ = ["InferenceRunner"]
+
+
+def _require_tensorflow_backend() -> None:
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"infer_callbacks needs Keras's TensorFlow backend; this process uses "
+            f"KERAS_BACKEND={backend!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
+
+
+class InferenceRunner(keras.callbacks.Callback):
+    """Runs inferencers over a validation set at the end of every epoch.
+
+    Results go into the epoch's ``logs`` before any other callback's
+    ``on_epoch_end`` runs, wherever the runner stands in the list (so
+    ``History``, ``EarlyStopping``, ``ModelCheckpoint``, ``CSVLogger``,
+    :class:`Monitors` and your own callbacks see them), and into
+    :attr:`last_results`. Around each run the other callbacks get
+    ``on_test_begin`` / ``on_test_batch_*`` / ``on_test_end``, as with
+    ``fit(validation_data=...)``.
+
+    Args:
+        input: a ``tf.data.Dataset``, a tensorpack-style DataFlow, a
+            re-iterable of batches, or a function returning an iterable.
+        infs: an :class:`Inferencer` or a list of them.
+        tower_func: ``tower_func(*batch) -> dict[str, Tensor]``; by default
+            the Keras model's own tower (outputs, ``loss``, ``wrong-top1``...).
+        device: run on this one device (``'/cpu:0'``, ``'/gpu:1'`` or a GPU
+            id such as ``0``); by default the model's own strategy, or
+            TensorFlow's placement.
+        tower_name: a name for this runner's tower (tensorpack's argument;
+            shown in messages and the progress bar).
+        input_names: names of the positional batch elements, when
+            ``tower_func``'s parameter names are not the ones to fetch.
+        steps_per_execution: the most batches per ``tf.function`` call.
+            ``None`` (default): as many as take about a quarter of a second
+            and hold at most 64 MiB of fetched values, up to 1024 (64 when
+            validating across workers, where every call has this size). A
+            pass starts at the pace the previous one reached.
+        pipeline: run the calls in a background thread, so the device works
+            on the next batches while the host feeds the inferencers.
+        prefetch: batches to prefetch; ``None`` lets tf.data tune it.
+        on_nonfinite: ``'warn'`` (report NaN/inf and go on) or ``'raise'``.
+        verbose: show a progress bar (on a terminal, and not with
+            ``fit(verbose=0)``).
+        asynchronous: validate a device-side snapshot of the weights in the
+            background while training goes on; results reach ``logs`` at the
+            first epoch end after they are ready, with ``epoch_key`` naming
+            the epoch they measure. The last epoch is validated in the
+            foreground. See ``background.py``.
+        async_timeout: the most seconds to wait for a background run.
+        epoch_key: the ``logs`` key naming the epoch an asynchronous result
+            measures.
+
+    Example:
+
+    ```python
+    model.fit(train_ds, epochs=10, callbacks=[
+        InferenceRunner(val_ds, [ScalarStats("loss"), ClassificationError()]),
+        keras.callbacks.EarlyStopping(monitor="validation_error", mode="min", patience=2),
+    ])
+    ```
+
+    Standalone, outside ``fit``: ``runner.set_model(model); runner.trigger()``.
+    """
+
+    whole_batches = False  # True for DataParallelInferenceRunner: whole batches per replica
+
+    def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
+                 tower_func: Callable[..., Any] | None = None, device: str | int | None = None, *,
+                 tower_name: str | None = None, input_names: Sequence[str] | None = None,
+                 steps_per_execution: int | None = None, pipeline: bool = True, prefetch: int | None = None,
+                 on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
+                 async_timeout: float = 3600.0, epoch_key: str = "validation_epoch"):
+        super().__init__()
+        _require_tensorflow_backend()
+        self.infs = check_inferencers(infs)
+        if steps_per_execution is not None and (isinstance(steps_per_execution, bool) or not isinstance(
+                steps_per_execution, int) or steps_per_execution < 1):
+            raise ValueError("`steps_per_execution` must be a positive integer or None (automatic). "
+                             f"Received: steps_per_execution={steps_per_execution!r}")
+        if tower_func is not None and not callable(tower_func):
+            raise TypeError(f"`tower_func` must be callable. Received: {tower_func!r}")
+        if on_nonfinite not in ("warn", "raise"):
+            raise ValueError("`on_nonfinite` must be 'warn' (report NaN/inf and go on) or 'raise'. "
+                             f"Received: on_nonfinite={on_nonfinite!r}")
+        if tower_name is not None and not isinstance(tower_name, str):
+            raise TypeError(f"`tower_name` must be a string. Received: {tower_name!r}")
+        self.device = canonical_device(device) if device is not None else None
+        self.input = InputSource(input, prefetch=prefetch)
+        self.tower_func = tower_func
+        self.tower_name = tower_name or "InferenceTower"
+        self.input_names = list(input_names) if input_names is not None else None
+        self.steps_per_execution = steps_per_execution
+        self.pipeline = bool(pipeline)
+        self.on_nonfinite = on_nonfinite
+        self.verbose = verbose
+        self.shutdown_timeout = 2.0
+        self.run_at_epoch_end = True
+        self.last_results: dict[str, float] = {}
+        self.num_samples_last_run = 0
+        self._binding: Binding | None = None
+        self._fit_run: keras_glue.Run | None = None
+        self._reports: list[Report] = []
+        self._reports_lock = threading.Lock()
+        self._history_handle = RunContext(model=None).trainer
+        self.asynchronous = bool(asynchronous)
+        self.async_timeout = float(async_timeout)
+        self.epoch_key = epoch_key
+        self._async: AsyncDriver | None = None  # made by setup() when asynchronous
+
+    # -- Keras hooks --------------------------------------------------------
+
+    def set_model(self, model) -> None:
+        super().set_model(model)
+        self._fit_run = keras_glue.join(self)
+
+    def on_train_begin(self, logs=None) -> None:
+        if self._fit_run is None or not self._fit_run.promote(self):
+            self._fit_run = None
+            keras_glue.warn_unjoined(
+                self, "callbacks placed before it miss its results in on_epoch_end, and no callback gets "
+                "on_test_begin/on_test_end around its runs (SwapEMAWeights does not swap)")
+        self.before_train()
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        if self._async is not None:
+            self._async.epoch_begin()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if not self.run_at_epoch_end:
+            return
+        if self._async is None:
+            self.publish(self.trigger(epoch_num=epoch + 1), logs)
+            return
+        last = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
+        self._async.epoch_end(epoch + 1, self._global_step(), logs, last)
+
+    def on_train_end(self, logs=None) -> None:
+        self.after_train()
+        self._fit_run = None  # that fit is over: later runs fire no on_test_* on its callbacks
+
+    # -- public -------------------------------------------------------------
+
+    def before_train(self) -> None:
+        """Bind to the model, trace and check the fetches, then the
+        inferencers' ``before_train`` (what ``on_train_begin`` does; call it
+        when driving the runner by hand, as ``SidecarEvaluator`` does)."""
+        self.setup()
+        for inf in self.infs:
+            _hook(inf, "before_train")
+
+    def after_train(self) -> None:
+        """Wait for an asynchronous run, then the inferencers' ``after_train``."""
+        if self._async is not None:
+            self._async.train_end()
+        for inf in self.infs:
+            _hook(inf, "after_train")
+
+    def setup(self) -> None:
+        """Bind to the current model: choose devices, trace the tower once on
+        the input's structure and check every fetch name (errors name the
+        inferencer and list the available names). ``on_train_begin`` calls
+        it; binding the same model again keeps the traced step."""
+        key = self._binding_key(self.model)
+        if self._binding is None or not self._binding.matches(self.model, key):
+            config = EngineConfig(
+                input=self.input, infs=tuple(self.infs), tower_func=self.tower_func,
+                input_names=None if self.input_names is None else tuple(self.input_names),
+                whole_batches=self.whole_batches, asynchronous=self.asynchronous,
+                steps_per_execution=self.steps_per_execution, pipeline=self.pipeline,
+                shutdown_timeout=self.shutdown_timeout)
+            self._binding = Binding(self.model, self.strategy_for(self.model), config, key)
+        if self.asynchronous and self._async is None:
+            self._async = AsyncDriver(
+                launch=lambda epoch, step: self._launch(epoch, step, foreground=False),
+                foreground=lambda epoch, step: self._launch(epoch, step, foreground=True),
+                publish=self.publish, set_last=self._set_last, timeout=self.async_timeout,
+                epoch_key=self.epoch_key)
+            ctx = self._context(epoch_num=0)
+            for inf in self.infs:
+                _hook(inf, "setup_run", ctx)
+
+    def trigger(self, *, epoch_num: int | None = None, global_step: int | None = None) -> dict[str, float]:
+        """Run one validation pass now; return its results (also kept in
+        :attr:`last_results` and in a report for the monitors).
+
+        With ``asynchronous=True``: snapshot the weights, start the pass in
+        the background and return the results of the previous pass (empty
+        if none), with ``epoch_key``."""
+        self.setup()
+        step = self._global_step() if global_step is None else int(global_step)
+        epoch = (self._epochs_seen() if epoch_num is None else int(epoch_num))
+        if self._async is not None:
+            return self._async.trigger(epoch, step)
+        return self._launch(epoch, step, foreground=True)
+
+    def _set_last(self, results: dict) -> None:
+        self.last_results = results
+
+    def _launch(self, epoch: int, step: int, foreground: bool = False):
+        """One pass over the validation set (the snapshot's, for an
+        asynchronous runner): in this thread, or in a :class:`BackgroundRun`."""
+        self.setup()
+        ctx = self._context(epoch_num=epoch, global_step=step)
+        snapshot = self._binding.snapshot
+        results: dict[str, float] = {}
+        self._fire("on_test_begin")
+        try:
+            if snapshot is not None:
+                snapshot.take(epoch, step)
+            if foreground:
+                results = self._pass(ctx, None)
+        finally:
+            self._fire("on_test_end", dict(results))
+        if foreground:
+            self.last_results = results
+            return results
+        return BackgroundRun(lambda run: self._pass(ctx, run))
+
+    def _pass(self, ctx: RunContext, background) -> dict[str, float]:
+        results, monitor_only, images = self._run(ctx, background)
+        ctx.trainer.monitors.record(results, ctx.global_step)
+        with self._reports_lock:
+            self._reports.append(Report(ctx.epoch_num, ctx.global_step, dict(results), monitor_only, images))
+        return results
+
+    def snapshot_weights(self, epoch_num: int) -> list[np.ndarray] | None:
+        """The weights an asynchronous run validated for epoch ``epoch_num``
+        (``model.weights`` order), while the snapshot still holds them; for
+        savers that keep the validated weights. ``None`` otherwise."""
+        snapshot = self._binding.snapshot if self._binding is not None else None
+        if snapshot is None or snapshot.epoch_num != epoch_num:
+            return None
+        return snapshot.numpy()
+
+    def publish(self, results: dict[str, float], logs: dict | None) -> None:
+        """Put ``results`` into ``logs``, refusing to replace a key that
+        another producer (Keras's own ``val_*`` metrics, another runner) put
+        there."""
+        if logs is None:
+            return
+        taken = sorted(k for k in results if k in logs)
+        if taken:
+            raise ValueError(
+                f"{self!r} reports {taken}, but the epoch's logs already hold "
+                f"{'these keys' if len(taken) > 1 else 'this key'} from another producer (Keras's "
+                "own validation_data metrics or another runner). Give the inferencer another "
+                "prefix or summary name, e.g. BinaryClassificationStats(..., prefix='validation').")
+        logs.update(results)
+
+    def pop_reports(self) -> list[Report]:
+        """The reports of the runs since the last call (for :class:`Monitors`)."""
+        with self._reports_lock:
+            reports, self._reports = self._reports, []
+        return reports
+
+    @property
+    def tracing_count(self) -> int:
+        """How many times the validation step was traced (for tests)."""
+        return 0 if self._binding is None else self._binding.tracing_count
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.tower_name!r}, {self.infs!r})"
+
+    # -- internals ----------------------------------------------------------
+
+    def _binding_key(self, model) -> tuple:
+        """What must stay the same for a binding to serve ``model`` again."""
+        return (id(self.tower_func), self.device, id(getattr(model, "distribute_strategy", None)),
+                len(getattr(model, "weights", ())))
+
+    def strategy_for(self, model) -> tf.distribute.Strategy | None:
+        """The strategy this runner validates ``model`` under (``None``:
+        TensorFlow's placement)."""
+        if self.device is not None:
+            return tf.distribute.OneDeviceStrategy(self.device)
+        return model_strategy(model)
+
+    def _global_step(self) -> int:
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        return int(iterations.numpy()) if iterations is not None else 0
+
+    def _epochs_seen(self) -> int:
+        return len(getattr(getattr(self.model, "history", None), "epoch", []) or [])
+
+    def _context(self, epoch_num: int, global_step: int = 0) -> RunContext:
+        strategy = self._binding.strategy if self._binding is not None else None
+        handle = self._history_handle
+        handle.model, handle.epoch_num, handle.global_step = self.model, epoch_num, global_step
+        handle.is_chief = is_chief(strategy)
+        return RunContext(model=self.model, epoch_num=epoch_num, global_step=global_step,
+                          is_chief=handle.is_chief, trainer=handle)
+
+    def _fire(self, hook: str, *args) -> None:
+        if self._fit_run is not None:
+            self._fit_run.fire(hook, *args)
+
+    def _progress(self, quiet: bool = False):
+        quiet = quiet or not self.verbose or (self.params or {}).get("verbose", 1) == 0
+        return tqdm(total=self.input.size, desc=self.tower_name, unit="batch", leave=False,
+                    disable=True if quiet else None, dynamic_ncols=True)
+
+    def _active(self, ctx: RunContext) -> list[tuple[Inferencer, list[int]]]:
+        return [(inf, idx) for inf, idx in self._binding.plan
+                if ctx.is_chief or not getattr(inf, "chief_only", False)]
+
+    def _run(self, ctx: RunContext, background=None) -> tuple[dict, dict, dict]:
+        plan = self._active(ctx)
+        hooks = self._fire if background is None else (lambda *a: None)
+        with self._progress(quiet=background is not None) as bar:
+            done = run_pass(self._binding, plan, ctx, self.input, hooks=hooks, progress=bar,
+                            background=background, steps_per_execution=self._binding.max_rounds)
+        self.num_samples_last_run = done.samples
+        return collect(plan, ctx, self.on_nonfinite)

@@ -1,0 +1,365 @@
+"""``SidecarEvaluator``: the runner's validation pass on each checkpoint
+that :class:`~infer_callbacks.ModelSaver` writes, in another process (on the
+same machine or another one), so that training never stops to validate.
+
+Who owns what:
+
+| piece | owns |
+| --- | --- |
+| ``ModelSaver`` (training side) | the checkpoints, their ``checkpoint`` state file, the "finished" marker |
+| ``SidecarEvaluator`` | when to evaluate which checkpoint; its progress (``sidecar_state.json``) |
+| ``InferenceRunner`` (standalone) | the validation pass and the inferencers |
+| ``Monitors`` | where each row goes (``stats.json``, TensorBoard, stdout) |
+
+The loop, in short::
+
+    while not stopped:
+        finished = training_finished(checkpoint_dir)     # read before listing
+        todo = [c for c in complete_checkpoints(checkpoint_dir) if c.number > last_done]
+        if todo: evaluate(todo[0]); persist progress; continue
+        if finished or timed out: stop
+        wait(poll_seconds)                               # interruptible: stop()
+
+A checkpoint is complete once it is listed in ``CheckpointManager``'s
+``checkpoint`` state file: TensorFlow writes that file atomically, after the
+checkpoint's data and index files. The command-line entry is in
+:mod:`infer_callbacks.sidecar.cli` (``python -m infer_callbacks.sidecar``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import warnings
+from typing import Any, Callable, NamedTuple, Sequence
+
+import keras
+import tensorflow as tf
+
+from infer_callbacks.checkpoints import layout as _checkpoint
+from infer_callbacks._util import atomic_write_json
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.monitors.callback import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
+from infer_callbacks.runner.inference_runner import InferenceRunner
+
+__all__ = ["SidecarEvaluator"]
+
+STATE_FILENAME = "sidecar_state.json"
+_NUMBERED = re.compile(r"-(\d+)$")
+
+
+class _Listed(NamedTuple):
+    """A checkpoint named in the state file: its base name, prefix, number
+    (``ckpt-<number>``), and whether its files are gone."""
+
+    name: str
+    prefix: str
+    number: int
+    gone: bool
+
+
+def _listed(directory: str) -> list[_Listed]:
+    """The checkpoints the ``checkpoint`` state file names (complete ones:
+    TensorFlow writes that file, atomically, after their files), ascending,
+    each marked ``gone`` when ``max_to_keep`` deleted its files since."""
+    state = tf.train.get_checkpoint_state(directory)
+    out = []
+    for prefix in [] if state is None else state.all_model_checkpoint_paths:
+        name = os.path.basename(prefix)  # prefix: already joined with `directory`
+        match = _NUMBERED.search(name)
+        if match is None:
+            continue  # not a CheckpointManager name: not ModelSaver's
+        gone = not tf.io.gfile.exists(prefix + ".index")
+        out.append(_Listed(name, prefix, int(match.group(1)), gone))
+    return sorted(out, key=lambda c: c.number)
+
+
+def _restore(model: keras.Model, prefix: str) -> tuple[int | None, int | None]:
+    """Restore ``prefix``'s weights into ``model``; its (epoch, global_step).
+    Raises ``FileNotFoundError`` when its files are gone."""
+    try:
+        info = _checkpoint.restore(model, prefix)
+    except tf.errors.NotFoundError as e:  # deleted while being read
+        raise FileNotFoundError(str(e)) from e
+    return info.epoch, info.global_step
+
+
+def _training_finished(directory: str) -> bool:
+    """Whether ModelSaver's "training finished" marker is in ``directory``."""
+    return _checkpoint.read_finished_marker(directory) is not None
+
+
+def _positive(name: str, value: Any, *, integer: bool, optional: bool) -> Any:
+    if value is None and optional:
+        return None
+    ok = not isinstance(value, bool) and (isinstance(value, int) if integer
+                                          else isinstance(value, (int, float)))
+    if not ok or value <= 0:
+        kind = "a positive integer" if integer else "a positive number of seconds"
+        raise ValueError(f"`{name}` must be {kind}{' or None' if optional else ''}. "
+                         f"Received: {name}={value!r}")
+    return value
+
+
+def _check_model(model: Any) -> keras.Model:
+    if not isinstance(model, keras.Model) and callable(model):
+        model = model()
+    if not isinstance(model, keras.Model):
+        raise TypeError("`model` must be a keras.Model (compiled, built) or a function "
+                        f"returning one. Received: model={model!r}")
+    if not model.built:
+        raise ValueError(f"`model` must be built (give it an Input or call it once) so that the "
+                         f"checkpoints can be restored into it. Received: unbuilt {model.name!r}")
+    return model
+
+
+def _check_monitors(monitors: Any, logdir: str | None) -> Monitors:
+    if monitors is None:
+        writers: list[MonitorWriter] = [ScalarPrinter()]
+        if logdir is not None:
+            writers += [JSONWriter(logdir), TFEventWriter(logdir)]
+        return Monitors(writers)
+    if isinstance(monitors, Monitors):
+        return monitors
+    return Monitors(monitors)  # validates a writer or a list of writers
+
+
+class SidecarEvaluator:
+    """Evaluates each checkpoint of a :class:`~infer_callbacks.ModelSaver`
+    directory, in order, exactly once, with the given inferencers, while
+    training goes on elsewhere.
+
+    Each evaluation restores the checkpoint into ``model``, runs an
+    :class:`~infer_callbacks.InferenceRunner` over ``input`` and writes one
+    row, labelled with the checkpoint's epoch and global step, through
+    ``monitors``. Progress is kept in ``logdir/sidecar_state.json`` (replaced
+    atomically), so a restarted sidecar carries on after the last checkpoint
+    it evaluated. A checkpoint that ``max_to_keep`` deleted before the
+    sidecar got to it is skipped with a warning.
+
+    Checkpoints are taken in the order of their number (``ckpt-<global
+    step>``); one training run per ``checkpoint_dir`` (a resumed run
+    continues it). The progress is written after the row: a sidecar killed
+    in between evaluates that checkpoint again on restart, and its
+    ``stats.json`` row is replaced, not repeated.
+
+    :meth:`run` returns when training wrote its "finished" marker and every
+    checkpoint up to it was handled, after ``max_evaluations`` evaluations in
+    this call, after ``timeout`` seconds without a new checkpoint, or when
+    :meth:`stop` is called; :attr:`stop_reason` says which.
+
+    Args:
+        model: a built, compiled ``keras.Model`` of the same architecture as
+            the trained one (or a function returning it); its weights are
+            replaced by each checkpoint's.
+        input: the validation input (as for ``InferenceRunner``).
+        infs: an :class:`~infer_callbacks.Inferencer` or a list of them.
+        checkpoint_dir: the ``ModelSaver`` directory to watch.
+        logdir: where ``stats.json``, the TensorBoard run and
+            ``sidecar_state.json`` go. Without it, rows are only printed and a
+            restarted sidecar starts from the first checkpoint again.
+        tower_func: as for ``InferenceRunner`` (default: the Keras tower).
+        max_evaluations: stop after this many evaluations in one :meth:`run`.
+        poll_seconds: how often to look for a new checkpoint.
+        timeout: stop after this many seconds without a new checkpoint
+            (default: wait until the "finished" marker or :meth:`stop`).
+        monitors: a :class:`~infer_callbacks.Monitors` or a list of writers
+            (default: ``ScalarPrinter`` plus, with ``logdir``, ``JSONWriter``
+            and ``TFEventWriter``).
+
+    Example:
+
+    ```python
+    # in another process, while ModelSaver("train_log/ckpt") trains:
+    SidecarEvaluator(build_model(), val_ds, [ScalarStats("loss"), ClassificationError()],
+                     "train_log/ckpt", logdir="train_log/sidecar").run()
+    ```
+    """
+
+    def __init__(self, model: Any, input: Any, infs: Inferencer | Sequence[Inferencer],
+                 checkpoint_dir: str | os.PathLike, *, logdir: str | os.PathLike | None = None,
+                 tower_func: Callable[..., Any] | None = None, max_evaluations: int | None = None,
+                 poll_seconds: float = 1.0, timeout: float | None = None,
+                 monitors: Monitors | Sequence[MonitorWriter] | None = None):
+        if checkpoint_dir is None or (isinstance(checkpoint_dir, str) and not checkpoint_dir):
+            raise ValueError("`checkpoint_dir` must be the directory of a ModelSaver. "
+                             f"Received: checkpoint_dir={checkpoint_dir!r}")
+        self.checkpoint_dir = os.fspath(checkpoint_dir)
+        self.logdir = None if logdir is None else os.fspath(logdir)
+        self.max_evaluations = _positive("max_evaluations", max_evaluations, integer=True, optional=True)
+        self.poll_seconds = _positive("poll_seconds", poll_seconds, integer=False, optional=False)
+        self.timeout = _positive("timeout", timeout, integer=False, optional=True)
+        self.model = _check_model(model)
+        self.runner = InferenceRunner(input, infs, tower_func)
+        self.monitors = _check_monitors(monitors, self.logdir)
+        self.stop_reason: str | None = None
+        self._stop = threading.Event()
+        self._state = self._load_state()
+
+    # -- public -------------------------------------------------------------
+
+    @property
+    def state_path(self) -> str | None:
+        """``logdir/sidecar_state.json``, or ``None`` without a ``logdir``."""
+        return None if self.logdir is None else os.path.join(self.logdir, STATE_FILENAME)
+
+    @property
+    def last_evaluated(self) -> int:
+        """The number of the last checkpoint handled (0: none yet)."""
+        return self._state["last_number"]
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return, from another thread; an evaluation
+        under way finishes first. (From a signal handler, run :meth:`run` in
+        a worker thread, as the command line does: a handler may interrupt
+        the very lock this method takes.)"""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called and :meth:`run` has not returned yet."""
+        return self._stop.is_set()
+
+    def run(self) -> list[dict]:
+        """Evaluate checkpoints until a stop condition (see the class
+        docstring). Returns the rows written in this call, each
+        ``{"checkpoint", "epoch_num", "global_step", **results}``."""
+        self.stop_reason = None
+        rows: list[dict] = []
+        self.monitors.open(None)  # None: carry on an existing stats.json
+        self.runner.set_model(self.model)
+        began = False
+        try:
+            self.runner.before_train()  # binds, traces, inferencers' before_train
+            began = True
+            last_new = time.monotonic()
+            while self.stop_reason is None:
+                if self._stop.is_set():
+                    self.stop_reason = "stopped"
+                    break
+                # The marker is read before the listing: once it is there,
+                # the listing holds every checkpoint training will write.
+                finished = _training_finished(self.checkpoint_dir)
+                todo = self._todo()
+                if todo:
+                    row = self._evaluate(todo[0])
+                    last_new = time.monotonic()
+                    if row is not None:
+                        rows.append(row)
+                        if self.max_evaluations is not None and len(rows) >= self.max_evaluations:
+                            self.stop_reason = "max_evaluations"
+                    continue
+                if finished:
+                    self.stop_reason = "finished"
+                    break
+                wait = self.poll_seconds
+                if self.timeout is not None:
+                    left = self.timeout - (time.monotonic() - last_new)
+                    if left <= 0:
+                        self.stop_reason = "timeout"
+                        warnings.warn(
+                            f"SidecarEvaluator: no new checkpoint in {self.checkpoint_dir!r} for "
+                            f"{self.timeout} s (timeout={self.timeout}) and no 'training finished' "
+                            f"marker; stopping {self._where()}.",
+                            RuntimeWarning, stacklevel=2)
+                        break
+                    wait = min(wait, left)
+                self._stop.wait(wait)
+        finally:
+            self._stop.clear()  # a later run() starts afresh
+            try:
+                if began:
+                    self.runner.after_train()  # inferencers' after_train
+            finally:
+                self.monitors.close()
+        return rows
+
+    def _where(self) -> str:
+        done = self._state["evaluated"]
+        return f"after {done[-1]!r}" if done else "before evaluating any checkpoint"
+
+    # -- progress -----------------------------------------------------------
+
+    def _load_state(self) -> dict:
+        fresh = {"checkpoint_dir": os.path.abspath(self.checkpoint_dir), "last_number": 0,
+                 "evaluated": [], "skipped": [], "seen": {}}
+        path = self.state_path
+        if path is None or not os.path.exists(path):
+            return fresh
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} exists but cannot be read ({e}); it was left untouched. "
+                             "Move it away or use another logdir.") from e
+        if not isinstance(state, dict) or not set(fresh) <= set(state):
+            raise ValueError(f"{path} is not a SidecarEvaluator state file; it was left "
+                             "untouched. Move it away or use another logdir.")
+        if state["checkpoint_dir"] != fresh["checkpoint_dir"]:
+            warnings.warn(f"{path} records progress on {state['checkpoint_dir']!r}, now watching "
+                          f"{fresh['checkpoint_dir']!r}: carrying on after checkpoint "
+                          f"{state['last_number']} (use another logdir to start afresh).",
+                          RuntimeWarning, stacklevel=3)
+            state["checkpoint_dir"] = fresh["checkpoint_dir"]
+        return state
+
+    def _save_state(self) -> None:
+        if self.state_path is not None:
+            atomic_write_json(self.state_path, self._state)
+
+    def _skip(self, name: str, why: str) -> None:
+        warnings.warn(f"SidecarEvaluator: skipping checkpoint {name!r} of {self.checkpoint_dir!r}: "
+                      f"{why} Keep more checkpoints (ModelSaver(max_to_keep=...)) or evaluate "
+                      "faster (a smaller validation set, another device).", RuntimeWarning, stacklevel=4)
+        self._state["skipped"].append(name)
+
+    def _todo(self) -> list[_Listed]:
+        """Complete checkpoints after the last one handled, ascending. Those
+        deleted before their turn are skipped here, with a warning: listed
+        now with their files gone, or listed at an earlier look and no
+        longer."""
+        last = self._state["last_number"]
+        listed = [c for c in _listed(self.checkpoint_dir) if c.number > last]
+        present = {c.number for c in listed if not c.gone}
+        seen = dict(self._state["seen"])  # {number: name}, JSON keys are str
+        gone = {c.number: c.name for c in listed if c.gone}
+        gone.update({int(n): name for n, name in seen.items() if int(n) not in present})
+        todo = [c for c in listed if not c.gone]
+        # Only those before the next one to evaluate are certainly skipped.
+        upto = todo[0].number if todo else None
+        skipped = sorted(n for n in gone if upto is None or n < upto)
+        for n in skipped:
+            self._skip(gone[n], "it was deleted (ModelSaver's max_to_keep) before its turn.")
+        self._state["seen"] = {**{n: name for n, name in seen.items() if int(n) not in skipped},
+                               **{str(c.number): c.name for c in listed}}
+        if skipped:
+            self._state["last_number"] = max(skipped)
+            self._save_state()
+        return todo
+
+    # -- one checkpoint -----------------------------------------------------
+
+    def _evaluate(self, ckpt: _Listed) -> dict | None:
+        try:
+            epoch, step = _restore(self.model, ckpt.prefix)
+        except FileNotFoundError:
+            self._skip(ckpt.name, "it was deleted (ModelSaver's max_to_keep) while being read.")
+            self._mark_done(ckpt)
+            return None
+        epoch = ckpt.number if epoch is None else epoch
+        step = epoch if step is None else step
+        results = dict(self.runner.trigger(epoch_num=epoch, global_step=step))
+        for report in self.runner.pop_reports():  # monitor-only values and images too
+            self.monitors.write(report.epoch_num, report.global_step,
+                                {**report.scalars, **report.monitor_scalars}, report.images)
+        self._state["evaluated"].append(ckpt.name)
+        self._mark_done(ckpt)
+        return {"checkpoint": ckpt.name, "epoch_num": epoch, "global_step": step, **results}
+
+    def _mark_done(self, ckpt: _Listed) -> None:
+        self._state["last_number"] = ckpt.number
+        self._state["seen"] = {n: name for n, name in self._state["seen"].items() if int(n) > ckpt.number}
+        self._save_state()

@@ -1,0 +1,80 @@
+"""ModelSaver keeps the latest N checkpoints, writes the "finished" marker
+(removed when training starts again), and training resumes from its
+directory with the weights, the optimizer's state and the epoch."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from infer_callbacks import ModelSaver, SimpleTrainer, TrainConfig, launch_train_with_config
+from infer_callbacks.checkpoints import layout as checkpoint
+from test_savers import STEPS
+from test_trainer import Linear, Recorder, train_ds
+
+
+def test_model_saver_keeps_n_and_resumes(tmp_path):
+    ckdir = tmp_path / "ckpt"
+    trainer = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0,
+                                         callbacks=[ModelSaver(ckdir, max_to_keep=2)]), trainer)
+    names = sorted(n for n in os.listdir(ckdir) if n.endswith(".index"))
+    assert names == [f"ckpt-{3 * STEPS}.index", f"ckpt-{4 * STEPS}.index"]  # ckpt-<global step>
+    infos = checkpoint.list_checkpoints(ckdir)
+    assert [(i.epoch, i.global_step) for i in infos] == [(3, 3 * STEPS), (4, 4 * STEPS)]
+    assert checkpoint.read_finished_marker(ckdir) == {
+        "epoch": 4, "global_step": 4 * STEPS, "checkpoint": f"ckpt-{4 * STEPS}"}
+    saved = [v.numpy().copy() for v in trainer.model.weights]
+    steps = int(trainer.model.optimizer.iterations.numpy())
+
+    class AtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [w.copy() for w in self.model.get_weights()]
+            self.iterations = int(self.model.optimizer.iterations.numpy())
+
+    rec, start = Recorder(), AtStart()
+    resumed = SimpleTrainer()
+    history = launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=6, verbose=0,
+                                                   session_init=str(ckdir), callbacks=[start, rec]), resumed)
+    assert [i for n, i, _ in rec.calls if n == "epoch_begin"] == [4, 5]  # epochs 5 and 6
+    assert len(history.history["loss"]) == 2
+    for a, b in zip(start.weights, saved):
+        np.testing.assert_array_equal(a, b)
+    assert start.iterations == steps  # the optimizer's state came back too
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
+                                             session_init=str(tmp_path / "nothing")), SimpleTrainer())
+
+
+def test_model_saver_saves_again_in_a_second_fit(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    saver = ModelSaver(tmp_path / "ckpt")
+    for _ in range(2):
+        model.fit(train_ds(), epochs=1, verbose=0, callbacks=[saver])
+    final = [w.copy() for w in model.get_weights()]
+    fresh = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    fresh.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    fresh.optimizer.build(fresh.trainable_variables)
+    ModelSaver.restore(fresh, tmp_path / "ckpt")
+    for a, b in zip(fresh.get_weights(), final):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_finished_marker_is_removed_when_training_starts_again(tmp_path):
+    seen = []
+
+    class Look(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(checkpoint.read_finished_marker(tmp_path))
+
+    saver = ModelSaver(tmp_path)
+    for epochs in (1, 2):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=epochs, verbose=0,
+                                             callbacks=[saver, Look()]), SimpleTrainer())
+    assert seen == [None, None, None]
+    assert checkpoint.read_finished_marker(tmp_path)["epoch"] == 2

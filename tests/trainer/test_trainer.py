@@ -1,0 +1,252 @@
+"""The tensorpack-style trainers (trainer.py): their strategies, several
+devices giving the numbers of single-device numpy SGD, clear errors before the
+first step, the ported example. The shared fixtures of the trainer tests
+(digits, ``Linear``, numpy SGD, ``Recorder``) live here: test_train_step.py,
+test_train_loop.py, test_model_desc.py, test_savers.py, ... import them, and a
+subprocess below does ``from test_trainer import *``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, run_python
+from infer_callbacks import (ClassificationError, DistributedTrainer, InferenceRunner, ModelDesc,  # noqa: F401
+                             ScalarStats, SimpleTrainer, SyncMultiGPUTrainer, TrainConfig,
+                             get_current_tower_context, launch_train_with_config)
+# (every name above is used by the subprocess's `from test_trainer import *`)
+
+LR = 0.5
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.data / 16).astype(np.float32), d.target.astype(np.int32)
+
+
+X, Y = digits()
+XT, YT, XV, YV = X[:400], Y[:400], X[1500:], Y[1500:]  # 400 = 12 x 32 + 16; 297 = 5 x 50 + 47
+W0 = (np.random.default_rng(0).normal(size=(64, 10)) * 0.05).astype(np.float32)
+
+
+class Linear(ModelDesc):
+    """Softmax regression, the tensorpack way (the issue's snippet)."""
+
+    def __init__(self):
+        self.net = keras.layers.Dense(10, kernel_initializer=keras.initializers.Constant(W0))
+        self.modes = []
+
+    def inputs(self):
+        return [tf.TensorSpec((None, 64), tf.float32, "x"), tf.TensorSpec((None,), tf.int32, "label")]
+
+    def build_graph(self, x, label):
+        training = get_current_tower_context().is_training
+        self.modes.append(training)
+        logits = self.net(x, training=training)
+        tf.identity(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) != label, tf.float32), name="wrong-top1")
+        tf.identity(logits, name="logits")
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits), name="cost")
+
+    def optimizer(self):
+        return keras.optimizers.SGD(LR)
+
+
+def ce_and_logits(w, b, x, y):
+    logits = x.astype(np.float64) @ w + b
+    z = logits - logits.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return -logp[np.arange(len(y)), y], logits
+
+
+def numpy_sgd(batches, epochs, w=W0, b=np.zeros(10)):
+    """Plain SGD on mean cross-entropy; returns weights and per-epoch mean loss
+    (weighted by batch size, measured before each step, as Keras reports)."""
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    losses = []
+    for _ in range(epochs):
+        total = count = 0.0
+        for xb, yb in batches:
+            ce, logits = ce_and_logits(w, b, xb, yb)
+            total, count = total + ce.sum(), count + len(yb)
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            p[np.arange(len(yb)), yb] -= 1
+            w, b = w - LR * xb.T @ p / len(yb), b - LR * p.mean(0)
+        losses.append(total / count)
+    return w, b, losses
+
+
+def batches_of(x, y, size):
+    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+
+
+def train_ds(batch=32):
+    return tf.data.Dataset.from_tensor_slices((XT, YT)).batch(batch)
+
+
+def val_ds():
+    return tf.data.Dataset.from_tensor_slices((XV, YV)).batch(50)
+
+
+class Recorder(keras.callbacks.Callback):
+    """Records every hook with its index and its logs' keys."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def _rec(self, name, index=None, logs=None):
+        self.calls.append((name, index, tuple(sorted(logs or {}))))
+
+    def on_train_begin(self, logs=None):
+        self._rec("train_begin", None, logs)
+
+    def on_train_end(self, logs=None):
+        self._rec("train_end", None, logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._rec("epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._rec("epoch_end", epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._rec("batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._rec("batch_end", batch, logs)
+
+
+# --------------------------------------------------------------------------
+
+
+def _keras_model():
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(0.3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_bad_inputs_fail_before_the_first_step(monkeypatch):
+    class NoOpt(Linear):
+        def optimizer(self):
+            raise NotImplementedError
+
+    class VectorCost(Linear):
+        def build_graph(self, x, label):
+            return tf.nn.sparse_softmax_cross_entropy_with_logits(label, self.net(x))
+
+    wrong_data = tf.data.Dataset.from_tensor_slices((XT, YT, YT)).batch(32)
+    wrong_dtype = tf.data.Dataset.from_tensor_slices((XT, YT.astype(np.int64))).batch(32)
+    with pytest.raises(ValueError, match="3 elements.*declares 2"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=wrong_data, max_epoch=1), SimpleTrainer())
+    with pytest.raises(ValueError, match="label.*int32.*int64"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=wrong_dtype, max_epoch=1), SimpleTrainer())
+    with pytest.raises(ValueError, match="scalar cost"):
+        launch_train_with_config(TrainConfig(model=VectorCost(), data=train_ds(), max_epoch=1), SimpleTrainer())
+    with pytest.raises(ValueError, match="no optimizer"):
+        launch_train_with_config(TrainConfig(model=NoOpt(), data=train_ds(), max_epoch=1), SimpleTrainer())
+    uncompiled = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="not compiled"):
+        launch_train_with_config(TrainConfig(model=uncompiled, data=train_ds(), max_epoch=1), SimpleTrainer())
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds().repeat(), max_epoch=1),
+                                 SimpleTrainer())
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="no cluster"):
+        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1), DistributedTrainer())
+    for bad, match in [("{not json", "not valid JSON"), ('{"cluster": {}}', "non-empty 'cluster'"),
+                       ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
+                        "out of range"),
+                       ('{"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker", "index": 0}}',
+                        "host:port")]:
+        monkeypatch.setenv("TF_CONFIG", bad)
+        with pytest.raises(ValueError, match=match):
+            DistributedTrainer()
+
+
+def test_sync_multi_gpu_trainer_two_devices():
+    """Two replicas (logical CPUs), a last batch of 1 sample (one replica
+    empty): the same weights as single-device numpy SGD, exact validation."""
+    code = """
+        import json, sys
+        sys.path.insert(0, "tests")
+        import numpy as np, tensorflow as tf
+        from test_trainer import *
+        x, y = XT[:385], YT[:385]
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+        runner = InferenceRunner(val_ds(), [ScalarStats("cost"), ClassificationError("wrong-top1")], verbose=False)
+        trainer = SyncMultiGPUTrainer(["/cpu:0", "/cpu:1"])
+        h = launch_train_with_config(TrainConfig(model=Linear(), data=ds, max_epoch=2, verbose=0,
+                                                 callbacks=[runner]), trainer)
+        w, b, losses = numpy_sgd(batches_of(x, y, 32), 2)
+        kernel, bias = [v.numpy() for v in trainer.model.trainable_variables]
+        ce, logits = ce_and_logits(kernel, bias, XV, YV)
+        print("RESULT", json.dumps({
+            "replicas": trainer.strategy.num_replicas_in_sync,
+            "w": float(np.abs(kernel - w).max()), "loss": float(np.abs(np.array(h.history["loss"]) - losses).max()),
+            "cost": [h.history["validation_cost"][-1], float(ce.mean())],
+            "err": [h.history["validation_error"][-1], float(np.mean(logits.argmax(1) != YV))],
+            "samples": runner.num_samples_last_run}))
+    """
+    proc = run_python(code, devices=2, timeout=150)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    r = json.loads(line[len("RESULT "):])
+    assert r["replicas"] == 2 and r["samples"] == len(XV)
+    assert r["w"] < 2e-5 and r["loss"] < 1e-5
+    assert r["cost"][0] == pytest.approx(r["cost"][1], rel=1e-5)
+    assert r["err"][0] == pytest.approx(r["err"][1], abs=1e-12)
+
+
+def test_distributed_trainer_takes_the_given_or_the_models_strategy(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = _keras_model()
+    trainer = DistributedTrainer()
+    launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), trainer)
+    assert trainer.strategy is strategy
+    given = DistributedTrainer(strategy)
+    history = launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0), given)
+    assert given.strategy is strategy
+    _, _, losses = numpy_sgd(batches_of(XT, YT, 32), 1)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-5)
+    with pytest.raises(ValueError, match="OneDeviceStrategy"):  # SimpleTrainer refuses a model built elsewhere
+        launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), SimpleTrainer())
+
+
+def test_ported_mnist_convnet_example(tmp_path):
+    """examples/mnist_port: tensorpack's mnist-convnet with its changed lines;
+    its numbers against numpy on the saved weights."""
+    import runpy
+
+    from infer_callbacks import OfflinePredictor, PredictConfig
+    from infer_callbacks.checkpoints import layout as checkpoint
+
+    folder = os.path.join(REPO, "examples", "mnist_port")
+    example = runpy.run_path(os.path.join(folder, "mnist_convnet.py"), run_name="example")
+    final = example["main"](["--epochs", "2", "--logdir", str(tmp_path)])
+    infos = checkpoint.list_checkpoints(tmp_path)
+    assert [i.epoch for i in infos] == [1, 2]
+    assert checkpoint.read_finished_marker(tmp_path)["epoch"] == 2
+    best = json.loads((tmp_path / "max-validation_accuracy.json").read_text())
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert best["best"] == max(s["validation_accuracy"] for s in stats)
+    images, labels = [np.concatenate(a) for a in zip(*example["get_data"]()[1].as_numpy_iterator())]
+    predictor = OfflinePredictor(PredictConfig(model=example["Model"](), session_init=infos[-1].path,
+                                               input_names=["input"], output_names=["prob"]))
+    (prob,) = predictor(images)
+    accuracy = float(np.mean(prob.argmax(1) == labels))
+    assert final["validation_accuracy"] == pytest.approx(accuracy, abs=1e-6)  # a float32 mean per batch
+    assert final["validation_error"] == pytest.approx(1 - accuracy, abs=1e-9)
+    assert os.path.exists(os.path.join(folder, "CHANGES.md"))  # the before/after table
