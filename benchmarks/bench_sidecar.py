@@ -2,7 +2,7 @@
 ``stats.json``.
 
 Training (this process) writes a checkpoint per epoch with ``ModelSaver``; a
-sidecar (``python -m infer_callbacks.sidecar.evaluator``, another process) evaluates
+sidecar (``python -m infer_callbacks.sidecar``, another process) evaluates
 each one. After each save, training waits until the checkpoint's row is in
 ``stats.json`` (so no backlog builds up) and records the delay: from the
 moment ``ModelSaver`` returned (the checkpoint is listed in the state file)
@@ -95,7 +95,7 @@ def measure(poll: float, epochs: int) -> dict:
         os.makedirs(ckdir)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "infer_callbacks.sidecar.evaluator", "--model", "bench_sidecar:build_model",
+            [sys.executable, "-m", "infer_callbacks.sidecar", "--model", "bench_sidecar:build_model",
              "--input", "bench_sidecar:val_data", "--checkpoint-dir", ckdir, "--logdir", logdir,
              "--poll-seconds", str(poll), "--timeout", "300"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -158,7 +158,7 @@ def test_wheel_builds_and_installs_without_editable(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert "infer_callbacks/__init__.py" in names and "infer_callbacks/monitors.py" in names
+    assert "infer_callbacks/__init__.py" in names and "infer_callbacks/monitors/callback.py" in names
     assert re.search(r"^Version: \d+\.\d+", metadata, re.M), metadata[:500]
     assert "Requires-Dist: tensorflow" in metadata
     target = tmp_path / "site-packages"

@@ -19,7 +19,6 @@ __all__ = [
     "canonical_device",
     "gpu_devices",
     "model_strategy",
-    "strategy_for",
     "spans_workers",
     "worker_count",
     "is_chief",
@@ -120,14 +119,6 @@ def model_strategy(model: Any) -> tf.distribute.Strategy | None:
 
 def _is_default(strategy: tf.distribute.Strategy) -> bool:
     return type(strategy).__name__ == "_DefaultDistributionStrategy"
-
-
-def strategy_for(model: Any, device: str | None) -> tf.distribute.Strategy | None:
-    """The strategy to run towers under: one device if ``device`` is given,
-    else the model's own strategy, else ``None`` (TensorFlow's placement)."""
-    if device is not None:
-        return tf.distribute.OneDeviceStrategy(canonical_device(device))
-    return model_strategy(model)
 
 
 def spans_workers(strategy: tf.distribute.Strategy | None) -> bool:

@@ -29,11 +29,14 @@ def _stable_name(metric: Any) -> str:
     match = re.fullmatch(r"(.+)_\d+", name)
     if match is None:
         return name
-    try:
-        from keras.src.utils.naming import to_snake_case
-    except ImportError:  # private Keras API moved: keep the name as it is
-        return name
-    return match.group(1) if match.group(1) == to_snake_case(type(metric).__name__) else name
+    return match.group(1) if match.group(1) == _snake(type(metric).__name__) else name
+
+
+def _snake(class_name: str) -> str:
+    """``AUC`` -> ``auc``, ``SparseCategoricalAccuracy`` ->
+    ``sparse_categorical_accuracy``: the automatic name Keras gives a metric."""
+    words = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", class_name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", words).lower()
 
 
 def _short(e: Exception, limit: int = 600) -> str:

@@ -145,11 +145,6 @@ class DescModel(keras.Model):
         """The ModelDesc's checked ``inputs()``."""
         return self._desc.get_input_signature()
 
-    @property
-    def inference_input_names(self) -> list[str]:
-        """The names of the batch elements the inference tower takes, in order."""
-        return self._desc.input_names
-
     def call(self, *inputs, training=False):
         return self.cost(list(inputs), training=training)
 

@@ -64,8 +64,12 @@ def keras_step(strategy, model: keras.Model, first):
         model.reset_metrics()
 
     def epoch_logs(logs):
-        if hasattr(model, "_get_metrics_result_or_logs"):
-            return dict(model._get_metrics_result_or_logs(logs))
+        # The model's metrics as the epoch's logs when they are what the step
+        # returned (the last step's values may lag under asynchronous steps),
+        # as fit does; else the step's own logs.
+        results = model.get_metrics_result()
+        if results and set(logs) == set(results):
+            return dict(results)
         return dict(logs)
 
     return model, step, reset, epoch_logs

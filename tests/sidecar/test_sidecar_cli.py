@@ -1,4 +1,4 @@
-"""The sidecar's command line (``python -m infer_callbacks.sidecar.evaluator``,
+"""The sidecar's command line (``python -m infer_callbacks.sidecar``,
 ``sidecar_cli.main``): concurrent with a training process, its exit code and
 summary, SIGTERM, and errors naming the bad argument. The user's functions it
 names (``test_sidecar:build_model``, ``test_sidecar:val_data``) and the
@@ -45,9 +45,9 @@ class _WaitForRow(keras.callbacks.Callback):
 
 def sidecar_process(ckdir, logdir, *args) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "tests"), ROOT]))
+               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "tests", "sidecar"), os.path.join(ROOT, "tests"), ROOT]))
     return subprocess.Popen(
-        [sys.executable, "-m", "infer_callbacks.sidecar.evaluator", "--model", "test_sidecar:build_model",
+        [sys.executable, "-m", "infer_callbacks.sidecar", "--model", "test_sidecar:build_model",
          "--input", "test_sidecar:val_data", "--checkpoint-dir", str(ckdir), "--logdir", str(logdir),
          "--poll-seconds", "0.05", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

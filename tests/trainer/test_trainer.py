@@ -179,7 +179,7 @@ def test_sync_multi_gpu_trainer_two_devices():
     empty): the same weights as single-device numpy SGD, exact validation."""
     code = """
         import json, sys
-        sys.path.insert(0, "tests")
+        sys.path[:0] = ["tests/trainer", "tests"]
         import numpy as np, tensorflow as tf
         from test_trainer import *
         x, y = XT[:385], YT[:385]

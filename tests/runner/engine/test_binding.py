@@ -99,8 +99,7 @@ class Calls(keras.callbacks.Callback):
 def test_a_second_pass_starts_at_the_pace_the_first_reached():
     model, calls = _model(), Calls()
     runner = InferenceRunner(_ds(n=400, batch=4), ScalarStats("loss"), verbose=False)
-    runner.set_model(model)
-    runner.use_callbacks(keras.callbacks.CallbackList([calls], model=model))
+    callbacks = keras.callbacks.CallbackList([calls, runner], model=model)  # the runner joins its run
     first = runner.trigger()
     first_calls, calls.calls = calls.calls, 0
     second = runner.trigger()
@@ -108,5 +107,6 @@ def test_a_second_pass_starts_at_the_pace_the_first_reached():
     # at least 7 calls); the second starts where the first ended.
     assert first_calls >= 7 and calls.calls < first_calls, (first_calls, calls.calls)
     assert second == first
+    del callbacks
     reference = model.evaluate(_ds(n=400, batch=400), verbose=0)
     assert second["validation_loss"] == pytest.approx(reference, rel=1e-5)
