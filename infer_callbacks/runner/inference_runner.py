@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from infer_callbacks._chief import ChiefOnly
 from infer_callbacks.runner import keras_glue
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.engine.binding import Binding, EngineConfig, check_inferencers
@@ -50,7 +51,7 @@ def _require_tensorflow_backend() -> None:
             f"KERAS_BACKEND={backend!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
 
 
-class InferenceRunner(keras.callbacks.Callback):
+class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
     """Runs inferencers over a validation set at the end of every epoch.
 
     Results go into the epoch's ``logs`` before any other callback's
@@ -107,6 +108,7 @@ class InferenceRunner(keras.callbacks.Callback):
     """
 
     whole_batches = False  # True for DataParallelInferenceRunner: whole batches per replica
+    chief_only = False  # every worker takes part (infer_callbacks/_chief.py)
 
     def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
                  tower_func: Callable[..., Any] | None = None, device: str | int | None = None, *,

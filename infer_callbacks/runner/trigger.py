@@ -6,6 +6,8 @@ import inspect
 
 import keras
 
+from infer_callbacks._chief import ChiefOnly
+
 __all__ = ["PeriodicTrigger"]
 
 
@@ -35,7 +37,7 @@ def _trigger_takes_logs(callback) -> bool | None:
     return takes_logs
 
 
-class PeriodicTrigger(keras.callbacks.Callback):
+class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
     """Runs a callback periodically instead of at the end of every epoch.
 
     The wrapped callback gets ``set_model``, ``set_params``,
@@ -79,6 +81,7 @@ class PeriodicTrigger(keras.callbacks.Callback):
             raise TypeError("`callback` must be a keras.callbacks.Callback (an InferenceRunner, a saver, "
                             f"...). Received: {callback!r}")
         self.callback = callback
+        self.chief_only = getattr(callback, "chief_only", True)  # tensorpack's ProxyCallback
         self._takes_logs = _trigger_takes_logs(callback)  # the signature, read once
         self.every_k_epochs = every_k_epochs
         self.every_k_steps = every_k_steps
