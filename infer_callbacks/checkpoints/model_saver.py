@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as ckpt
+from infer_callbacks._chief import ChiefOnly
 from infer_callbacks._util import atomic_write_json, prepare_dir
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 
@@ -32,7 +33,7 @@ def _chief(model) -> bool:
     return is_chief(model_strategy(model))
 
 
-class ModelSaver(keras.callbacks.Callback):
+class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, whatever chief_only
     """Saves the model, its optimizer, the epoch and the global step after
     every ``every_k_epochs`` epochs (or whenever a ``PeriodicTrigger`` around
     it fires), keeping the latest ``max_to_keep`` as ``ckpt-<global_step>``;

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import keras
 
 from infer_callbacks.checkpoints import layout as ckpt
+from infer_callbacks._chief import ChiefOnly
 from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
 from infer_callbacks.runner import keras_glue
@@ -47,7 +48,7 @@ from infer_callbacks.runner import keras_glue
 __all__ = ["ModelSaver", "MinSaver", "MaxSaver"]
 
 
-class _BestSaver(keras.callbacks.Callback):
+class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, whatever chief_only
     """Keeps the checkpoint of the epoch with the best ``monitor`` value."""
 
     mode = "min"

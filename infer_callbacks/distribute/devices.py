@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import tensorflow as tf
 __all__ = [
     "available_devices",
     "canonical_device",
+    "soft_device",
     "gpu_devices",
     "model_strategy",
     "spans_workers",
@@ -63,6 +65,29 @@ def canonical_device(device: str | int) -> str:
     raise ValueError(f"Device {device!r} does not exist on this machine. Available devices: {available}.")
 
 
+def soft_device(device: str | int | None) -> str | None:
+    """:func:`canonical_device` with TensorFlow's soft placement for GPU ids.
+
+    ``None`` stays ``None`` (the default placement). An int GPU id this
+    machine does not have (a GPU script on a CPU machine, tensorpack's
+    ``device=0``) gives one ``RuntimeWarning`` naming it and ``None``. A
+    device string must exist: it was chosen explicitly.
+
+    Raises:
+        ValueError: a device string that does not exist, or a negative id.
+    """
+    if device is None:
+        return None
+    is_id = isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_))
+    if is_id and device >= 0 and f"/device:GPU:{int(device)}" not in available_devices():
+        warnings.warn(f"device={int(device)} asks for GPU '/gpu:{int(device)}', which this machine does "
+                      f"not have (available devices: {available_devices()}); running on TensorFlow's "
+                      "default placement instead. Pass a device string such as '/cpu:0' to choose one "
+                      "(a device string that does not exist is an error).", RuntimeWarning, stacklevel=3)
+        return None
+    return canonical_device(device)
+
+
 def gpu_devices(gpus: Any) -> list[str]:
     """The devices ``gpus`` designates, as full logical device names, in order.
 
@@ -85,8 +110,9 @@ def gpu_devices(gpus: Any) -> list[str]:
                              f"Available devices: {available}.")
         have = [d.name for d in tf.config.list_logical_devices("GPU")]
         if count > len(have):
+            hint = " Without a GPU, pass gpus=['/cpu:0']." if not have else ""
             raise ValueError(f"`gpus={count}` asks for the first {count} GPUs, but this machine has "
-                             f"{len(have)}. Available devices: {available}. {_USAGE}")
+                             f"{len(have)}. Available devices: {available}.{hint} {_USAGE}")
         gpus = list(range(count))
     gpus = list(gpus)
     if not gpus:

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import keras
 import numpy as np
 
+from infer_callbacks._chief import ChiefOnly
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.runner import keras_glue
 from infer_callbacks.monitors.writers import (
@@ -57,7 +58,7 @@ def _scalars(values: dict | None) -> dict[str, float]:
     return out
 
 
-class Monitors(keras.callbacks.Callback):
+class Monitors(ChiefOnly, keras.callbacks.Callback):
     """A Keras callback that writes each epoch's results to its writers.
 
     Every scalar in the epoch's ``logs`` is written (training metrics and the
@@ -183,7 +184,8 @@ class Monitors(keras.callbacks.Callback):
         self._fit_run = keras_glue.join(self)
 
     def on_train_begin(self, logs=None) -> None:
-        self.open(self.model, chief=is_chief(model_strategy(self.model)))
+        # chief_only=False: every worker runs all its writers (infer_callbacks/_chief.py)
+        self.open(self.model, chief=not self.chief_only or is_chief(model_strategy(self.model)))
         if self._fit_run is None:
             self._sources = []
             keras_glue.warn_unjoined(self, "it writes only the epochs' logs: no runner's images, "

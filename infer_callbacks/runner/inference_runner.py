@@ -29,12 +29,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from infer_callbacks._chief import ChiefOnly
 from infer_callbacks.runner import keras_glue
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.engine.binding import Binding, EngineConfig, check_inferencers
 from infer_callbacks.inferencers.context import RunContext
 from infer_callbacks.runner.dispatch import call_hook as _hook, collect, run_pass
-from infer_callbacks.distribute.devices import canonical_device, is_chief, model_strategy
+from infer_callbacks.distribute.devices import is_chief, model_strategy, soft_device
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.data.source import InputSource
 from infer_callbacks.runner.report import Report
@@ -50,7 +51,7 @@ def _require_tensorflow_backend() -> None:
             f"KERAS_BACKEND={backend!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
 
 
-class InferenceRunner(keras.callbacks.Callback):
+class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
     """Runs inferencers over a validation set at the end of every epoch.
 
     Results go into the epoch's ``logs`` before any other callback's
@@ -69,7 +70,9 @@ class InferenceRunner(keras.callbacks.Callback):
             the Keras model's own tower (outputs, ``loss``, ``wrong-top1``...).
         device: run on this one device (``'/cpu:0'``, ``'/gpu:1'`` or a GPU
             id such as ``0``); by default the model's own strategy, or
-            TensorFlow's placement.
+            TensorFlow's placement. A GPU id this machine does not have
+            falls back to that default with a ``RuntimeWarning`` (soft
+            placement); a device string that does not exist is an error.
         tower_name: a name for this runner's tower (tensorpack's argument;
             shown in messages and the progress bar).
         input_names: names of the positional batch elements, when
@@ -107,6 +110,7 @@ class InferenceRunner(keras.callbacks.Callback):
     """
 
     whole_batches = False  # True for DataParallelInferenceRunner: whole batches per replica
+    chief_only = False  # every worker takes part (infer_callbacks/_chief.py)
 
     def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
                  tower_func: Callable[..., Any] | None = None, device: str | int | None = None, *,
@@ -128,7 +132,7 @@ class InferenceRunner(keras.callbacks.Callback):
                              f"Received: on_nonfinite={on_nonfinite!r}")
         if tower_name is not None and not isinstance(tower_name, str):
             raise TypeError(f"`tower_name` must be a string. Received: {tower_name!r}")
-        self.device = canonical_device(device) if device is not None else None
+        self.device = soft_device(device)  # a missing GPU id: a warning and the default placement
         self.input = InputSource(input, prefetch=prefetch)
         self.tower_func = tower_func
         self.tower_name = tower_name or "InferenceTower"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import keras
+
+from infer_callbacks._chief import ChiefOnly
 
 __all__ = ["PeriodicTrigger"]
 
@@ -11,7 +15,29 @@ def _is_runner(callback) -> bool:
     return callable(getattr(callback, "trigger", None)) and callable(getattr(callback, "pop_reports", None))
 
 
-class PeriodicTrigger(keras.callbacks.Callback):
+def _trigger_takes_logs(callback) -> bool | None:
+    """How to call ``callback.trigger``: ``True`` with the logs, ``False``
+    with nothing (tensorpack's ``def trigger(self)``), ``None`` when there is
+    no ``trigger`` (the callback gets ``on_epoch_end`` instead)."""
+    trigger = getattr(callback, "trigger", None)
+    if not callable(trigger) or _is_runner(callback):
+        return None
+    try:
+        params = list(inspect.signature(trigger).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (a builtin): pass the logs
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_logs = bool(positional) or any(p.kind is p.VAR_POSITIONAL for p in params)
+    required = [p.name for p in positional[1 if takes_logs else 0:] if p.default is p.empty]
+    required += [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if required:
+        raise TypeError(f"PeriodicTrigger calls `{type(callback).__name__}.trigger()` with no arguments or "
+                        f"with one (the logs), but its signature is trigger{inspect.signature(trigger)}: "
+                        f"give {', '.join(required)} a default.")
+    return takes_logs
+
+
+class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
     """Runs a callback periodically instead of at the end of every epoch.
 
     The wrapped callback gets ``set_model``, ``set_params``,
@@ -21,8 +47,10 @@ class PeriodicTrigger(keras.callbacks.Callback):
       ``logs``; a run after a training step goes into that batch's ``logs``
       and the next epoch's);
     * any other callback (``MaxSaver``, ``ModelCheckpoint``, your own) gets
-      ``trigger(logs)`` if it has one, else ``on_epoch_end(epoch, logs)``
-      with the latest epoch's logs and any newer validation results.
+      ``trigger(logs)`` if it has one (``trigger()`` if it takes no
+      argument, as tensorpack's callbacks do), else
+      ``on_epoch_end(epoch, logs)``, with the latest epoch's logs and any
+      newer validation results.
 
     Args:
         callback: the callback to run (tensorpack's ``triggerable``).
@@ -53,6 +81,8 @@ class PeriodicTrigger(keras.callbacks.Callback):
             raise TypeError("`callback` must be a keras.callbacks.Callback (an InferenceRunner, a saver, "
                             f"...). Received: {callback!r}")
         self.callback = callback
+        self.chief_only = getattr(callback, "chief_only", True)  # tensorpack's ProxyCallback
+        self._takes_logs = _trigger_takes_logs(callback)  # the signature, read once
         self.every_k_epochs = every_k_epochs
         self.every_k_steps = every_k_steps
         self.before_train = before_train
@@ -60,9 +90,6 @@ class PeriodicTrigger(keras.callbacks.Callback):
         self._epoch = 0
         self._pending: dict[str, float] = {}
         self._latest: dict = {}
-        if every_k_steps is None:
-            # No batch hook at all when only epochs are counted.
-            self.on_train_batch_end = keras.callbacks.Callback.on_train_batch_end.__get__(self)
 
     @property
     def runner(self):
@@ -90,8 +117,10 @@ class PeriodicTrigger(keras.callbacks.Callback):
                 logs.update(results)
             return
         merged = {**self._latest, **self._pending, **(logs or {})}
-        if callable(getattr(self.callback, "trigger", None)):
+        if self._takes_logs:
             self.callback.trigger(merged)
+        elif self._takes_logs is False:
+            self.callback.trigger()
         else:
             self.callback.on_epoch_end(max(epoch - 1, 0), merged)
 
@@ -107,6 +136,8 @@ class PeriodicTrigger(keras.callbacks.Callback):
         self.callback.on_epoch_begin(epoch, logs)
 
     def on_train_batch_end(self, batch, logs=None) -> None:
+        if self.every_k_steps is None:  # only epochs are counted
+            return
         step = self._iterations()
         if step // self.every_k_steps > self._last_step // self.every_k_steps:
             self._fire(self._epoch, logs, at_epoch_end=False)

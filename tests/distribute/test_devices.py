@@ -74,6 +74,34 @@ def test_gpu_devices_errors_name_the_value_and_the_available_devices(machine, gp
         devices.gpu_devices(gpus)
 
 
+def test_soft_device_falls_back_for_a_missing_gpu_id(machine):
+    assert devices.soft_device(None) is None
+    assert devices.soft_device(1) == "/device:GPU:1"
+    assert devices.soft_device("/cpu:2") == "/device:CPU:2"
+    with pytest.warns(RuntimeWarning, match=r"device=5 asks for GPU '/gpu:5'.*available devices: "
+                      r"\[.*GPU:1'\]\); running on TensorFlow's default placement"):
+        assert devices.soft_device(5) is None
+
+
+@pytest.mark.parametrize("given, error, match", [
+    ("/gpu:7", ValueError, r"'/gpu:7' does not exist on this machine\. Available devices: \[.*GPU:1'\]"),
+    (-1, ValueError, r"GPU id must be >= 0\. Received: device=-1"),
+])
+def test_soft_device_keeps_explicit_strings_errors(machine, given, error, match):
+    with pytest.raises(error, match=match):
+        devices.soft_device(given)
+
+
+def test_gpus_on_a_machine_without_gpus_suggests_the_cpu(monkeypatch):
+    cpus = [tf.config.LogicalDevice("/device:CPU:0", "CPU")]
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda device_type=None: [d for d in cpus if device_type in (None, "CPU")])
+    with pytest.raises(ValueError, match=r"gpus=2` asks for the first 2 GPUs, but this machine has 0\. "
+                                         r"Available devices: \['/device:CPU:0'\]\. Without a GPU, "
+                                         r"pass gpus=\['/cpu:0'\]"):
+        devices.gpu_devices(2)
+
+
 def test_this_machine_has_its_cpu():
     assert "/device:CPU:0" in devices.available_devices()
 

@@ -161,6 +161,9 @@ def test_ctrl_c_stops_training_and_the_background_run():
     code = textwrap.dedent("""
         import os, signal, threading, time, numpy as np, keras, tensorflow as tf
         from infer_callbacks import InferenceRunner, Inferencer, ScalarStats
+        # A suite started in the background (`nohup pytest ... &`) hands its
+        # children SIGINT ignored: set the handler before sending ourselves one.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         started = threading.Event()
 
         class Slow(Inferencer):  # a background validation that would take minutes

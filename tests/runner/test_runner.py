@@ -517,6 +517,9 @@ import os, signal, sys, threading
 import numpy as np, keras, tensorflow as tf
 from infer_callbacks import Inferencer, InferenceRunner, ScalarStats
 
+# A suite started in the background (`nohup pytest ... &`) hands its children
+# SIGINT ignored: set the handler before sending ourselves one.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
 model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

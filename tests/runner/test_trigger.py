@@ -142,18 +142,57 @@ def test_trigger_around_a_saver_placed_before_the_runner():
     assert [(epoch, logs["validation_loss"]) for epoch, logs in plain.calls] == [(1, losses[1]), (3, losses[3])]
 
 
-def test_an_epoch_trigger_adds_no_batch_hook():
-    # Keras dispatches batch hooks asynchronously only when no callback
-    # overrides them (`_is_default`); an epoch-triggered runner must not.
+class TensorpackSaver(keras.callbacks.Callback):
+    """tensorpack's signature: ``def trigger(self)``, reading the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = []
+
+    def trigger(self):
+        self.kernels.append(self.model.layers[0].kernel.numpy().copy())
+
+
+class KernelAtEpochEnd(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.kernels = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.kernels.append(self.model.layers[0].kernel.numpy().copy())
+
+
+def test_trigger_without_arguments_runs_as_in_tensorpack():
+    saver, every_epoch = TensorpackSaver(), KernelAtEpochEnd()
+    _model().fit(_ds(16, 4), epochs=4, verbose=0,
+                 callbacks=[PeriodicTrigger(saver, every_k_epochs=2), every_epoch])
+    assert len(saver.kernels) == 2  # the weights after epochs 2 and 4
+    for got, want in zip(saver.kernels, every_epoch.kernels[1::2]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_trigger_with_a_required_second_argument_is_refused():
+    class TwoArgs(keras.callbacks.Callback):
+        def trigger(self, logs, step):
+            pass
+
+    with pytest.raises(TypeError, match=r"trigger\(logs, step\).*give step a default"):
+        PeriodicTrigger(TwoArgs(), every_k_epochs=1)
+
+
+def test_an_epoch_trigger_does_nothing_per_batch():
+    saver = TensorpackSaver()
+    trigger = PeriodicTrigger(saver, every_k_epochs=2)
+    trigger.on_train_batch_end(0, {"loss": 1.0})  # no model, no step to read: returns at once
+    assert saver.kernels == []
+
+
+def test_a_runner_adds_no_batch_hook():
+    # Keras dispatches batch hooks asynchronously (on backends that allow
+    # it) only when no callback overrides them (`_is_default`).
     hooks = ("on_train_batch_end", "on_train_batch_begin", "on_batch_end")
-
-    def is_default(cb):
-        return all(getattr(getattr(cb, h), "_is_default", False) for h in hooks)
-
     runner = InferenceRunner(VAL, ScalarStats("loss"))
-    assert is_default(runner)
-    assert is_default(PeriodicTrigger(InferenceRunner(VAL, ScalarStats("loss")), every_k_epochs=2))
-    assert not is_default(PeriodicTrigger(runner, every_k_steps=5))
+    assert all(getattr(getattr(runner, h), "_is_default", False) for h in hooks)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
