@@ -30,6 +30,7 @@ from infer_callbacks.sidecar.evaluator import SidecarEvaluator
 from infer_callbacks.towers.model_desc import ModelDesc
 from infer_callbacks.towers.spec import TowerContext, get_current_tower_context
 from infer_callbacks.trainer.config import TrainConfig
+from infer_callbacks.trainer.tensorpack_callback import Callback
 from infer_callbacks.trainer.trainers import (
     DistributedTrainer,
     SimpleTrainer,
@@ -49,6 +50,7 @@ __all__ = [
     "InferenceRunner",
     "DataParallelInferenceRunner",
     "PeriodicTrigger",
+    "Callback",
     "ordered_callbacks",
     "Inferencer",
     "ScalarStats",

@@ -18,7 +18,9 @@ mis-shaped variable (:class:`CheckpointMismatchError`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from typing import Any, Sequence
 
 import keras
@@ -28,6 +30,7 @@ import tensorflow as tf
 from infer_callbacks.checkpoints import layout as checkpoint
 from infer_callbacks.checkpoints.keras_weights import is_keras_weights_path, restore_keras_weights
 from infer_callbacks.checkpoints.mismatch import CheckpointMismatchError
+from infer_callbacks.distribute.devices import available_devices, canonical_device
 from infer_callbacks.towers.model_desc import DescModel, ModelDesc
 from infer_callbacks.predict.config import PredictConfig
 from infer_callbacks.towers.spec import TowerSpec, UnknownFetchError
@@ -36,6 +39,7 @@ __all__ = [
     "PredictConfig",
     "OfflinePredictor",
     "get_predictor",
+    "predictor_device",
     "CheckpointMismatchError",
     "restore_weights",
 ]
@@ -85,6 +89,9 @@ class OfflinePredictor:
 
     Args:
         config: a :class:`PredictConfig`.
+        device: the device to trace and run the function on (an existing
+            device's name, see :func:`predictor_device`); ``None``:
+            TensorFlow's placement.
 
     Example:
 
@@ -95,10 +102,11 @@ class OfflinePredictor:
     ```
     """
 
-    def __init__(self, config: PredictConfig):
+    def __init__(self, config: PredictConfig, *, device: str | None = None):
         if not isinstance(config, PredictConfig):
             raise TypeError(f"OfflinePredictor needs a PredictConfig. Received: {config!r}")
         self.config = config
+        self.device: str | None = None if device is None else canonical_device(device)
         specs = config.input_signature
         self._fed_specs = [next(s for s in specs if s.name == n) for n in config.input_names]
         self._tower = TowerSpec(config.tower_func, tuple(specs), input_names=[s.name for s in specs])
@@ -123,7 +131,14 @@ class OfflinePredictor:
         if config.session_init is not None:
             restore_weights(config.model, config.session_init, ignore_mismatch=config.ignore_mismatch)
 
+    def _placement(self):
+        return tf.device(self.device) if self.device is not None else contextlib.nullcontext()
+
     def _serve(self, *fed: tf.Tensor) -> dict[str, tf.Tensor]:
+        with self._placement():  # inside the trace, so that every op is placed there
+            return self._serve_here(*fed)
+
+    def _serve_here(self, *fed: tf.Tensor) -> dict[str, tf.Tensor]:
         fed_by_name = dict(zip(self.config.input_names, fed))
         batch = None
         for t in fed:
@@ -229,21 +244,64 @@ class OfflinePredictor:
         return self._function
 
     def __repr__(self) -> str:
-        return f"OfflinePredictor(inputs={self.input_names}, outputs={self.output_names})"
+        where = "" if self.device is None else f", device={self.device!r}"
+        return f"OfflinePredictor(inputs={self.input_names}, outputs={self.output_names}{where})"
+
+
+def predictor_device(device: int | str | None) -> str | None:
+    """The device a predictor asked for with ``device=`` runs on.
+
+    ``None``: TensorFlow's placement. An int is a GPU id as in tensorpack
+    (``-1`` is ``'/cpu:0'``); a GPU id this machine does not have falls back
+    to TensorFlow's placement with a warning naming it (tensorpack ran with
+    soft placement). A device string must name an existing device.
+
+    Example:
+
+    >>> predictor_device(None) is None
+    True
+    """
+    if device is None:
+        return None
+    if isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_)):
+        if device == -1:
+            return canonical_device("/cpu:0")
+        if device < -1:
+            raise ValueError(f"`device` must be a GPU id >= 0, -1 for '/cpu:0', or a device string "
+                             f"such as '/gpu:1'. Received: device={device}")
+        try:
+            return canonical_device(int(device))
+        except ValueError:
+            warnings.warn(
+                f"get_predictor(device={int(device)}): this machine has no GPU {int(device)} "
+                f"(devices: {available_devices()}); the predictor uses TensorFlow's default "
+                "placement instead, as tensorpack's soft placement did.", stacklevel=3)
+            return None
+    if not isinstance(device, str):
+        raise TypeError(f"`device` must be an int GPU id, -1 for '/cpu:0', a device string such as "
+                        f"'/gpu:1', or None. Received: device={device!r}")
+    return canonical_device(device)
 
 
 def get_predictor(model: ModelDesc | DescModel | keras.Model, input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None, **kwargs: Any) -> OfflinePredictor:
+                  output_names: Sequence[str] | None = None, *, device: int | str | None = None,
+                  **kwargs: Any) -> OfflinePredictor:
     """A predictor on ``model``'s current weights (tensorpack's
     ``trainer.get_predictor``): ``OfflinePredictor(PredictConfig(model, None,
     input_names, output_names, **kwargs))``. The weights are shared, not
     copied, so it sees later training steps.
 
+    ``device`` places the predictor as tensorpack's ``device=`` did: an int
+    GPU id (``-1``: ``'/cpu:0'``) or a device string; the function is traced
+    and run under ``tf.device(...)``. A GPU id that this machine lacks falls
+    back to TensorFlow's placement with a warning (see :func:`predictor_device`).
+
     Example:
 
     ```python
-    predict = get_predictor(desc, ["x"], ["prob"])
+    predict = get_predictor(desc, ["x"], ["prob"], device=0)
     (prob,) = predict(x_batch)
     ```
     """
-    return OfflinePredictor(PredictConfig(model, None, input_names, output_names, **kwargs))
+    return OfflinePredictor(PredictConfig(model, None, input_names, output_names, **kwargs),
+                            device=predictor_device(device))

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from infer_callbacks._util import check_named_specs, find_keras_layers
-from infer_callbacks.towers.spec import TowerContext
+from infer_callbacks.towers.spec import TowerContext, get_current_tower_context
 
 __all__ = ["ModelDesc", "DescModel", "desc_tower"]
 
@@ -37,7 +37,8 @@ class ModelDesc:
     ``keras.Sequential``): every tower shares them, and checkpoints name their
     variables by attribute (``net/0-kernel``). Let them build on their first
     call (no ``keras.Input``), so that the trainer creates their variables
-    under its strategy.
+    under its strategy. Inside ``build_graph``, :attr:`training` tells the
+    training graph from the inference tower (tensorpack's ``self.training``).
 
     Example:
 
@@ -49,13 +50,25 @@ class ModelDesc:
             return [tf.TensorSpec((None, 64), tf.float32, "x"),
                     tf.TensorSpec((None,), tf.int32, "label")]
         def build_graph(self, x, label):
-            logits = self.net(x, training=get_current_tower_context().is_training)
+            logits = self.net(x, training=self.training)
             return tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits), name="cost")
         def optimizer(self):
             return keras.optimizers.SGD(0.1)
     ```
     """
+
+    @property
+    def training(self) -> bool:
+        """Whether ``build_graph`` is building the training graph: ``True``
+        under the trainer's training step, ``False`` in the inference tower
+        (runners, predictors, exports), as in tensorpack. It reads
+        :func:`~infer_callbacks.get_current_tower_context`; outside any tower
+        context (``build_graph`` called by hand) it is ``False``, Keras's
+        default for a layer called without ``training`` (tensorpack raised).
+        Read-only."""
+        ctx = get_current_tower_context()
+        return bool(ctx.is_training) if ctx is not None else False
 
     def inputs(self) -> list[tf.TensorSpec]:
         raise NotImplementedError(f"{type(self).__name__} must override inputs().")

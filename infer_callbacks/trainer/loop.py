@@ -186,15 +186,18 @@ class Trainer:
         return model.history
 
     def get_predictor(self, input_names: Sequence[str] | None = None,
-                      output_names: Sequence[str] | None = None, **kwargs: Any) -> Callable:
+                      output_names: Sequence[str] | None = None, device: int | str | None = None,
+                      **kwargs: Any) -> Callable:
         """A predictor on the current weights, in inference mode (tensorpack's
         ``trainer.get_predictor``, for use inside a callback during training);
-        see :func:`infer_callbacks.predict.predictor.get_predictor`.
+        ``device`` is an int GPU id (a missing one falls back to TensorFlow's
+        placement with a warning) or a device string; see
+        :func:`infer_callbacks.predict.predictor.get_predictor`.
 
-        Example: ``(logits,) = trainer.get_predictor(["x"], ["logits"])(x_batch)``.
+        Example: ``(logits,) = trainer.get_predictor(["x"], ["logits"], device=0)(x_batch)``.
         """
         if self.model is None:
             raise ValueError("The trainer has no model yet: call get_predictor() during or after "
                              "launch_train_with_config(config, trainer).")
         return get_predictor(self.desc if self.desc is not None else self.model, input_names,
-                             output_names, **kwargs)
+                             output_names, device=device, **kwargs)
