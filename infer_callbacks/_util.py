@@ -6,7 +6,7 @@ import json
 import os
 import stat
 import tempfile
-from typing import Any
+from typing import Any, Iterable
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -35,6 +35,45 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def atomic_write_json(path: str, obj: Any) -> None:
     """:func:`atomic_write_bytes` of ``obj`` as indented JSON."""
     atomic_write_bytes(path, json.dumps(obj, indent=2).encode())
+
+
+def new_run_reason(step: int | None, kept_steps: Iterable[Any], where: str = "") -> str | None:
+    """The one rule telling a new run from a resume (``JSONWriter``'s
+    ``stats.json``, the savers' checkpoint directory): why a run whose model
+    is at global step ``step`` is a **new run** rather than a resume of what
+    an earlier run recorded, or ``None`` when it resumes.
+
+    ``kept_steps`` are the global steps recorded before where the run starts
+    (the rows of earlier epochs; every checkpoint of a directory). A run
+    resumes when its step is past 0 (it restored a checkpoint, or its model
+    was trained on) and none of those steps is past it. Nothing recorded, or
+    an unknown step (``None``: no optimizer), is never a new run."""
+    recorded = [s for s in kept_steps if isinstance(s, (int, float)) and not isinstance(s, bool)]
+    if step is None or not recorded:
+        return None
+    if step == 0:
+        return "this run starts at global step 0: nothing was restored"
+    if max(recorded) > step:
+        return f"its steps do not lead to step {step}{where}: step {max(recorded)} is recorded"
+    return None
+
+
+def reserve_numbered(directory: str, stem: str, ext: str = "", *, is_dir: bool = False) -> str:
+    """Create and return the first free ``directory/<stem>-<N><ext>`` (N from
+    1): an empty file, or with ``is_dir`` an empty directory. Creation is
+    exclusive (``O_EXCL`` / ``mkdir``), so a name another file, an older
+    backup or a concurrent process holds is never reused."""
+    index = 1
+    while True:
+        path = os.path.join(directory, f"{stem}-{index}{ext}")
+        try:
+            if is_dir:
+                os.mkdir(path)
+            else:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return path
+        except FileExistsError:
+            index += 1
 
 
 def umask() -> int:

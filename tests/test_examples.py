@@ -110,6 +110,13 @@ def test_two_workers_report_the_same_numbers(tmp_path):
 
 
 def test_tensorpack_example_then_its_gpus_variant_in_the_same_logdir(tmp_path):
+    ckdir = tmp_path / "train_log" / "tensorpack_style" / "ckpt"
     _ok(run_example("tensorpack_style_digits.py", "--epochs", "1", cwd=tmp_path), 1)
-    _ok(run_example("tensorpack_style_digits.py", "--epochs", "1", "--gpus", "2", cwd=tmp_path), 2)
+    first = sorted(os.listdir(ckdir))
+    second = run_example("tensorpack_style_digits.py", "--epochs", "1", "--gpus", "2", cwd=tmp_path)
+    _ok(second, 2)
     assert (tmp_path / "train_log" / "tensorpack_style" / "stats-1.json").exists()
+    # The first run's checkpoints and best model, kept whole beside the second run's.
+    assert "run-1" in second.stderr
+    assert sorted(os.listdir(ckdir / "run-1")) == first
+    assert "min-validation_error.json" in first and "min-validation_error.json" in os.listdir(ckdir)

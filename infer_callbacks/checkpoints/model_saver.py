@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from infer_callbacks.checkpoints import layout as ckpt
+from infer_callbacks.checkpoints import layout as ckpt, run_dir
 from infer_callbacks._chief import ChiefOnly
 from infer_callbacks._util import atomic_write_json, prepare_dir
 from infer_callbacks.distribute.devices import is_chief, model_strategy
@@ -38,6 +38,11 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
     every ``every_k_epochs`` epochs (or whenever a ``PeriodicTrigger`` around
     it fires), keeping the latest ``max_to_keep`` as ``ckpt-<global_step>``;
     writes ``training_finished`` when training ends.
+
+    A run that does not resume the directory (its model starts at global
+    step 0, or before the directory's latest step) first moves the earlier
+    run's checkpoints into ``<checkpoint_dir>/run-<N>/``, with a warning; a
+    resume continues in place (see :mod:`infer_callbacks.checkpoints.run_dir`).
 
     Args:
         checkpoint_dir: where the checkpoints go.
@@ -96,6 +101,8 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         self._epoch = 0
         self._chief = _chief(self.model)
         self._directory = self.checkpoint_dir if self._chief else tempfile.mkdtemp(prefix="modelsaver-")
+        if self._chief:  # a new run moves an earlier run's files aside (run_dir.py)
+            run_dir.start_run(self.checkpoint_dir, _global_step(self.model), "ModelSaver")
         marker = os.path.join(self.checkpoint_dir, ckpt.FINISHED_MARKER)
         if self._chief and os.path.exists(marker):
             os.unlink(marker)  # this directory is being trained into again

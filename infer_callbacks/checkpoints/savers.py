@@ -15,6 +15,7 @@ Files a ``ModelSaver`` directory holds, and who reads them:
 | ``checkpoint`` (the state file) | after the checkpoint's files, atomically | :func:`infer_callbacks.checkpoints.layout.list_checkpoints` |
 | ``training_finished`` (JSON: ``epoch``, ``global_step``, ``checkpoint``) | in ``on_train_end``, atomically | training is over: nothing more will be listed |
 | ``min-<stat>-<epoch>.*`` + ``min-<stat>.json`` | by ``MinSaver`` / ``MaxSaver`` | the JSON names the best checkpoint |
+| ``run-<N>/`` | when a new run starts in the directory | an earlier run's files, a directory of this layout (:mod:`~infer_callbacks.checkpoints.run_dir`) |
 
 Under ``MultiWorkerMirroredStrategy`` every worker takes part in each save
 (reading distributed variables may need the other workers) but only the
@@ -39,7 +40,7 @@ from typing import Any, Sequence
 
 import keras
 
-from infer_callbacks.checkpoints import layout as ckpt
+from infer_callbacks.checkpoints import layout as ckpt, run_dir
 from infer_callbacks._chief import ChiefOnly
 from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
@@ -138,6 +139,8 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         # Asynchronous runners hold the weights their results measure.
         self._producers = [cb for cb in (self._fit_run.producers(exclude=self) if self._fit_run is not None else ())
                            if callable(getattr(cb, "snapshot_weights", None))]
+        if self._chief:  # a new run moves an earlier run's best aside (run_dir.py)
+            run_dir.start_run(self.checkpoint_dir, _global_step(self.model), type(self).__name__)
         state = self._read_state()
         if state is not None:  # resume: the best so far survives a restart
             if (state.get("monitor", self.monitor), state.get("mode", self.mode)) != (self.monitor, self.mode):
@@ -235,7 +238,8 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
 class MinSaver(_BestSaver):
     """Keeps the checkpoint with the smallest ``monitor``: ``<filename>-<epoch>``
     next to ``<filename>.json`` (the best value, epoch, step and checkpoint;
-    replaced atomically, read back on restart). Default filename
+    replaced atomically, read back on a resume; a new run moves it aside
+    into ``run-<N>/`` and starts with no best). Default filename
     ``min-<monitor>``. It reads ``monitor`` from the epoch's ``logs``
     whatever its place relative to the runner; works under ``fit`` and
     inside ``PeriodicTrigger``.

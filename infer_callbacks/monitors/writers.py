@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from infer_callbacks._util import atomic_write_json
+from infer_callbacks._util import atomic_write_json, new_run_reason, reserve_numbered
 
 __all__ = ["MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
 
@@ -232,8 +232,9 @@ class JSONWriter(MonitorWriter):
         self.stats = self.load(self.path)
         self.backup_path = None
         self._first_write = True
-        if self.stats and optimizer_step(model) == 0:
-            self._start_new_file("this run starts at global step 0 (not a resume)")
+        why = new_run_reason(optimizer_step(model), [s.get("global_step", 0) for s in self.stats[:1]])
+        if why is not None:
+            self._start_new_file(why)
 
     @staticmethod
     def load(path: str) -> list[dict]:
@@ -263,21 +264,16 @@ class JSONWriter(MonitorWriter):
         if self.overwrite:
             return
         stem, ext = os.path.splitext(self.FILENAME)
-        index = 1
-        while True:
-            backup = os.path.join(self.logdir, f"{stem}-{index}{ext}")
-            try:
-                # Reserve the name (O_EXCL: an older backup is never overwritten),
-                # then move the old file onto it.
-                os.close(os.open(backup, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-                os.replace(self.path, backup)
-                break
-            except FileExistsError:
-                index += 1
-            except OSError as e:
-                raise OSError(
-                    e.errno, f"JSONWriter cannot keep {self.path} of another run as {backup}: "
-                    f"{e.strerror}. Use another logdir or JSONWriter(logdir, overwrite=True).") from e
+        backup = os.path.join(self.logdir, f"{stem}-<N>{ext}")
+        try:
+            # Reserve the name (an older backup is never overwritten), then
+            # move the old file onto it.
+            backup = reserve_numbered(self.logdir, stem, ext)
+            os.replace(self.path, backup)
+        except OSError as e:
+            raise OSError(
+                e.errno, f"JSONWriter cannot keep {self.path} of another run as {backup}: "
+                f"{e.strerror}. Use another logdir or JSONWriter(logdir, overwrite=True).") from e
         self.backup_path = backup
         warnings.warn(
             f"{self.path} held {n} epochs of another run ({why}); it was kept as {backup} "
@@ -292,8 +288,10 @@ class JSONWriter(MonitorWriter):
     def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
         if self._first_write:
             self._first_write = False
-            if self.stats and not self._continues_file(epoch_num, step):
-                self._start_new_file(f"its steps do not lead to step {step} at epoch {epoch_num}")
+            earlier = [s.get("global_step", 0) for s in self.stats if s["epoch_num"] < epoch_num]
+            why = new_run_reason(step, earlier, f" at epoch {epoch_num}")
+            if why is not None:
+                self._start_new_file(why)
             rerun = [s for s in self.stats if s["epoch_num"] >= epoch_num]
             if rerun:
                 warnings.warn(

@@ -55,12 +55,13 @@ def test_min_saver_picks_best_epoch_in_any_order(tmp_path, saver_first):
     assert not np.array_equal(scripted.weights[2][0], scripted.weights[3][0])
 
 
-def test_best_value_survives_restart(tmp_path):
+def test_best_value_survives_resume(tmp_path):
     first = MaxSaver("score", checkpoint_dir=tmp_path)
     launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=2, verbose=0,
                                          callbacks=[first, Scripted([0.5, 0.9])]), SimpleTrainer())
     assert first.best == 0.9 and first.best_epoch == 2
-    # Restart: 0.7 at epoch 3 is below the remembered 0.9 (not saved); 0.95 at epoch 4 is.
+    # Resume from the best checkpoint (epoch 2, its global step): 0.7 at epoch 3 is
+    # below the remembered 0.9 (not saved); 0.95 at epoch 4 is.
     second = MaxSaver("score", checkpoint_dir=tmp_path)
     scripted = Scripted([0.7, 0.95])
 
@@ -70,13 +71,17 @@ def test_best_value_survives_restart(tmp_path):
                 state = json.loads((tmp_path / "max-score.json").read_text())
                 assert (state["best"], state["epoch"]) == (0.9, 2)
 
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, starting_epoch=3, verbose=0,
-                                         callbacks=[second, Check(), scripted]), SimpleTrainer())
+    resumed = SimpleTrainer()
+    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0,
+                                         session_init=str(tmp_path / "max-score-2"),
+                                         callbacks=[second, Check(), scripted]), resumed)
     state = json.loads((tmp_path / "max-score.json").read_text())
     assert (state["best"], state["epoch"]) == (0.95, 4)
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".index")) == ["max-score-4.index"]
+    mismatched = MinSaver("score", checkpoint_dir=tmp_path, filename="max-score")
+    mismatched.set_model(resumed.model)  # at the recorded step: a resume, which must match
     with pytest.raises(ValueError, match="not the min"):
-        MinSaver("score", checkpoint_dir=tmp_path, filename="max-score").on_train_begin()
+        mismatched.on_train_begin()
 
 
 def test_min_saver_under_fit_before_the_runner(tmp_path):

@@ -138,11 +138,24 @@ def test_resume_whose_steps_do_not_continue_the_file_starts_a_new_one(tmp_path):
     _fit_fresh(logdir, epochs=3)                           # epochs 1-3 end at steps 3, 6, 9
     model, ds = _setup()
     model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)  # another model, at step 1
-    with pytest.warns(RuntimeWarning, match=r"steps do not lead to step 4 at epoch 3.*stats-1\.json"):
+    with pytest.warns(RuntimeWarning, match=r"steps do not lead to step 1: step 3 is recorded.*stats-1\.json"):
         model.fit(ds, epochs=3, initial_epoch=2, verbose=0,
                   callbacks=[InferenceRunner(ds, ScalarStats("loss")), Monitors([JSONWriter(logdir)])])
     assert [s["epoch_num"] for s in _stats(logdir, "stats-1.json")] == [1, 2, 3]
     assert [s["epoch_num"] for s in _stats(logdir)] == [3]
+
+
+def test_a_write_whose_step_is_before_an_earlier_epochs_starts_a_new_file(tmp_path):
+    first = JSONWriter(str(tmp_path))
+    first.setup(None)
+    for epoch, step in ((1, 3), (2, 6), (3, 9)):
+        first.write(epoch, step, {"a": float(epoch)})
+    again = JSONWriter(str(tmp_path))
+    again.setup(None)  # step unknown: decided at the first write
+    with pytest.warns(RuntimeWarning, match=r"do not lead to step 4 at epoch 3: step 6 is recorded.*stats-1\.json"):
+        again.write(3, 4, {"a": 30.0})
+    assert [s["epoch_num"] for s in _stats(str(tmp_path), "stats-1.json")] == [1, 2, 3]
+    assert _stats(str(tmp_path)) == [{"epoch_num": 3, "global_step": 4, "a": 30.0}]
 
 
 def test_standalone_setup_without_a_model_resumes(tmp_path):
