@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import keras
 
+from infer_callbacks._copying import copy_callback
 from infer_callbacks.checkpoints import layout as ckpt
 from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
@@ -77,6 +78,15 @@ class _BestSaver(keras.callbacks.Callback):
         self.best_epoch: int | None = None
         self._epoch = 0
         self._pending: tuple[int, dict] | None = None
+
+    def __deepcopy__(self, memo: dict) -> "_BestSaver":
+        """The same settings, no best value and no ``fit`` (keras-tuner copies
+        callbacks for every trial); the directory is the given one again."""
+        new = copy_callback(self, memo, fresh={
+            "_fit_run": lambda: None, "_pending": lambda: None, "_producers": list, "_epoch": int,
+            "best": lambda: None, "best_epoch": lambda: None})
+        new.checkpoint_dir = new._given_dir
+        return new
 
     @property
     def monitor_stat(self) -> str:

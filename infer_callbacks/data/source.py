@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from infer_callbacks._copying import copy_callback
 from infer_callbacks.data.queue_feed import Feed
 
 __all__ = ["InputSource", "QueueInput", "FeedInput"]
@@ -140,7 +141,7 @@ class InputSource:
         self._reset_lock = threading.Lock()
         self.description = _describe(source)
         self.reset_counter()
-        prefetch_n = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
+        prefetch_n = self._prefetch = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
         self._signature = None
         self._capacity = 8 if prefetch is None else max(1, int(prefetch))
 
@@ -179,6 +180,20 @@ class InputSource:
         self.dataset = tf.data.Dataset.from_generator(
             self._generate, output_signature=signature
         ).prefetch(prefetch_n)
+
+    def __deepcopy__(self, memo: dict) -> "InputSource":
+        """The same input for another runner (keras-tuner copies callbacks per
+        trial): the user's dataset, DataFlow or function is shared, never
+        copied (a ``tf.data.Dataset`` holds a graph); the batch counter and
+        the lock are the copy's own, and a Python input gets a dataset that
+        feeds from the copy."""
+        new = copy_callback(self, memo, share=("_source", "_factory", "_signature", "dataset"),
+                            fresh={"_reset_lock": threading.Lock})
+        new.reset_counter()
+        if self._signature is not None:
+            new.dataset = tf.data.Dataset.from_generator(
+                new._generate, output_signature=self._signature).prefetch(self._prefetch)
+        return new
 
     @staticmethod
     def _check_cardinality(ds: tf.data.Dataset) -> None:

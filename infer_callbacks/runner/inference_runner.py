@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from infer_callbacks._copying import copy_callback
 from infer_callbacks.runner import keras_glue
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.engine.binding import Binding, EngineConfig, check_inferencers
@@ -304,6 +305,17 @@ class InferenceRunner(keras.callbacks.Callback):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.tower_name!r}, {self.infs!r})"
+
+    # What a run leaves on the runner; a deep copy starts without it.
+    _RUN_STATE = {"last_results": dict, "num_samples_last_run": int, "_binding": lambda: None,
+                  "_fit_run": lambda: None, "_reports": list, "_reports_lock": threading.Lock,
+                  "_history_handle": lambda: RunContext(model=None).trainer, "_async": lambda: None}
+
+    def __deepcopy__(self, memo: dict) -> "InferenceRunner":
+        """The same input (shared, not copied), a copy of the inferencers and
+        settings, no model, traced step, reports or ``fit`` (keras-tuner
+        copies callbacks for every trial; see ``_copying.py``)."""
+        return copy_callback(self, memo, share=("tower_func",), fresh=self._RUN_STATE)
 
     # -- internals ----------------------------------------------------------
 

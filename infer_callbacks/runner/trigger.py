@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from infer_callbacks._copying import copy_callback
+
 __all__ = ["PeriodicTrigger"]
 
 
@@ -63,6 +65,12 @@ class PeriodicTrigger(keras.callbacks.Callback):
         if every_k_steps is None:
             # No batch hook at all when only epochs are counted.
             self.on_train_batch_end = keras.callbacks.Callback.on_train_batch_end.__get__(self)
+
+    def __deepcopy__(self, memo: dict) -> "PeriodicTrigger":
+        """A copy of the schedule and of the wrapped callback, with no run
+        state (keras-tuner copies callbacks for every trial)."""
+        return copy_callback(self, memo, fresh={
+            "_last_step": int, "_epoch": int, "_pending": dict, "_latest": dict})
 
     @property
     def runner(self):
