@@ -9,7 +9,9 @@ Accepted inputs:
   once, before the first iteration);
 * any re-iterable of batches (a list of tuples of arrays, ...), where each
   batch is an array, a tuple/list of arrays or a dict of arrays;
-* a zero-argument function returning one of the above (called at every run).
+* a zero-argument function returning one of the above (called at every run);
+* Keras-style arrays, a *tuple* ``(x, y)`` or ``(x, y, sample_weight)``,
+  batched by ``batch_size`` (see ``arrays.py``).
 
 One-shot iterators (generators, ``iter(...)`` results) are refused: the runner
 needs to start again from the first batch at every run.
@@ -25,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from infer_callbacks._copying import copy_callback
+from infer_callbacks.data.arrays import array_dataset, check_batch_size, is_array_data
 from infer_callbacks.data.queue_feed import Feed
 
 __all__ = ["InputSource", "QueueInput", "FeedInput"]
@@ -126,15 +129,20 @@ class InputSource:
     Args:
         source: the user's input (see the module docstring).
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
+        batch_size: the batch size of Keras-style ``(x, y[, sample_weight])``
+            arrays (default 32); refused with any other input.
 
     Attributes:
         dataset: the ``tf.data.Dataset`` to iterate, once per run.
         size: the number of batches per run, or ``None`` when unknown.
     """
 
-    def __init__(self, source: Any, *, prefetch: int | None = None):
+    def __init__(self, source: Any, *, prefetch: int | None = None, batch_size: int | None = None):
         if isinstance(source, _DataFlowInput):
             source = source.dataflow
+        check_batch_size(batch_size, source)
+        if is_array_data(source):
+            source = array_dataset(source, batch_size)
         self._source = source
         self._factory: Callable[[], Any] | None = None
         self._reset_done = False

@@ -64,7 +64,9 @@ class InferenceRunner(keras.callbacks.Callback):
 
     Args:
         input: a ``tf.data.Dataset``, a tensorpack-style DataFlow, a
-            re-iterable of batches, or a function returning an iterable.
+            re-iterable of batches, a function returning an iterable, or
+            Keras-style arrays: a tuple ``(x, y)`` or ``(x, y, sample_weight)``
+            (as ``fit(validation_data=...)`` takes them).
         infs: an :class:`Inferencer` or a list of them.
         tower_func: ``tower_func(*batch) -> dict[str, Tensor]``; by default
             the Keras model's own tower (outputs, ``loss``, ``wrong-top1``...).
@@ -94,6 +96,8 @@ class InferenceRunner(keras.callbacks.Callback):
         async_timeout: the most seconds to wait for a background run.
         epoch_key: the ``logs`` key naming the epoch an asynchronous result
             measures.
+        batch_size: the batch size for Keras-style arrays (default 32, as
+            ``evaluate``); an error with any other input.
 
     Example:
 
@@ -114,7 +118,8 @@ class InferenceRunner(keras.callbacks.Callback):
                  tower_name: str | None = None, input_names: Sequence[str] | None = None,
                  steps_per_execution: int | None = None, pipeline: bool = True, prefetch: int | None = None,
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
-                 async_timeout: float = 3600.0, epoch_key: str = "validation_epoch"):
+                 async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
+                 batch_size: int | None = None):
         super().__init__()
         _require_tensorflow_backend()
         self.infs = check_inferencers(infs)
@@ -130,7 +135,7 @@ class InferenceRunner(keras.callbacks.Callback):
         if tower_name is not None and not isinstance(tower_name, str):
             raise TypeError(f"`tower_name` must be a string. Received: {tower_name!r}")
         self.device = canonical_device(device) if device is not None else None
-        self.input = InputSource(input, prefetch=prefetch)
+        self.input = InputSource(input, prefetch=prefetch, batch_size=batch_size)
         self.tower_func = tower_func
         self.tower_name = tower_name or "InferenceTower"
         self.input_names = list(input_names) if input_names is not None else None
