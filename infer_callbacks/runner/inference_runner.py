@@ -30,7 +30,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from infer_callbacks._copying import copy_callback
-from infer_callbacks.runner import keras_glue
+from infer_callbacks.runner import keras_glue, keras_names
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.engine.binding import Binding, EngineConfig, check_inferencers
 from infer_callbacks.inferencers.context import RunContext
@@ -98,6 +98,9 @@ class InferenceRunner(keras.callbacks.Callback):
             measures.
         batch_size: the batch size for Keras-style arrays (default 32, as
             ``evaluate``); an error with any other input.
+        keras_names: report ``validation_X`` as ``val_X`` (Keras's own
+            names, which ``EarlyStopping(mode="auto")`` and Keras's
+            ``TensorBoard`` understand); see ``keras_names.py``.
 
     Example:
 
@@ -119,7 +122,7 @@ class InferenceRunner(keras.callbacks.Callback):
                  steps_per_execution: int | None = None, pipeline: bool = True, prefetch: int | None = None,
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
                  async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, keras_names: bool = False):
         super().__init__()
         _require_tensorflow_backend()
         self.infs = check_inferencers(infs)
@@ -155,6 +158,9 @@ class InferenceRunner(keras.callbacks.Callback):
         self.asynchronous = bool(asynchronous)
         self.async_timeout = float(async_timeout)
         self.epoch_key = epoch_key
+        if not isinstance(keras_names, bool):
+            raise TypeError(f"`keras_names` must be True or False. Received: keras_names={keras_names!r}")
+        self.keras_names = keras_names
         self._async: AsyncDriver | None = None  # made by setup() when asynchronous
 
     # -- Keras hooks --------------------------------------------------------
@@ -371,4 +377,7 @@ class InferenceRunner(keras.callbacks.Callback):
             done = run_pass(self._binding, plan, ctx, self.input, hooks=hooks, progress=bar,
                             background=background, steps_per_execution=self._binding.max_rounds)
         self.num_samples_last_run = done.samples
-        return collect(plan, ctx, self.on_nonfinite)
+        results, monitor_only, images = collect(plan, ctx, self.on_nonfinite)
+        if self.keras_names:
+            results, monitor_only = keras_names.rename(results, self), keras_names.rename(monitor_only, self)
+        return results, monitor_only, images
