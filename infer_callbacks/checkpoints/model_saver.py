@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as ckpt, run_dir
 from infer_callbacks._chief import ChiefOnly
+from infer_callbacks._copying import copy_callback
 from infer_callbacks._util import atomic_write_json, prepare_dir
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 
@@ -85,6 +86,12 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         self._directory: str | None = None
         self._epoch = 0
         self._last_step: int | None = None
+
+    def __deepcopy__(self, memo: dict) -> "ModelSaver":
+        """The same settings and no run state (keras-tuner copies callbacks for
+        every trial)."""
+        return copy_callback(self, memo, fresh={
+            "saved": list, "_directory": lambda: None, "_epoch": int, "_last_step": lambda: None})
 
     @staticmethod
     def restore(model: keras.Model, checkpoint_dir: str | os.PathLike) -> int:

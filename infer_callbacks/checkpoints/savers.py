@@ -42,6 +42,7 @@ import keras
 
 from infer_callbacks.checkpoints import layout as ckpt, run_dir
 from infer_callbacks._chief import ChiefOnly
+from infer_callbacks._copying import copy_callback
 from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
 from infer_callbacks.runner import keras_glue
@@ -79,6 +80,15 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         self.best_epoch: int | None = None
         self._epoch = 0
         self._pending: tuple[int, dict] | None = None
+
+    def __deepcopy__(self, memo: dict) -> "_BestSaver":
+        """The same settings, no best value and no ``fit`` (keras-tuner copies
+        callbacks for every trial); the directory is the given one again."""
+        new = copy_callback(self, memo, fresh={
+            "_fit_run": lambda: None, "_pending": lambda: None, "_producers": list, "_epoch": int,
+            "best": lambda: None, "best_epoch": lambda: None})
+        new.checkpoint_dir = new._given_dir
+        return new
 
     @property
     def monitor_stat(self) -> str:

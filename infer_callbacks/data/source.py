@@ -9,7 +9,9 @@ Accepted inputs:
   once, before the first iteration);
 * any re-iterable of batches (a list of tuples of arrays, ...), where each
   batch is an array, a tuple/list of arrays or a dict of arrays;
-* a zero-argument function returning one of the above (called at every run).
+* a zero-argument function returning one of the above (called at every run);
+* Keras-style arrays, a *tuple* ``(x, y)`` or ``(x, y, sample_weight)``,
+  batched by ``batch_size`` (see ``arrays.py``).
 
 One-shot iterators (generators, ``iter(...)`` results) are refused: the runner
 needs to start again from the first batch at every run.
@@ -24,6 +26,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from infer_callbacks._copying import copy_callback
+from infer_callbacks.data.arrays import array_dataset, check_batch_size, is_array_data
 from infer_callbacks.data.queue_feed import Feed
 
 __all__ = ["InputSource", "QueueInput", "FeedInput"]
@@ -125,22 +129,27 @@ class InputSource:
     Args:
         source: the user's input (see the module docstring).
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
+        batch_size: the batch size of Keras-style ``(x, y[, sample_weight])``
+            arrays (default 32); refused with any other input.
 
     Attributes:
         dataset: the ``tf.data.Dataset`` to iterate, once per run.
         size: the number of batches per run, or ``None`` when unknown.
     """
 
-    def __init__(self, source: Any, *, prefetch: int | None = None):
+    def __init__(self, source: Any, *, prefetch: int | None = None, batch_size: int | None = None):
         if isinstance(source, _DataFlowInput):
             source = source.dataflow
+        check_batch_size(batch_size, source)
+        if is_array_data(source):
+            source = array_dataset(source, batch_size)
         self._source = source
         self._factory: Callable[[], Any] | None = None
         self._reset_done = False
         self._reset_lock = threading.Lock()
         self.description = _describe(source)
         self.reset_counter()
-        prefetch_n = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
+        prefetch_n = self._prefetch = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
         self._signature = None
         self._capacity = 8 if prefetch is None else max(1, int(prefetch))
 
@@ -179,6 +188,20 @@ class InputSource:
         self.dataset = tf.data.Dataset.from_generator(
             self._generate, output_signature=signature
         ).prefetch(prefetch_n)
+
+    def __deepcopy__(self, memo: dict) -> "InputSource":
+        """The same input for another runner (keras-tuner copies callbacks per
+        trial): the user's dataset, DataFlow or function is shared, never
+        copied (a ``tf.data.Dataset`` holds a graph); the batch counter and
+        the lock are the copy's own, and a Python input gets a dataset that
+        feeds from the copy."""
+        new = copy_callback(self, memo, share=("_source", "_factory", "_signature", "dataset"),
+                            fresh={"_reset_lock": threading.Lock})
+        new.reset_counter()
+        if self._signature is not None:
+            new.dataset = tf.data.Dataset.from_generator(
+                new._generate, output_signature=self._signature).prefetch(self._prefetch)
+        return new
 
     @staticmethod
     def _check_cardinality(ds: tf.data.Dataset) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from infer_callbacks._copying import copy_callback
 from infer_callbacks.inferencers.context import RunContext, TrainerHandle
 
 __all__ = ["Inferencer"]
@@ -168,6 +169,14 @@ class Inferencer:
     @chief_only.setter
     def chief_only(self, value: bool) -> None:
         self._chief_only = bool(value)
+
+    # What binding to a run leaves on an inferencer; a deep copy starts without it.
+    _RUN_STATE = {"_run_context": lambda: None, "_setup_for": lambda: None, "_batch": lambda: Inferencer._batch}
+
+    def __deepcopy__(self, memo: dict) -> "Inferencer":
+        """A copy of the configuration, bound to no run (keras-tuner copies
+        callbacks, and so their inferencers, for every trial)."""
+        return copy_callback(self, memo, fresh=self._RUN_STATE)
 
     def set_chief_only(self, v: bool = True) -> "Inferencer":
         """Set :attr:`chief_only` and return the inferencer (tensorpack's API)."""

@@ -102,6 +102,10 @@ class GatherOutputs(Inferencer):
 
     # -- state --------------------------------------------------------------
 
+    # A copy holds none of a run's spill files.
+    _RUN_STATE = {**Inferencer._RUN_STATE, "_files": lambda: None, "_finalizer": lambda: None,
+                  "_spill_dir": lambda: None}
+
     def _reset(self) -> None:
         self._pieces: list[list[np.ndarray]] = [[] for _ in self.fetches]
         self._specs: list[tuple[tuple, np.dtype]] | None = None

@@ -120,6 +120,8 @@ class KerasMetric(Inferencer):
         self._traced: Any = None  # None: not yet; False: cannot trace; else the tf.function
         self._sample_weight_slot: int | None = None
 
+    _RUN_STATE = {**Inferencer._RUN_STATE, "_traced": lambda: None}  # a copy traces anew
+
     def _warn_swapped_order(self) -> None:
         if len(self.fetches) >= 2:
             second = self.fetches[1].lower()

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from infer_callbacks._chief import ChiefOnly
+from infer_callbacks._copying import copy_callback
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.runner import keras_glue
 from infer_callbacks.monitors.writers import (
@@ -116,6 +117,12 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         self._console_pending: list[tuple] = []
         self._sources: list = []
         self._fit_run: keras_glue.Run | None = None
+
+    def __deepcopy__(self, memo: dict) -> "Monitors":
+        """Copies of the writers, no history and no ``fit`` (keras-tuner copies
+        callbacks for every trial; see ``_copying.py``)."""
+        return copy_callback(self, memo, fresh={
+            "history": list, "_console_pending": list, "_sources": list, "_fit_run": lambda: None})
 
     # ---- standalone use -------------------------------------------------
 

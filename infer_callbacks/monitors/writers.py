@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from infer_callbacks._util import atomic_write_json, new_run_reason, reserve_numbered
+from infer_callbacks._copying import copy_callback
 
 __all__ = ["MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
 
@@ -122,6 +123,11 @@ class MonitorWriter:
 
     def close(self) -> None:
         """Flush and release resources."""
+
+    def __deepcopy__(self, memo: dict) -> "MonitorWriter":
+        """A writer with the same settings and no open file (``Monitors`` are
+        deep-copied per keras-tuner trial)."""
+        return copy_callback(self, memo, fresh={"_writer": lambda: None})
 
 
 class ScalarPrinter(MonitorWriter):

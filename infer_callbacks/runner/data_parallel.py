@@ -57,6 +57,8 @@ class DataParallelInferenceRunner(InferenceRunner):
         super().__init__(input, infs, tower_func=tower_func, **kwargs)
         self._own_strategy: tf.distribute.Strategy | None = None
 
+    _RUN_STATE = {**InferenceRunner._RUN_STATE, "_own_strategy": lambda: None}
+
     def strategy_for(self, model) -> tf.distribute.Strategy:
         theirs_strategy = model_strategy(model)
         if theirs_strategy is not None and not isinstance(theirs_strategy, tf.distribute.OneDeviceStrategy):

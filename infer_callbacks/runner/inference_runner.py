@@ -30,7 +30,8 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from infer_callbacks._chief import ChiefOnly
-from infer_callbacks.runner import keras_glue
+from infer_callbacks.runner import keras_glue, keras_names
+from infer_callbacks._copying import copy_callback
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.engine.binding import Binding, EngineConfig, check_inferencers
 from infer_callbacks.inferencers.context import RunContext
@@ -64,7 +65,9 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
 
     Args:
         input: a ``tf.data.Dataset``, a tensorpack-style DataFlow, a
-            re-iterable of batches, or a function returning an iterable.
+            re-iterable of batches, a function returning an iterable, or
+            Keras-style arrays: a tuple ``(x, y)`` or ``(x, y, sample_weight)``
+            (as ``fit(validation_data=...)`` takes them).
         infs: an :class:`Inferencer` or a list of them.
         tower_func: ``tower_func(*batch) -> dict[str, Tensor]``; by default
             the Keras model's own tower (outputs, ``loss``, ``wrong-top1``...).
@@ -96,6 +99,11 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         async_timeout: the most seconds to wait for a background run.
         epoch_key: the ``logs`` key naming the epoch an asynchronous result
             measures.
+        batch_size: the batch size for Keras-style arrays (default 32, as
+            ``evaluate``); an error with any other input.
+        keras_names: report ``validation_X`` as ``val_X`` (Keras's own
+            names, which ``EarlyStopping(mode="auto")`` and Keras's
+            ``TensorBoard`` understand); see ``keras_names.py``.
 
     Example:
 
@@ -117,7 +125,8 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  tower_name: str | None = None, input_names: Sequence[str] | None = None,
                  steps_per_execution: int | None = None, pipeline: bool = True, prefetch: int | None = None,
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
-                 async_timeout: float = 3600.0, epoch_key: str = "validation_epoch"):
+                 async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
+                 batch_size: int | None = None, keras_names: bool = False):
         super().__init__()
         _require_tensorflow_backend()
         self.infs = check_inferencers(infs)
@@ -133,7 +142,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         if tower_name is not None and not isinstance(tower_name, str):
             raise TypeError(f"`tower_name` must be a string. Received: {tower_name!r}")
         self.device = soft_device(device)  # a missing GPU id: a warning and the default placement
-        self.input = InputSource(input, prefetch=prefetch)
+        self.input = InputSource(input, prefetch=prefetch, batch_size=batch_size)
         self.tower_func = tower_func
         self.tower_name = tower_name or "InferenceTower"
         self.input_names = list(input_names) if input_names is not None else None
@@ -153,6 +162,9 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.asynchronous = bool(asynchronous)
         self.async_timeout = float(async_timeout)
         self.epoch_key = epoch_key
+        if not isinstance(keras_names, bool):
+            raise TypeError(f"`keras_names` must be True or False. Received: keras_names={keras_names!r}")
+        self.keras_names = keras_names
         self._async: AsyncDriver | None = None  # made by setup() when asynchronous
 
     # -- Keras hooks --------------------------------------------------------
@@ -309,6 +321,17 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.tower_name!r}, {self.infs!r})"
 
+    # What a run leaves on the runner; a deep copy starts without it.
+    _RUN_STATE = {"last_results": dict, "num_samples_last_run": int, "_binding": lambda: None,
+                  "_fit_run": lambda: None, "_reports": list, "_reports_lock": threading.Lock,
+                  "_history_handle": lambda: RunContext(model=None).trainer, "_async": lambda: None}
+
+    def __deepcopy__(self, memo: dict) -> "InferenceRunner":
+        """The same input (shared, not copied), a copy of the inferencers and
+        settings, no model, traced step, reports or ``fit`` (keras-tuner
+        copies callbacks for every trial; see ``_copying.py``)."""
+        return copy_callback(self, memo, share=("tower_func",), fresh=self._RUN_STATE)
+
     # -- internals ----------------------------------------------------------
 
     def _binding_key(self, model) -> tuple:
@@ -358,4 +381,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             done = run_pass(self._binding, plan, ctx, self.input, hooks=hooks, progress=bar,
                             background=background, steps_per_execution=self._binding.max_rounds)
         self.num_samples_last_run = done.samples
-        return collect(plan, ctx, self.on_nonfinite)
+        results, monitor_only, images = collect(plan, ctx, self.on_nonfinite)
+        if self.keras_names:
+            results, monitor_only = keras_names.rename(results, self), keras_names.rename(monitor_only, self)
+        return results, monitor_only, images

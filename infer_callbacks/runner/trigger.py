@@ -7,6 +7,7 @@ import inspect
 import keras
 
 from infer_callbacks._chief import ChiefOnly
+from infer_callbacks._copying import copy_callback
 
 __all__ = ["PeriodicTrigger"]
 
@@ -90,6 +91,12 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
         self._epoch = 0
         self._pending: dict[str, float] = {}
         self._latest: dict = {}
+
+    def __deepcopy__(self, memo: dict) -> "PeriodicTrigger":
+        """A copy of the schedule and of the wrapped callback, with no run
+        state (keras-tuner copies callbacks for every trial)."""
+        return copy_callback(self, memo, fresh={
+            "_last_step": int, "_epoch": int, "_pending": dict, "_latest": dict})
 
     @property
     def runner(self):
