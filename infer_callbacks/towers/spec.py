@@ -133,6 +133,14 @@ _AUTO_OP_NAMES = frozenset({
 })
 
 
+# Names of the default Keras tower that exist only for `(x, y)` batches.
+_NEEDS_LABELS = re.compile(r"(?:^|_)loss(?::0)?$|wrong-top\d+(?::0)?$|(?:^|/)(?:pred|label)(?::0)?$|^label/")
+
+
+def _has_labels(element_spec: Any) -> bool:
+    return isinstance(element_spec, tuple) and len(element_spec) >= 2
+
+
 def _parameter_names(fn: Callable) -> list[str] | None:
     try:
         params = inspect.signature(fn).parameters.values()
@@ -166,9 +174,12 @@ def _input_names(element_spec: Any, tower_func: Callable | None, keras_default: 
     for i, spec in enumerate(elements):
         path = (i,) if isinstance(element_spec, tuple) else ()
         if isinstance(spec, dict):
+            # Keras labels and weights by output name: `label/<output>`, not the
+            # bare key, which is the output's own name.
+            prefix = f"{names[i]}/" if keras_default and 0 < i < len(names) else ""
             for k, v in spec.items():
                 if isinstance(v, tf.TensorSpec):
-                    paths.setdefault(str(k), path + (k,))
+                    paths.setdefault(prefix + str(k), path + (k,))
         elif i < len(names) and isinstance(spec, tf.TensorSpec):
             paths[names[i]] = path
     return paths
@@ -223,6 +234,7 @@ class TowerSpec:
         self.tower_func = tower_func
         self.element_spec = element_spec
         self.input_paths = _input_names(element_spec, tower_func, keras_default, input_names)
+        self.keras_default = keras_default
 
     def _call(self, batch: Any) -> tuple[dict, list[tf.Operation]]:
         graph = tf.compat.v1.get_default_graph()
@@ -263,10 +275,16 @@ class TowerSpec:
         return op.outputs[0] if op is not None and op.outputs else None
 
     def _unknown_message(self, name: str, outputs: dict, new_ops: Sequence) -> str:
-        return (
+        message = (
             f"Unknown fetch name {name!r}: the tower has no output, input or "
             f"named tensor called that. Available names: {self.available_names(outputs, new_ops)}."
         )
+        if self.keras_default and _NEEDS_LABELS.search(name) and not _has_labels(self.element_spec):
+            message += (
+                " The validation set's batches carry no labels (each batch is `x` alone), so the "
+                "default Keras tower has no `loss`, `wrong-top1` or labels: give it `(x, y)` "
+                "batches, e.g. `tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(64)`.")
+        return message
 
     def available_names(self, outputs: dict, new_ops: Sequence) -> list[str]:
         """Dict keys, input names, and the tower's top-level ops that were
@@ -278,7 +296,8 @@ class TowerSpec:
             if "/" in op.name or op.type in ("Placeholder", "Const", "NoOp") or not op.outputs:
                 continue
             base = re.sub(r"_\d+$", "", op.name)
-            if base == op.type or base in _AUTO_OP_NAMES or _AUTO_NAME.match(op.name):
+            if (base.replace("_", "").lower() == op.type.lower() or base in _AUTO_OP_NAMES
+                    or _AUTO_NAME.match(op.name)):  # `div_no_nan` for DivNoNan ...
                 continue
             named.append(op.name)
         shown = {k for k in outputs if not (k.endswith(("#num", "#den")) or k == SAMPLE_WEIGHT_KEY)}
