@@ -181,3 +181,11 @@ def test_batches_without_labels_say_that_loss_needs_x_y_batches(name):
     with pytest.raises(UnknownFetchError, match=rf"'{name}'.*\['input', 'output'\].*carry no labels.*\(x, y\)"):
         _fetch(model, val, [name])
     assert "output" in _fetch(model, val, ["output"])[0]  # what it has still works
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import infer_callbacks.towers.keras_loss as module
+
+    assert doctest.testmod(module).failed == 0
