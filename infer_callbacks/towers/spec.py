@@ -21,12 +21,13 @@ Example:
 
 from __future__ import annotations
 
-import inspect
-import re
 import threading
 from typing import Any, Callable, Sequence
 
 import tensorflow as tf
+
+from infer_callbacks.towers.names import (find_named_op, get_path, input_paths, key_in, named_ops,
+                                          no_labels_hint)
 
 __all__ = [
     "TowerContext",
@@ -117,87 +118,6 @@ def get_current_tower_context() -> TowerContext | None:
     return stack[-1] if stack else None
 
 
-# --------------------------------------------------------------------------
-# Input names and fetch resolution.
-
-_AUTO_NAME = re.compile(r"^(?:.*/)?(?:Identity|identity)(?:_\d+)?$")
-# Default op names of TensorFlow's Python API that differ from the op type.
-_AUTO_OP_NAMES = frozenset({
-    "strided_slice", "truediv", "floordiv", "mul", "add", "sub", "mod", "pow", "neg", "range",
-    "zeros", "ones", "zeros_like", "ones_like", "concat", "stack", "Reshape", "transpose", "Squeeze",
-    "ExpandDims", "one_hot", "Max", "Min", "Mean", "Sum", "Prod", "ArgMax", "ArgMin", "Cast",
-    "SelectV2", "clip_by_value", "Greater", "Less", "Equal", "NotEqual", "GatherV2", "Tile",
-    "in_top_k", "Softmax", "LogSoftmax", "Relu", "Sigmoid", "Tanh", "MatMul", "BiasAdd",
-    "split", "unstack", "Pad", "Shape", "Size", "Rank", "Fill", "LogicalNot", "LogicalAnd",
-    "LogicalOr", "Square", "Sqrt", "Exp", "Log", "Abs", "AddV2", "RealDiv", "Maximum", "Minimum",
-})
-
-
-def _parameter_names(fn: Callable) -> list[str] | None:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    names = []
-    for p in params:
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            names.append(p.name)
-        elif p.kind == p.VAR_POSITIONAL:
-            return None
-    return names
-
-
-def _input_names(element_spec: Any, tower_func: Callable | None, keras_default: bool,
-                 given: Sequence[str] | None) -> dict[str, tuple]:
-    """name -> path into the batch structure, for every nameable input."""
-    paths: dict[str, tuple] = {}
-    if isinstance(element_spec, dict):
-        for k, v in element_spec.items():
-            if isinstance(v, tf.TensorSpec):
-                paths[str(k)] = (k,)
-        return paths
-    elements = element_spec if isinstance(element_spec, tuple) else (element_spec,)
-    if given is not None:
-        names = list(given)
-    elif keras_default:
-        names = ["input", "label", "sample_weight"][: len(elements)]
-    else:
-        names = _parameter_names(tower_func) or []
-    for i, spec in enumerate(elements):
-        path = (i,) if isinstance(element_spec, tuple) else ()
-        if isinstance(spec, dict):
-            for k, v in spec.items():
-                if isinstance(v, tf.TensorSpec):
-                    paths.setdefault(str(k), path + (k,))
-        elif i < len(names) and isinstance(spec, tf.TensorSpec):
-            paths[names[i]] = path
-    return paths
-
-
-def _key_in(name: str, mapping: Any) -> str | None:
-    """The key of ``mapping`` that ``name`` means (``name`` or ``name:0``), if any."""
-    base = name[:-2] if name.endswith(":0") else name
-    return next((k for k in (name, base, base + ":0") if k in mapping), None)
-
-
-def _get_path(batch: Any, path: tuple) -> Any:
-    for key in path:
-        batch = batch[key]
-    return batch
-
-
-def _find_named_op(ops: Sequence[tf.Operation], name: str) -> tf.Operation | None:
-    name = name[:-2] if name.endswith(":0") else name
-    for op in ops:
-        if op.name == name or op.name.endswith("/" + name):
-            return op
-    uniquified = re.compile(r"^(?:.*/)?" + re.escape(name) + r"_\d+$")
-    for op in ops:
-        if uniquified.match(op.name):
-            return op
-    return None
-
-
 class UnknownFetchError(ValueError):
     """A fetch name that the tower does not provide."""
 
@@ -222,7 +142,8 @@ class TowerSpec:
                  input_names: Sequence[str] | None = None):
         self.tower_func = tower_func
         self.element_spec = element_spec
-        self.input_paths = _input_names(element_spec, tower_func, keras_default, input_names)
+        self.input_paths = input_paths(element_spec, tower_func, keras_default, input_names)
+        self.keras_default = keras_default
 
     def _call(self, batch: Any) -> tuple[dict, list[tf.Operation]]:
         graph = tf.compat.v1.get_default_graph()
@@ -253,34 +174,30 @@ class TowerSpec:
         return found
 
     def _lookup(self, batch: Any, name: str, outputs: dict, new_ops: Sequence) -> Any:
-        key = _key_in(name, outputs)
+        key = key_in(name, outputs)
         if key is not None:
             return tf.convert_to_tensor(outputs[key])
-        key = _key_in(name, self.input_paths)
+        key = key_in(name, self.input_paths)
         if key is not None:
-            return _get_path(batch, self.input_paths[key])
-        op = _find_named_op(new_ops, name)
+            return get_path(batch, self.input_paths[key])
+        op = find_named_op(new_ops, name)
         return op.outputs[0] if op is not None and op.outputs else None
 
     def _unknown_message(self, name: str, outputs: dict, new_ops: Sequence) -> str:
-        return (
+        message = (
             f"Unknown fetch name {name!r}: the tower has no output, input or "
             f"named tensor called that. Available names: {self.available_names(outputs, new_ops)}."
         )
+        if self.keras_default:
+            message += no_labels_hint(name, self.element_spec)
+        return message
 
     def available_names(self, outputs: dict, new_ops: Sequence) -> list[str]:
         """Dict keys, input names, and the tower's top-level ops that were
         given a name (``tf.identity(t, name=...)``, ``tf.reduce_mean(...,
         name=...)``): those whose name is neither their op type nor one of
         the names TensorFlow's Python API picks by itself."""
-        named = []
-        for op in new_ops:
-            if "/" in op.name or op.type in ("Placeholder", "Const", "NoOp") or not op.outputs:
-                continue
-            base = re.sub(r"_\d+$", "", op.name)
-            if base == op.type or base in _AUTO_OP_NAMES or _AUTO_NAME.match(op.name):
-                continue
-            named.append(op.name)
+        named = named_ops(new_ops)
         shown = {k for k in outputs if not (k.endswith(("#num", "#den")) or k == SAMPLE_WEIGHT_KEY)}
         return sorted(shown | set(self.input_paths) | set(named))
 
@@ -300,7 +217,7 @@ class TowerSpec:
             outputs, ops = self._call(batch)
             found = self.resolve(batch, names, outputs, ops)
             for name in names:
-                key = _key_in(name, outputs)
+                key = key_in(name, outputs)
                 if key is not None and all(k in outputs for k in exact_keys(key)):
                     found.update(zip(exact_keys(name), (outputs[k] for k in exact_keys(key))))
             if SAMPLE_WEIGHT_KEY in outputs:

@@ -11,7 +11,8 @@ import tensorflow as tf
 from infer_callbacks import TowerContext, get_current_tower_context
 from infer_callbacks.distribute.devices import canonical_device as _canonical_device  # tests move to test_devices.py
 from infer_callbacks.towers.keras_tower import keras_tower_func
-from infer_callbacks.towers.spec import TowerSpec, UnknownFetchError, _find_named_op, exact_keys
+from infer_callbacks.towers.names import find_named_op as _find_named_op
+from infer_callbacks.towers.spec import TowerSpec, UnknownFetchError, exact_keys
 
 
 def test_tower_context_nests_and_unwinds():
@@ -159,5 +160,13 @@ def test_docstring_examples_run():
     import doctest
 
     import infer_callbacks.towers.spec as module
+
+    assert doctest.testmod(module).failed == 0
+
+
+def test_names_docstring_examples_run():
+    import doctest
+
+    import infer_callbacks.towers.names as module
 
     assert doctest.testmod(module).failed == 0
