@@ -8,6 +8,8 @@ import stat
 import tempfile
 from typing import Any, Iterable
 
+import numpy as np
+
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically: write a temporary file in
@@ -156,3 +158,15 @@ def describe_arrays(names: Any, arrays: Any) -> str:
         value = np.asarray(value)
         parts.append(f"{name!r} shape {value.shape} {value.dtype}")
     return ", ".join(parts)
+
+
+def global_step(model: Any, default: int | None = 0) -> int | None:
+    """The model's global step (its optimizer's ``iterations``), or
+    ``default`` when it has none (no optimizer, not compiled)."""
+    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
+    if iterations is None:
+        return default
+    try:
+        return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
+    except (TypeError, ValueError):
+        return default

@@ -131,13 +131,17 @@ class InputSource:
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
         batch_size: the batch size of Keras-style ``(x, y[, sample_weight])``
             arrays (default 32); refused with any other input.
+        limit_batches: validate on the same first ``N`` batches every run
+            (an int), or on that fraction of the batches (a float in
+            ``(0, 1]``, at least one batch; needs an input of known length).
 
     Attributes:
         dataset: the ``tf.data.Dataset`` to iterate, once per run.
         size: the number of batches per run, or ``None`` when unknown.
     """
 
-    def __init__(self, source: Any, *, prefetch: int | None = None, batch_size: int | None = None):
+    def __init__(self, source: Any, *, prefetch: int | None = None, batch_size: int | None = None,
+                 limit_batches: int | float | None = None):
         if isinstance(source, _DataFlowInput):
             source = source.dataflow
         check_batch_size(batch_size, source)
@@ -153,11 +157,13 @@ class InputSource:
         self._signature = None
         self._capacity = 8 if prefetch is None else max(1, int(prefetch))
 
+        self.limit: int | None = None
         if isinstance(source, tf.data.Dataset):
             self._check_cardinality(source)
-            self.dataset = source.prefetch(prefetch_n)
             card = int(source.cardinality())
             self.size = card if card >= 0 else None
+            self._set_limit(limit_batches)
+            self.dataset = (source if self.limit is None else source.take(self.limit)).prefetch(prefetch_n)
             return
         if isinstance(source, (tf.Tensor, np.ndarray, str, bytes)):
             raise TypeError(
@@ -184,6 +190,7 @@ class InputSource:
         structure = _to_structure(first)
         signature = tf.nest.map_structure(_spec_of, structure)
         self.size = self._len()
+        self._set_limit(limit_batches)
         self._signature = signature
         self.dataset = tf.data.Dataset.from_generator(
             self._generate, output_signature=signature
@@ -202,6 +209,24 @@ class InputSource:
             new.dataset = tf.data.Dataset.from_generator(
                 new._generate, output_signature=self._signature).prefetch(self._prefetch)
         return new
+
+    def _set_limit(self, limit: int | float | None) -> None:
+        """``limit_batches``: checked, as a number of batches (``self.limit``)."""
+        if limit is None:
+            return
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0 \
+                or (isinstance(limit, float) and limit > 1):
+            raise ValueError("`limit_batches` must be a positive int (a number of batches) or a float in "
+                             f"(0, 1] (a fraction of the set). Received: limit_batches={limit!r}")
+        if isinstance(limit, float):
+            if self.size is None:
+                raise ValueError(f"`limit_batches={limit}` is a fraction, but the validation input "
+                                 f"({self.description}) does not tell its length. Pass a number of "
+                                 "batches instead, e.g. limit_batches=50.")
+            limit = max(1, int(limit * self.size))
+        self.limit = int(limit)
+        if self.size is not None:
+            self.size = min(self.size, self.limit)
 
     @staticmethod
     def _check_cardinality(ds: tf.data.Dataset) -> None:
@@ -288,7 +313,7 @@ class InputSource:
     def _generate(self):
         self.reset_counter()
         iterator = iter(self._iterable())
-        while True:
+        while self.limit is None or self.produced < self.limit:
             try:
                 batch = next(iterator)
             except StopIteration:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from infer_callbacks._util import atomic_write_json, new_run_reason, reserve_numbered
+from infer_callbacks._util import atomic_write_json, global_step, new_run_reason, reserve_numbered
 from infer_callbacks._copying import copy_callback
 
 __all__ = ["MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
@@ -61,13 +61,7 @@ def as_image(key: str, value: Any) -> np.ndarray:
 
 def optimizer_step(model) -> int | None:
     """The model's global step (``optimizer.iterations``), if it has one."""
-    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
-    if iterations is None:
-        return None
-    try:
-        return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
-    except (TypeError, ValueError):
-        return None
+    return global_step(model, default=None)
 
 
 def merge_epoch_row(rows: list[dict], epoch_num: int, step: int, values: dict) -> None:

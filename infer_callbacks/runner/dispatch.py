@@ -69,7 +69,7 @@ def run_pass(binding, plan, ctx, source, *, hooks: Callable, progress, backgroun
     blockwise = [(inf, names) for inf, names in plan if inf.accepts_blocks() and binding.can_block(names)]
     batchwise = [(inf, names) for inf, names in plan if (inf, names) not in blockwise]
     stats = PassStats()
-    blocks = binding.blocks()
+    blocks = binding.blocks(source)
     try:
         for count, chunk in _located(blocks, source, lambda: stats.batches, steps_per_execution):
             if background is not None and background.should_stop:

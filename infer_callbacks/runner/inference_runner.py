@@ -2,21 +2,20 @@
 
 | who                 | owns                                                        |
 | ------------------- | ----------------------------------------------------------- |
-| ``input``           | the validation set as a prefetched ``tf.data.Dataset``      |
-| ``tower``           | the inference function and its output names                 |
-| ``binding``         | devices, the traced step, one model at a time               |
-| ``step``/``pipeline`` | running batches on the devices, cutting them apart        |
-| this module         | the Keras lifecycle, dispatch to inferencers, ``logs``,     |
-|                     | ``on_test_*`` around each run, reports for the monitors     |
+| ``sets``            | each named input (prefetched) and its own inferencers       |
+| ``engine.binding``  | devices, the tower, the traced step: one per input structure |
+| ``passes``/``dispatch`` | one run: every set's batches to its inferencers, in order |
+| this module         | the Keras lifecycle, ``logs``, ``on_test_*`` around each    |
+|                     | run, reports for the monitors, the asynchronous schedule    |
 | inferencers         | every number                                                |
 
 A run: ``on_test_begin`` on every callback of the ``fit`` (so
-``SwapEMAWeights`` swaps), the batches through the step, each batch's numpy
-values to every inferencer in dataset order, ``on_test_end``, then the
-results into the epoch's ``logs`` ahead of every other callback's
-``on_epoch_end`` (see ``keras_glue.py``: the runner joins the run of the
-``CallbackList`` that hands it its model, and moves itself ahead of the
-callbacks that are not validation producers).
+``SwapEMAWeights`` swaps), each set's batches through the step, each
+batch's numpy values to that set's inferencers in dataset order,
+``on_test_end``, then the results into the epoch's ``logs`` ahead of every
+other callback's ``on_epoch_end`` (see ``keras_glue.py``: the runner joins
+the run of the ``CallbackList`` that hands it its model, and moves itself
+ahead of the callbacks that are not validation producers).
 """
 
 from __future__ import annotations
@@ -27,33 +26,27 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from infer_callbacks._chief import ChiefOnly
-from infer_callbacks.runner import keras_glue, keras_names
 from infer_callbacks._copying import copy_callback
-from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
-from infer_callbacks.runner.engine.binding import Binding, EngineConfig, check_inferencers
-from infer_callbacks.inferencers.context import RunContext
-from infer_callbacks.runner.dispatch import call_hook as _hook, collect, run_pass
+from infer_callbacks._util import global_step
 from infer_callbacks.distribute.devices import is_chief, model_strategy, soft_device
 from infer_callbacks.inferencers.base import Inferencer
-from infer_callbacks.data.source import InputSource
-from infer_callbacks.runner.report import Report
+from infer_callbacks.inferencers.context import RunContext
+from infer_callbacks.runner import keras_glue, keras_names
+from infer_callbacks.runner.arguments import check_options, make_sets, require_tensorflow_backend
+from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
+from infer_callbacks.runner.dispatch import call_hook as _hook
+from infer_callbacks.runner.engine.binding import check_inferencers
+from infer_callbacks.runner.passes import progress_bars
+from infer_callbacks.runner.report import Report, publish
+from infer_callbacks.runner.validator import Validator
 
 __all__ = ["InferenceRunner"]
 
 
-def _require_tensorflow_backend() -> None:
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise RuntimeError(
-            f"infer_callbacks needs Keras's TensorFlow backend; this process uses "
-            f"KERAS_BACKEND={backend!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
-
-
 class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
-    """Runs inferencers over a validation set at the end of every epoch.
+    """Runs inferencers over one or several validation sets at the end of every epoch.
 
     Results go into the epoch's ``logs`` before any other callback's
     ``on_epoch_end`` runs, wherever the runner stands in the list (so
@@ -67,7 +60,12 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         input: a ``tf.data.Dataset``, a tensorpack-style DataFlow, a
             re-iterable of batches, a function returning an iterable, or
             Keras-style arrays: a tuple ``(x, y)`` or ``(x, y, sample_weight)``
-            (as ``fit(validation_data=...)`` takes them).
+            (as ``fit(validation_data=...)`` takes them). Or a dict of such
+            inputs, ``{"clean": ds1, "noisy": ds2}``: several named sets, run
+            one after another in each run, each with its own copy of the
+            inferencers (the first set uses the objects passed); a result
+            ``validation_loss`` of set ``clean`` is reported as
+            ``validation_clean_loss`` (see ``sets.py``).
         infs: an :class:`Inferencer` or a list of them.
         tower_func: ``tower_func(*batch) -> dict[str, Tensor]``; by default
             the Keras model's own tower (outputs, ``loss``, ``wrong-top1``...).
@@ -95,7 +93,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             background while training goes on; results reach ``logs`` at the
             first epoch end after they are ready, with ``epoch_key`` naming
             the epoch they measure. The last epoch is validated in the
-            foreground. See ``background.py``.
+            foreground. See ``asynchronous.py``.
         async_timeout: the most seconds to wait for a background run.
         epoch_key: the ``logs`` key naming the epoch an asynchronous result
             measures.
@@ -104,6 +102,14 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         keras_names: report ``validation_X`` as ``val_X`` (Keras's own
             names, which ``EarlyStopping(mode="auto")`` and Keras's
             ``TensorBoard`` understand); see ``keras_names.py``.
+        combine: with several sets, also report each result under its
+            unnamed key (``validation_loss``), combined over the sets:
+            ``'mean'``, ``'min'``, ``'max'``, ``{set name: weight}`` (a
+            weighted sum) or a function of ``{set name: value}``.
+        limit_batches: validate on the same first ``N`` batches of each set
+            every run (an int, or a fraction of the set's batches); the
+            numbers are exact over those, and ``validation_num_samples``
+            says how many samples they cover.
 
     Example:
 
@@ -126,23 +132,17 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  steps_per_execution: int | None = None, pipeline: bool = True, prefetch: int | None = None,
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
                  async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
-                 batch_size: int | None = None, keras_names: bool = False):
+                 batch_size: int | None = None, keras_names: bool = False, combine: Any = None,
+                 limit_batches: int | float | None = None):
         super().__init__()
-        _require_tensorflow_backend()
+        require_tensorflow_backend()
         self.infs = check_inferencers(infs)
-        if steps_per_execution is not None and (isinstance(steps_per_execution, bool) or not isinstance(
-                steps_per_execution, int) or steps_per_execution < 1):
-            raise ValueError("`steps_per_execution` must be a positive integer or None (automatic). "
-                             f"Received: steps_per_execution={steps_per_execution!r}")
-        if tower_func is not None and not callable(tower_func):
-            raise TypeError(f"`tower_func` must be callable. Received: {tower_func!r}")
-        if on_nonfinite not in ("warn", "raise"):
-            raise ValueError("`on_nonfinite` must be 'warn' (report NaN/inf and go on) or 'raise'. "
-                             f"Received: on_nonfinite={on_nonfinite!r}")
-        if tower_name is not None and not isinstance(tower_name, str):
-            raise TypeError(f"`tower_name` must be a string. Received: {tower_name!r}")
+        check_options(tower_func=tower_func, steps_per_execution=steps_per_execution,
+                      on_nonfinite=on_nonfinite, tower_name=tower_name, keras_names=keras_names)
         self.device = soft_device(device)  # a missing GPU id: a warning and the default placement
-        self.input = InputSource(input, prefetch=prefetch, batch_size=batch_size)
+        self.sets, self.combination = make_sets(input, self.infs, prefetch=prefetch, batch_size=batch_size,
+                                                limit_batches=limit_batches, combine=combine)
+        self.input = self.sets[0].input
         self.tower_func = tower_func
         self.tower_name = tower_name or "InferenceTower"
         self.input_names = list(input_names) if input_names is not None else None
@@ -152,20 +152,18 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.verbose = verbose
         self.shutdown_timeout = 2.0
         self.run_at_epoch_end = True
-        self.last_results: dict[str, float] = {}
-        self.num_samples_last_run = 0
-        self._binding: Binding | None = None
-        self._fit_run: keras_glue.Run | None = None
-        self._reports: list[Report] = []
-        self._reports_lock = threading.Lock()
-        self._history_handle = RunContext(model=None).trainer
         self.asynchronous = bool(asynchronous)
         self.async_timeout = float(async_timeout)
         self.epoch_key = epoch_key
-        if not isinstance(keras_names, bool):
-            raise TypeError(f"`keras_names` must be True or False. Received: keras_names={keras_names!r}")
         self.keras_names = keras_names
-        self._async: AsyncDriver | None = None  # made by setup() when asynchronous
+        for name, value in self._RUN_STATE.items():
+            setattr(self, name, value())
+
+    # What a run leaves on the runner; a deep copy starts without it.
+    _RUN_STATE = {"last_results": dict, "num_samples_last_run": int, "samples_per_set": dict,
+                  "_validator": lambda: None,
+                  "_fit_run": lambda: None, "_reports": list, "_reports_lock": threading.Lock,
+                  "_history_handle": lambda: RunContext(model=None).trainer, "_async": lambda: None}
 
     # -- Keras hooks --------------------------------------------------------
 
@@ -200,44 +198,46 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
 
     # -- public -------------------------------------------------------------
 
+    def _all_infs(self) -> list:
+        return [inf for s in self.sets for inf in s.infs]
+
     def before_train(self) -> None:
         """Bind to the model, trace and check the fetches, then the
         inferencers' ``before_train`` (what ``on_train_begin`` does; call it
         when driving the runner by hand, as ``SidecarEvaluator`` does)."""
         self.setup()
-        for inf in self.infs:
+        for inf in self._all_infs():
             _hook(inf, "before_train")
 
     def after_train(self) -> None:
         """Wait for an asynchronous run, then the inferencers' ``after_train``."""
         if self._async is not None:
             self._async.train_end()
-        for inf in self.infs:
+        for inf in self._all_infs():
             _hook(inf, "after_train")
 
     def setup(self) -> None:
-        """Bind to the current model: choose devices, trace the tower once on
-        the input's structure and check every fetch name (errors name the
+        """Bind to the current model: choose devices, trace the tower once per
+        input structure and check every fetch name (errors name the
         inferencer and list the available names). ``on_train_begin`` calls
-        it; binding the same model again keeps the traced step."""
+        it; binding the same model again keeps the traced steps."""
         key = self._binding_key(self.model)
-        if self._binding is None or not self._binding.matches(self.model, key):
-            config = EngineConfig(
-                input=self.input, infs=tuple(self.infs), tower_func=self.tower_func,
+        if self._validator is None or not self._validator.matches(self.model, key):
+            self._validator = Validator(
+                self.model, self.sets, self.strategy_for(self.model), key, tower_func=self.tower_func,
                 input_names=None if self.input_names is None else tuple(self.input_names),
                 whole_batches=self.whole_batches, asynchronous=self.asynchronous,
                 steps_per_execution=self.steps_per_execution, pipeline=self.pipeline,
                 shutdown_timeout=self.shutdown_timeout)
-            self._binding = Binding(self.model, self.strategy_for(self.model), config, key)
+            ctx = self._context(epoch_num=0)
+            for inf in self._all_infs():
+                _hook(inf, "setup_run", ctx)
         if self.asynchronous and self._async is None:
             self._async = AsyncDriver(
                 launch=lambda epoch, step: self._launch(epoch, step, foreground=False),
                 foreground=lambda epoch, step: self._launch(epoch, step, foreground=True),
                 publish=self.publish, set_last=self._set_last, timeout=self.async_timeout,
                 epoch_key=self.epoch_key)
-            ctx = self._context(epoch_num=0)
-            for inf in self.infs:
-                _hook(inf, "setup_run", ctx)
 
     def trigger(self, *, epoch_num: int | None = None, global_step: int | None = None) -> dict[str, float]:
         """Run one validation pass now; return its results (also kept in
@@ -253,20 +253,74 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             return self._async.trigger(epoch, step)
         return self._launch(epoch, step, foreground=True)
 
+    def snapshot_weights(self, epoch_num: int) -> list[np.ndarray] | None:
+        """The weights an asynchronous run validated for epoch ``epoch_num``
+        (``model.weights`` order), while the snapshot still holds them; for
+        savers that keep the validated weights. ``None`` otherwise."""
+        snapshot = self._validator.snapshot if self._validator is not None else None
+        if snapshot is None or snapshot.epoch_num != epoch_num:
+            return None
+        return snapshot.numpy()
+
+    def publish(self, results: dict[str, float], logs: dict | None) -> None:
+        """Put ``results`` into ``logs``, refusing to replace a key that
+        another producer (Keras's own ``val_*`` metrics, another runner) put
+        there."""
+        publish(results, logs, self)
+
+    def pop_reports(self) -> list[Report]:
+        """The reports of the runs since the last call (for :class:`Monitors`)."""
+        with self._reports_lock:
+            reports, self._reports = self._reports, []
+        return reports
+
+    @property
+    def snapshot_nbytes(self) -> int:
+        """The bytes the asynchronous snapshot of the weights holds (0 without one)."""
+        snapshot = self._validator.snapshot if self._validator is not None else None
+        return 0 if snapshot is None else snapshot.nbytes
+
+    @property
+    def tracing_count(self) -> int:
+        """How many times the validation steps were traced (for tests)."""
+        return 0 if self._validator is None else self._validator.tracing_count
+
+    def strategy_for(self, model) -> tf.distribute.Strategy | None:
+        """The strategy this runner validates ``model`` under (``None``:
+        TensorFlow's placement)."""
+        if self.device is not None:
+            return tf.distribute.OneDeviceStrategy(self.device)
+        return model_strategy(model)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.tower_name!r}, {self.infs!r})"
+
+    def __deepcopy__(self, memo: dict) -> "InferenceRunner":
+        """The same inputs (shared, not copied), a copy of the inferencers and
+        settings, no model, traced step, reports or ``fit`` (keras-tuner
+        copies callbacks for every trial; see ``_copying.py``)."""
+        return copy_callback(self, memo, share=("tower_func",), fresh=self._RUN_STATE)
+
+    # -- internals ----------------------------------------------------------
+
+    def _binding_key(self, model) -> tuple:
+        """What must stay the same for the bindings to serve ``model`` again."""
+        return (id(self.tower_func), self.device, id(getattr(model, "distribute_strategy", None)),
+                len(getattr(model, "weights", ())))
+
     def _set_last(self, results: dict) -> None:
         self.last_results = results
 
     def _launch(self, epoch: int, step: int, foreground: bool = False):
-        """One pass over the validation set (the snapshot's, for an
+        """One run over the validation sets (the snapshot's, for an
         asynchronous runner): in this thread, or in a :class:`BackgroundRun`."""
         self.setup()
         ctx = self._context(epoch_num=epoch, global_step=step)
-        snapshot = self._binding.snapshot
         results: dict[str, float] = {}
         self._fire("on_test_begin")
         try:
-            if snapshot is not None:
-                snapshot.take(epoch, step)
+            if self._validator.snapshot is not None:
+                self._validator.snapshot.take(epoch, step)
             if foreground:
                 results = self._pass(ctx, None)
         finally:
@@ -277,84 +331,29 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         return BackgroundRun(lambda run: self._pass(ctx, run))
 
     def _pass(self, ctx: RunContext, background) -> dict[str, float]:
-        results, monitor_only, images = self._run(ctx, background)
+        quiet = background is not None or not self.verbose or (self.params or {}).get("verbose", 1) == 0
+        done = self._validator.run(self.sets, ctx, progress=progress_bars(self.tower_name, quiet),
+                                   hooks=self._fire if background is None else (lambda *a: None),
+                                   background=background, on_nonfinite=self.on_nonfinite,
+                                   combination=self.combination, who=self)
+        self.num_samples_last_run, self.samples_per_set = done.samples, done.samples_per_set
+        results, monitor_only = done.results, done.monitor_only
+        if self.keras_names:
+            results, monitor_only = keras_names.rename(results, self), keras_names.rename(monitor_only, self)
         ctx.trainer.monitors.record(results, ctx.global_step)
         with self._reports_lock:
-            self._reports.append(Report(ctx.epoch_num, ctx.global_step, dict(results), monitor_only, images))
+            self._reports.append(Report(ctx.epoch_num, ctx.global_step, dict(results), monitor_only,
+                                        done.images))
         return results
 
-    def snapshot_weights(self, epoch_num: int) -> list[np.ndarray] | None:
-        """The weights an asynchronous run validated for epoch ``epoch_num``
-        (``model.weights`` order), while the snapshot still holds them; for
-        savers that keep the validated weights. ``None`` otherwise."""
-        snapshot = self._binding.snapshot if self._binding is not None else None
-        if snapshot is None or snapshot.epoch_num != epoch_num:
-            return None
-        return snapshot.numpy()
-
-    def publish(self, results: dict[str, float], logs: dict | None) -> None:
-        """Put ``results`` into ``logs``, refusing to replace a key that
-        another producer (Keras's own ``val_*`` metrics, another runner) put
-        there."""
-        if logs is None:
-            return
-        taken = sorted(k for k in results if k in logs)
-        if taken:
-            raise ValueError(
-                f"{self!r} reports {taken}, but the epoch's logs already hold "
-                f"{'these keys' if len(taken) > 1 else 'this key'} from another producer (Keras's "
-                "own validation_data metrics or another runner). Give the inferencer another "
-                "prefix or summary name, e.g. BinaryClassificationStats(..., prefix='validation').")
-        logs.update(results)
-
-    def pop_reports(self) -> list[Report]:
-        """The reports of the runs since the last call (for :class:`Monitors`)."""
-        with self._reports_lock:
-            reports, self._reports = self._reports, []
-        return reports
-
-    @property
-    def tracing_count(self) -> int:
-        """How many times the validation step was traced (for tests)."""
-        return 0 if self._binding is None else self._binding.tracing_count
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.tower_name!r}, {self.infs!r})"
-
-    # What a run leaves on the runner; a deep copy starts without it.
-    _RUN_STATE = {"last_results": dict, "num_samples_last_run": int, "_binding": lambda: None,
-                  "_fit_run": lambda: None, "_reports": list, "_reports_lock": threading.Lock,
-                  "_history_handle": lambda: RunContext(model=None).trainer, "_async": lambda: None}
-
-    def __deepcopy__(self, memo: dict) -> "InferenceRunner":
-        """The same input (shared, not copied), a copy of the inferencers and
-        settings, no model, traced step, reports or ``fit`` (keras-tuner
-        copies callbacks for every trial; see ``_copying.py``)."""
-        return copy_callback(self, memo, share=("tower_func",), fresh=self._RUN_STATE)
-
-    # -- internals ----------------------------------------------------------
-
-    def _binding_key(self, model) -> tuple:
-        """What must stay the same for a binding to serve ``model`` again."""
-        return (id(self.tower_func), self.device, id(getattr(model, "distribute_strategy", None)),
-                len(getattr(model, "weights", ())))
-
-    def strategy_for(self, model) -> tf.distribute.Strategy | None:
-        """The strategy this runner validates ``model`` under (``None``:
-        TensorFlow's placement)."""
-        if self.device is not None:
-            return tf.distribute.OneDeviceStrategy(self.device)
-        return model_strategy(model)
-
     def _global_step(self) -> int:
-        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
-        return int(iterations.numpy()) if iterations is not None else 0
+        return global_step(self.model)
 
     def _epochs_seen(self) -> int:
         return len(getattr(getattr(self.model, "history", None), "epoch", []) or [])
 
     def _context(self, epoch_num: int, global_step: int = 0) -> RunContext:
-        strategy = self._binding.strategy if self._binding is not None else None
+        strategy = self._validator.strategy if self._validator is not None else None
         handle = self._history_handle
         handle.model, handle.epoch_num, handle.global_step = self.model, epoch_num, global_step
         handle.is_chief = is_chief(strategy)
@@ -364,24 +363,3 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
     def _fire(self, hook: str, *args) -> None:
         if self._fit_run is not None:
             self._fit_run.fire(hook, *args)
-
-    def _progress(self, quiet: bool = False):
-        quiet = quiet or not self.verbose or (self.params or {}).get("verbose", 1) == 0
-        return tqdm(total=self.input.size, desc=self.tower_name, unit="batch", leave=False,
-                    disable=True if quiet else None, dynamic_ncols=True)
-
-    def _active(self, ctx: RunContext) -> list[tuple[Inferencer, list[int]]]:
-        return [(inf, idx) for inf, idx in self._binding.plan
-                if ctx.is_chief or not getattr(inf, "chief_only", False)]
-
-    def _run(self, ctx: RunContext, background=None) -> tuple[dict, dict, dict]:
-        plan = self._active(ctx)
-        hooks = self._fire if background is None else (lambda *a: None)
-        with self._progress(quiet=background is not None) as bar:
-            done = run_pass(self._binding, plan, ctx, self.input, hooks=hooks, progress=bar,
-                            background=background, steps_per_execution=self._binding.max_rounds)
-        self.num_samples_last_run = done.samples
-        results, monitor_only, images = collect(plan, ctx, self.on_nonfinite)
-        if self.keras_names:
-            results, monitor_only = keras_names.rename(results, self), keras_names.rename(monitor_only, self)
-        return results, monitor_only, images

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Report"]
+__all__ = ["Report", "publish"]
 
 
 @dataclasses.dataclass
@@ -28,3 +28,18 @@ class Report:
     scalars: dict[str, float] = dataclasses.field(default_factory=dict)
     monitor_scalars: dict[str, float] = dataclasses.field(default_factory=dict)
     images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+def publish(results: dict, logs: dict | None, who: object) -> None:
+    """Put ``results`` into ``logs``, refusing to replace a key that another
+    producer (Keras's own ``val_*`` metrics, another runner) put there."""
+    if logs is None:
+        return
+    taken = sorted(k for k in results if k in logs)
+    if taken:
+        raise ValueError(
+            f"{who!r} reports {taken}, but the epoch's logs already hold "
+            f"{'these keys' if len(taken) > 1 else 'this key'} from another producer (Keras's "
+            "own validation_data metrics or another runner). Give the inferencer another "
+            "prefix or summary name, e.g. BinaryClassificationStats(..., prefix='validation').")
+    logs.update(results)

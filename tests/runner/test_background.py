@@ -151,7 +151,7 @@ def test_snapshot_is_one_copy_of_the_weights():
                              asynchronous=True)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[runner])
     weight_bytes = sum(w.numpy().nbytes for w in model.weights)
-    assert runner._binding.snapshot.nbytes == weight_bytes
+    assert runner.snapshot_nbytes == weight_bytes
 
 
 def test_ctrl_c_stops_training_and_the_background_run():

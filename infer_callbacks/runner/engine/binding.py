@@ -64,7 +64,9 @@ class EngineConfig:
     reads nothing else of the runner).
 
     Attributes:
-        input: the :class:`~infer_callbacks.data.source.InputSource`.
+        input: an :class:`~infer_callbacks.data.source.InputSource` of the
+            structure this binding serves (every input given to
+            :meth:`Binding.blocks` has this structure).
         infs: the inferencers, in the runner's order (their fetches).
         tower_func: the user's tower function, or ``None`` for the model's own.
         input_names: names of the positional batch elements, or ``None``.
@@ -73,6 +75,8 @@ class EngineConfig:
         steps_per_execution: the most batches per call, ``None``: automatic.
         pipeline: run the calls in a background thread.
         shutdown_timeout: seconds to wait for that thread when a pass stops early.
+        snapshot: the weights' snapshot an asynchronous runner already holds
+            for this model (shared by the bindings of its inputs), or ``None``.
     """
 
     input: Any
@@ -84,6 +88,7 @@ class EngineConfig:
     steps_per_execution: int | None = None
     pipeline: bool = True
     shutdown_timeout: float = 2.0
+    snapshot: Any = None
 
 
 class Binding:
@@ -92,7 +97,6 @@ class Binding:
     Attributes:
         strategy: the devices' strategy, or ``None`` (TensorFlow's placement).
         mode: ``'single'``, ``'whole'`` or ``'split'`` (see ``step.py``).
-        plan: ``[(inferencer, fetch names)]`` in the runner's order.
     """
 
     def __init__(self, model, strategy: tf.distribute.Strategy | None, config: EngineConfig, key: Any = None):
@@ -117,7 +121,6 @@ class Binding:
                                input_names=(list(config.input_names) if config.input_names is not None
                                             else getattr(tower_func, "input_names", None)))
         names = list(dict.fromkeys(n for inf in config.infs for n in inf.get_fetches()))
-        self.plan = [(inf, list(inf.get_fetches())) for inf in config.infs]
         self.ranks: dict[str, int] = {}
         self.specs = self._trace(config, names, element_spec)
         replica_fn = self.tower.replica_fn(names, {})
@@ -131,7 +134,7 @@ class Binding:
             if model is None:
                 raise ValueError("asynchronous=True validates a snapshot of the model's weights; "
                                  "bind a model first (runner.set_model(model) or model.fit).")
-            self.snapshot = Snapshot(model, self.strategy)
+            self.snapshot = config.snapshot if config.snapshot is not None else Snapshot(model, self.strategy)
             replica_fn = scoped(replica_fn, self.snapshot)
         step_strategy, device = self.strategy, None
         if self.mode == "whole" and not self.multi_worker and len(self.strategy.extended.worker_devices) == 1:
@@ -217,11 +220,13 @@ class Binding:
         wanted += [SAMPLE_WEIGHT] if self._has_weight else []
         return all(self.ranks.get(n, 0) >= 1 and _static_inner(self.specs[n]) for n in wanted)
 
-    def blocks(self):
+    def blocks(self, input: Any = None):
         """A generator of ``(dataset batches, Chunk)``, one per step call, in
-        dataset order; close it to stop early. (Under ``split`` mode with a
+        dataset order, over ``input`` (an input of this binding's structure;
+        by default the configuration's); close it to stop early. (Under ``split`` mode with a
         per-batch scalar fetch, each replica slice is one batch of the chunk.)"""
-        feed = self._config.input.open(queued=self._queued(self._config))
+        input = self._config.input if input is None else input
+        feed = input.open(queued=self._queued(self._config))
         shard = None
         if self.multi_worker:
             local = len(self.strategy.extended.worker_devices)

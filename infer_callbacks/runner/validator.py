@@ -1,0 +1,52 @@
+"""The runner's validation sets bound to one model: one engine binding per
+input structure (sets of the same structure share the traced step) and, for
+an asynchronous runner, the one snapshot of the weights they all read."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Sequence
+
+from infer_callbacks.runner.engine.binding import Binding, EngineConfig
+from infer_callbacks.runner.passes import RunResults, run_sets
+from infer_callbacks.runner.sets import ValidationSet
+
+__all__ = ["Validator"]
+
+
+def _structure(s: ValidationSet) -> tuple:
+    return repr(s.input.dataset.element_spec), s.input.queued
+
+
+class Validator:
+    """``sets`` bound to ``model`` under ``strategy``.
+
+    Args:
+        model: the model (or ``None`` with a ``tower_func`` that needs none).
+        sets: the runner's :class:`~infer_callbacks.runner.sets.ValidationSet` list.
+        strategy: the strategy to validate under (``None``: TensorFlow's placement).
+        key: what must stay equal for this validator to serve the model again.
+        **engine: the other fields of :class:`EngineConfig` (``tower_func``,
+            ``input_names``, ``whole_batches``, ``asynchronous``, ...).
+    """
+
+    def __init__(self, model, sets: Sequence[ValidationSet], strategy, key: Any, **engine):
+        self._model = weakref.ref(model) if model is not None else (lambda: None)
+        self.key, self.strategy, self.snapshot = key, strategy, None
+        self.bindings: dict[tuple, Binding] = {}
+        for s in sets:
+            if _structure(s) not in self.bindings:
+                config = EngineConfig(input=s.input, infs=tuple(s.infs), snapshot=self.snapshot, **engine)
+                binding = Binding(model, strategy, config, key)
+                self.bindings[_structure(s)], self.snapshot = binding, binding.snapshot
+
+    def matches(self, model, key: Any) -> bool:
+        return self._model() is model and self.key == key
+
+    @property
+    def tracing_count(self) -> int:
+        return sum(b.tracing_count for b in self.bindings.values())
+
+    def run(self, sets: Sequence[ValidationSet], ctx, **kwargs) -> RunResults:
+        """One run over ``sets`` (see :func:`~infer_callbacks.runner.passes.run_sets`)."""
+        return run_sets(sets, lambda s: self.bindings[_structure(s)], ctx, **kwargs)
