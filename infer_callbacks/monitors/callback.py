@@ -8,6 +8,14 @@ Where the numbers come from:
 | the epoch's ``logs`` | every scalar (training metrics, runner results) | the current epoch and global step |
 | ``pop_reports()`` of sibling runners (``report.Report``) | ``scalars``, ``monitor_scalars`` (monitors only, not ``logs``, e.g. ``ConfusionMatrix``'s per-class values), ``images`` | the report's ``epoch_num`` / ``global_step`` (an asynchronous runner reports epoch ``e`` later) |
 
+A report is the epoch's when it has the epoch's number and final global step
+(the same weights); any other report is a row of its own: a run in the
+middle of an epoch (read after each training call but the epoch's last) or a
+late one. Rows are keyed by ``(epoch_num, global_step)``. The epoch's row
+keeps the latest mid-epoch results its ``logs`` carry, except for writers
+of series by step (``step_series``: TensorBoard) and :attr:`Monitors.history`,
+which hold each value once, at the step it was measured.
+
 The runners are those of the run this callback joins in ``set_model``
 (:func:`infer_callbacks.runner.keras_glue.join`: the ``CallbackList`` that
 holds it, looking through wrappers such as ``PeriodicTrigger``). Nothing is
@@ -68,7 +76,10 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
     recall and precision), images (``TFEventWriter`` writes them, the others
     ignore them), and results that an asynchronous runner reports for an
     earlier epoch, which are written under that epoch and its global step
-    (``stats.json`` merges them into that epoch's row).
+    (``stats.json`` merges them into that epoch's row). A run in the middle
+    of an epoch (``PeriodicTrigger(every_k_steps=...)``) is written right
+    after the training call it followed, as a row of its own at its global
+    step (see docs/monitors.md, "Runs in the middle of an epoch").
 
     The console writer (:class:`ScalarPrinter`) prints after Keras's progress
     bar, and, when ``fit`` prints the logs (``verbose`` 1 or 2), only what the
@@ -82,8 +93,9 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
             ``JSONWriter(logdir)``, ``TFEventWriter(logdir)``).
 
     Attributes:
-        history: the rows written in this run, one dict per epoch
-            (``epoch_num``, ``global_step`` and the values), sorted by epoch.
+        history: the rows written in this run, one dict per epoch end and
+            per mid-epoch run (``epoch_num``, ``global_step`` and the values
+            measured at that step), sorted by epoch, then step.
 
     Example:
 
@@ -117,12 +129,13 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         self._console_pending: list[tuple] = []
         self._sources: list = []
         self._fit_run: keras_glue.Run | None = None
+        self._written: dict[str, int] = {}  # keys written as their own rows this epoch -> their epoch
 
     def __deepcopy__(self, memo: dict) -> "Monitors":
         """Copies of the writers, no history and no ``fit`` (keras-tuner copies
         callbacks for every trial; see ``_copying.py``)."""
         return copy_callback(self, memo, fresh={
-            "history": list, "_console_pending": list, "_sources": list, "_fit_run": lambda: None})
+            "history": list, "_console_pending": list, "_sources": list, "_written": dict, "_fit_run": lambda: None})
 
     # ---- standalone use -------------------------------------------------
 
@@ -156,7 +169,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
             images: ``{name: H x W x C uint8}``.
             console_skip: keys the console writers leave out (already shown).
         """
-        self._write_rows([(epoch_num, global_step, _scalars(scalars), dict(images or {}))],
+        self._write_rows([(epoch_num, global_step, _scalars(scalars), dict(images or {}), set())],
                          set(console_skip), defer=False)
 
     def close(self) -> None:
@@ -214,33 +227,59 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self._flush_console()
+        self._written = {}
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        # A run after a training step (PeriodicTrigger every_k_steps=,
+        # every_t_seconds=, every_epoch_fraction=) gets a row of its own at its
+        # global step, now. The epoch's last call is left to on_epoch_end: a
+        # run there measured the epoch's final weights and belongs to its row.
+        # (Overriding this hook turns off Keras's asynchronous batch-hook
+        # dispatch, which TensorFlow's backend does not use anyway.)
+        steps = (self.params or {}).get("steps")
+        if not self._sources or (steps is not None and batch + 1 >= steps):
+            return
+        reports = self._pop_reports()
+        if reports:
+            self._write_rows([self._report_row(r) for r in reports], set(), defer=self._keras_prints_logs())
+
+    def _report_row(self, r, step: int | None = None) -> tuple:
+        """A report's row; its keys are remembered until the epoch ends."""
+        scalars = {**_scalars(r.scalars), **_scalars(r.monitor_scalars)}
+        for key in _scalars(r.scalars):
+            self._written[key] = r.epoch_num
+        return (r.epoch_num, r.global_step if step is None else step, scalars, dict(r.images or {}), set())
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         epoch_num = epoch + 1
         step = optimizer_step(self.model)
-        step = epoch_num if step is None else step
         scalars = _scalars(logs)
         shown = set(scalars) if self._keras_prints_logs() else set()
         reports = self._pop_reports()
-        now = [r for r in reports if r.epoch_num == epoch_num]
-        late = [r for r in reports if r.epoch_num != epoch_num]
-        for r in late:  # their keys in this epoch's logs measure an earlier epoch
-            for key in r.scalars:
+        # A report of this epoch at its final step measured the epoch's weights.
+        now = [r for r in reports if r.epoch_num == epoch_num and (step is None or r.global_step == step)]
+        rows = [self._report_row(r) for r in reports if not any(r is n for n in now)]
+        step = epoch_num if step is None else step
+        for key, measured in self._written.items():
+            if measured != epoch_num:  # in this epoch's logs, but measuring an earlier epoch
                 scalars.pop(key, None)
+        # The latest mid-epoch results stay in the epoch's row (as in its logs);
+        # writers of series by step (TensorBoard) already have them at their step.
+        carried = {k for k, measured in self._written.items() if measured == epoch_num and k in scalars}
         images: dict = {}
         for r in now:
             scalars.update(_scalars(r.scalars))
             scalars.update(_scalars(r.monitor_scalars))
+            carried -= set(_scalars(r.scalars))
             images.update(r.images or {})
-        rows = [(epoch_num, step, scalars, images)]
-        for r in sorted(late, key=lambda r: r.epoch_num):
-            rows.append((r.epoch_num, r.global_step,
-                         {**_scalars(r.scalars), **_scalars(r.monitor_scalars)}, dict(r.images or {})))
+        rows = [(epoch_num, step, scalars, images, carried)] + sorted(rows, key=lambda row: row[:2])
+        self._written = {}
         self._write_rows(rows, shown, defer=self._keras_prints_logs())
 
     def _write_rows(self, rows: list, shown: set, *, defer: bool) -> None:
-        for epoch_num, step, scalars, images in rows:
-            self._add_history(epoch_num, step, scalars)
+        for epoch_num, step, scalars, images, carried in rows:
+            measured = {k: v for k, v in scalars.items() if k not in carried}
+            self._add_history(epoch_num, step, measured)
             for w in self._active:
                 if w.console:
                     if not getattr(w, "repeat_keras_logs", False):
@@ -252,7 +291,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
                     else:
                         w.write(epoch_num, step, printed)
                 else:
-                    w.write(epoch_num, step, scalars)
+                    w.write(epoch_num, step, measured if w.step_series else scalars)
                 if images:
                     w.write_images(epoch_num, step, images)
 
@@ -267,9 +306,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
             # finished in its own on_train_end), then the last printed table.
             reports = self._pop_reports()
             if reports:
-                self._write_rows([(r.epoch_num, r.global_step,
-                                   {**_scalars(r.scalars), **_scalars(r.monitor_scalars)},
-                                   dict(r.images or {})) for r in reports], set(), defer=False)
+                self._write_rows([self._report_row(r) for r in reports], set(), defer=False)
             self._flush_console()
         finally:
             self._sources = []  # hold no runner beyond the run

@@ -64,13 +64,19 @@ def optimizer_step(model) -> int | None:
     return global_step(model, default=None)
 
 
+def _row_key(row: dict) -> tuple:
+    step = row.get("global_step", 0)
+    return row["epoch_num"], step if isinstance(step, (int, float)) else 0
+
+
 def merge_epoch_row(rows: list[dict], epoch_num: int, step: int, values: dict) -> None:
-    """Merge ``values`` into the row of ``epoch_num`` in ``rows`` (one dict
-    per epoch, kept in epoch order), adding the row if there is none yet."""
-    row = next((r for r in rows if r["epoch_num"] == epoch_num), None)
+    """Merge ``values`` into the row of ``epoch_num`` at global ``step`` in
+    ``rows`` (one dict per epoch end and per run in the middle of an epoch,
+    kept sorted by epoch, then step), adding the row if there is none yet."""
+    row = next((r for r in rows if r["epoch_num"] == epoch_num and r.get("global_step") == step), None)
     if row is None:
         rows.append({"epoch_num": epoch_num, "global_step": step, **values})
-        rows.sort(key=lambda r: r["epoch_num"])
+        rows.sort(key=_row_key)
     else:
         row.update(values)
 
@@ -82,7 +88,9 @@ class MonitorWriter:
     (called at ``on_train_begin``), ``write_images(epoch_num, step, images)``
     and ``close()``. ``write`` may be called more than once for an epoch: an
     asynchronous runner reports epoch ``e``'s results at a later epoch end,
-    under ``e`` and its global step.
+    under ``e`` and its global step. A run in the middle of an epoch
+    (``PeriodicTrigger(every_k_steps=...)``) is written under the epoch in
+    progress and its own global step, before the epoch's row.
 
     Example:
 
@@ -104,6 +112,12 @@ class MonitorWriter:
     #: A console writer shows only what Keras's progress output does not
     #: already show, after that output (see :class:`ScalarPrinter`).
     console = False
+
+    #: A writer of series by global step (TensorBoard) gets each value once,
+    #: at the step it was measured: an epoch's row then leaves out the
+    #: validation results of a run earlier in that epoch, which the epoch's
+    #: ``logs`` (and the other writers) carry to the epoch's end.
+    step_series = False
 
     def setup(self, model: keras.Model | None) -> None:
         """Prepare to write; raise here for a bad configuration."""
@@ -182,8 +196,9 @@ class ScalarPrinter(MonitorWriter):
 
 
 class JSONWriter(MonitorWriter):
-    """Keeps ``logdir/stats.json``: a list of per-epoch dicts with
-    ``epoch_num`` (1-based) and ``global_step``, sorted by epoch.
+    """Keeps ``logdir/stats.json``: a list of dicts with ``epoch_num``
+    (1-based) and ``global_step``, one per epoch end and one per run in the
+    middle of an epoch, sorted by epoch, then global step.
 
     - The file is replaced atomically (temporary file, fsync, rename): a crash
       or a full disk never leaves a partial file. A write that fails raises an
@@ -196,7 +211,7 @@ class JSONWriter(MonitorWriter):
       ``N``; an older backup is never overwritten), with a warning naming it.
       ``overwrite=True`` discards the old file instead.
     - Results reported later for an earlier epoch (asynchronous validation)
-      are merged into that epoch's row.
+      are merged into that epoch's row (the row of the same epoch and step).
     - A file that is not such a list is refused and left untouched.
 
     Args:
@@ -312,8 +327,9 @@ class JSONWriter(MonitorWriter):
 
 
 class TFEventWriter(MonitorWriter):
-    """Writes TensorBoard event files (scalars at the global step). A re-run
-    in the same ``logdir`` adds a new event file beside the old ones.
+    """Writes TensorBoard event files (scalars at the global step they were
+    measured at: a value is never repeated at a later step). A re-run in the
+    same ``logdir`` adds a new event file beside the old ones.
 
     Args:
         logdir: the directory of the event files (required).
@@ -331,6 +347,8 @@ class TFEventWriter(MonitorWriter):
     writer.close()
     ```
     """
+
+    step_series = True
 
     def __init__(self, logdir: str | os.PathLike, *, flush_secs: int = 30):
         self.logdir = prepare_logdir(logdir, "TFEventWriter")

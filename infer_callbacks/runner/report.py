@@ -15,8 +15,13 @@ class Report:
 
     Attributes:
         epoch_num: the 1-based epoch whose weights were measured (0 before
-            training, e.g. ``PeriodicTrigger(before_train=True)``).
-        global_step: the optimizer step of those weights.
+            training, e.g. ``PeriodicTrigger(before_train=True)``); for a
+            run in the middle of an epoch, the epoch in progress.
+        global_step: the optimizer step of those weights. With
+            ``epoch_num`` it says where the report belongs: at the epoch's
+            final step it is the epoch's (its row, its ``logs``), at an
+            earlier step a run in the middle of the epoch, which
+            :class:`~infer_callbacks.Monitors` write as a row of its own.
         scalars: the results that also went into Keras's ``logs``.
         monitor_scalars: results for the monitors only (e.g. per-class
             values that would flood ``History`` and the progress bar).

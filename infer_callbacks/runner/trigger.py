@@ -1,13 +1,20 @@
-"""``PeriodicTrigger``: run any callback every k epochs and/or every k steps."""
+"""``PeriodicTrigger``: run any callback on a schedule (epochs, steps,
+seconds, fractions of an epoch, a predicate, after a delay). *When* is
+decided by :class:`~infer_callbacks.runner.schedule.Schedule`; this module
+meets Keras: it reads the global step and the clock, runs the callback and
+hands its results to the epoch's ``logs``."""
 
 from __future__ import annotations
 
 import inspect
+import time
+from typing import Callable
 
 import keras
 
 from infer_callbacks._chief import ChiefOnly
 from infer_callbacks._copying import copy_callback
+from infer_callbacks.runner.schedule import Schedule
 
 __all__ = ["PeriodicTrigger"]
 
@@ -39,19 +46,25 @@ def _trigger_takes_logs(callback) -> bool | None:
 
 
 class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
-    """Runs a callback periodically instead of at the end of every epoch.
+    """Runs a callback on a schedule instead of at the end of every epoch.
 
     The wrapped callback gets ``set_model``, ``set_params``,
     ``on_train_begin`` and ``on_train_end`` as usual. At its schedule:
 
-    * an :class:`InferenceRunner` validates (results go into that epoch's
-      ``logs``; a run after a training step goes into that batch's ``logs``
-      and the next epoch's);
+    * an :class:`InferenceRunner` validates. A run after a training step
+      (mid-epoch) puts its results into that batch's ``logs``, gets a row of
+      its own at its global step in the :class:`Monitors`, and its results
+      go into the epoch's ``logs`` at the epoch end unless a later run of the
+      epoch replaced them (``History`` and ``EarlyStopping`` see the latest);
     * any other callback (``MaxSaver``, ``ModelCheckpoint``, your own) gets
       ``trigger(logs)`` if it has one (``trigger()`` if it takes no
       argument, as tensorpack's callbacks do), else
       ``on_epoch_end(epoch, logs)``, with the latest epoch's logs and any
       newer validation results.
+
+    Periods combine with "or"; the callback runs at most once per training
+    call and once per global step (a run due at an epoch end whose last step
+    already ran it is not repeated). See :mod:`infer_callbacks.runner.schedule`.
 
     Args:
         callback: the callback to run (tensorpack's ``triggerable``).
@@ -61,42 +74,68 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
             ``compile(steps_per_execution=n)`` it still fires whenever a
             multiple of k was reached (once per call that crosses one).
         before_train: also run once before the first training step.
+        every_t_seconds: run after the first training call that ends at
+            least t seconds after training began or the previous run ended
+            (the runs' own time is not counted).
+        every_epoch_fraction: run after the calls that complete each
+            fraction of the epoch (0.25: after a quarter, a half, three
+            quarters and all of its steps). Needs the epoch's length
+            (``fit``'s ``steps_per_epoch``, or a dataset of known length).
+        start_after_steps: no run before this global step.
+        start_after_epochs: no run before this many epochs have ended.
+        predicate: ``predicate(epoch, global_step) -> bool``, run when true;
+            ``epoch`` is 1-based (the epoch that ended, or the one in
+            progress).
+        predicate_every: when ``predicate`` is asked: ``"epoch"`` (after
+            each epoch) or ``"step"`` (after each training call).
+        clock: a zero-argument function returning seconds (default
+            ``time.monotonic``), for ``every_t_seconds``.
 
     Example:
 
     ```python
     PeriodicTrigger(InferenceRunner(val_ds, ScalarStats("loss")), every_k_epochs=5)
+    PeriodicTrigger(InferenceRunner(val_ds, ScalarStats("loss")), every_epoch_fraction=0.25,
+                    start_after_epochs=1)
     ```
     """
 
     def __init__(self, callback: keras.callbacks.Callback, every_k_epochs: int | None = None,
-                 every_k_steps: int | None = None, before_train: bool = False):
+                 every_k_steps: int | None = None, before_train: bool = False, *,
+                 every_t_seconds: float | None = None, every_epoch_fraction: float | None = None,
+                 start_after_steps: int = 0, start_after_epochs: int = 0,
+                 predicate: Callable[[int, int], bool] | None = None, predicate_every: str = "epoch",
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__()
-        for name, value in (("every_k_epochs", every_k_epochs), ("every_k_steps", every_k_steps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be a positive integer or None. Received: {name}={value!r}")
-        if every_k_epochs is None and every_k_steps is None and not before_train:
-            raise ValueError("PeriodicTrigger needs a period: pass every_k_epochs=, every_k_steps= "
-                             "or before_train=True.")
+        self.schedule = Schedule(
+            every_k_epochs=every_k_epochs, every_k_steps=every_k_steps, before_train=before_train,
+            every_t_seconds=every_t_seconds, every_epoch_fraction=every_epoch_fraction,
+            start_after_steps=start_after_steps, start_after_epochs=start_after_epochs,
+            predicate=predicate, predicate_every=predicate_every)
+        if not callable(clock):
+            raise TypeError("`clock` must be a zero-argument function returning seconds, such as "
+                            f"time.monotonic. Received: clock={clock!r}")
         if not isinstance(callback, keras.callbacks.Callback):
             raise TypeError("`callback` must be a keras.callbacks.Callback (an InferenceRunner, a saver, "
                             f"...). Received: {callback!r}")
         self.callback = callback
+        self.clock = clock
         self.chief_only = getattr(callback, "chief_only", True)  # tensorpack's ProxyCallback
         self._takes_logs = _trigger_takes_logs(callback)  # the signature, read once
-        self.every_k_epochs = every_k_epochs
-        self.every_k_steps = every_k_steps
-        self.before_train = before_train
-        self._last_step = 0
         self._epoch = 0
+        self._last_run: tuple[int, int] | None = None  # (epoch, step) of the last mid-epoch run
         self._pending: dict[str, float] = {}
         self._latest: dict = {}
+
+    every_k_epochs = property(lambda self: self.schedule.every_k_epochs)
+    every_k_steps = property(lambda self: self.schedule.every_k_steps)
+    before_train = property(lambda self: self.schedule.before_train)
 
     def __deepcopy__(self, memo: dict) -> "PeriodicTrigger":
         """A copy of the schedule and of the wrapped callback, with no run
         state (keras-tuner copies callbacks for every trial)."""
-        return copy_callback(self, memo, fresh={
-            "_last_step": int, "_epoch": int, "_pending": dict, "_latest": dict})
+        return copy_callback(self, memo, share=("clock",), fresh={
+            "_epoch": int, "_last_run": lambda: None, "_pending": dict, "_latest": dict})
 
     @property
     def runner(self):
@@ -115,11 +154,18 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
         iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
         return int(iterations.numpy()) if iterations is not None else 0
 
-    def _fire(self, epoch: int, logs: dict | None, at_epoch_end: bool) -> None:
+    def _fire(self, epoch: int, logs: dict | None, at_epoch_end: bool, step: int) -> None:
+        if not at_epoch_end:
+            self._last_run = (self._epoch, step)
+        try:
+            self._run(epoch, logs, at_epoch_end, step)
+        finally:
+            self.schedule.ran(self.clock())
+
+    def _run(self, epoch: int, logs: dict | None, at_epoch_end: bool, step: int) -> None:
         if _is_runner(self.callback):
-            results = self.callback.trigger(epoch_num=epoch if at_epoch_end else self._epoch,
-                                            global_step=self._iterations())
-            self._pending = dict(results)
+            results = self.callback.trigger(epoch_num=epoch if at_epoch_end else self._epoch, global_step=step)
+            self._pending = dict(results)  # the latest run's, for the epoch's logs
             if logs is not None and not at_epoch_end:
                 logs.update(results)
             return
@@ -132,27 +178,31 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
             self.callback.on_epoch_end(max(epoch - 1, 0), merged)
 
     def on_train_begin(self, logs=None) -> None:
+        step = self._iterations()
+        self.schedule.start(step=step, now=self.clock(), steps_per_epoch=(self.params or {}).get("steps"))
         self.callback.on_train_begin(logs)
-        self._last_step = self._iterations()
-        self._pending, self._latest = {}, {}
-        if self.before_train:
-            self._fire(0, logs, at_epoch_end=False)
+        self._pending, self._latest, self._last_run = {}, {}, None
+        if self.schedule.before_train:
+            self._fire(0, logs, at_epoch_end=False, step=step)
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self._epoch = epoch + 1
+        if self.schedule.checks_steps:
+            self.schedule.begin_epoch(self._iterations())
         self.callback.on_epoch_begin(epoch, logs)
 
     def on_train_batch_end(self, batch, logs=None) -> None:
-        if self.every_k_steps is None:  # only epochs are counted
+        if not self.schedule.checks_steps:  # only epochs are counted
             return
         step = self._iterations()
-        if step // self.every_k_steps > self._last_step // self.every_k_steps:
-            self._fire(self._epoch, logs, at_epoch_end=False)
-        self._last_step = step
+        if self.schedule.due_after_step(self._epoch, step, self.clock()):
+            self._fire(self._epoch, logs, at_epoch_end=False, step=step)
 
     def on_epoch_end(self, epoch, logs=None) -> None:
-        if self.every_k_epochs and (epoch + 1) % self.every_k_epochs == 0:
-            self._fire(epoch + 1, logs, at_epoch_end=True)
+        step = self._iterations()
+        # A run due now whose weights the epoch's last call already measured is not repeated.
+        if self.schedule.due_after_epoch(epoch + 1, step, self.clock()) and self._last_run != (epoch + 1, step):
+            self._fire(epoch + 1, logs, at_epoch_end=True, step=step)
         if self._pending and logs is not None:
             publish = getattr(self.callback, "publish", None)
             if callable(publish):

@@ -195,3 +195,17 @@ def test_tfevent_writer_rerun_adds_an_event_file(tmp_path):
             InferenceRunner(ds, ScalarStats("loss")), Monitors([TFEventWriter(str(tmp_path))])])
     assert len(glob.glob(str(tmp_path / "events.out.tfevents.*"))) == 2
     assert len(_read_scalars(str(tmp_path))["validation_loss"]) == 2
+
+
+def test_rows_are_keyed_by_epoch_and_step_and_kept_sorted(tmp_path):
+    # a mid-epoch run's row, its epoch's row, and a late result merged into the latter
+    w = JSONWriter(str(tmp_path))
+    w.setup(None)
+    w.write(1, 8, {"loss": 1.0, "validation_loss": 0.7})
+    w.write(1, 3, {"validation_loss": 0.9})      # written later, sorted before
+    w.write(2, 16, {"loss": 0.5})
+    w.write(1, 8, {"validation_recall_0": 0.25})
+    assert _stats(str(tmp_path)) == [
+        {"epoch_num": 1, "global_step": 3, "validation_loss": 0.9},
+        {"epoch_num": 1, "global_step": 8, "loss": 1.0, "validation_loss": 0.7, "validation_recall_0": 0.25},
+        {"epoch_num": 2, "global_step": 16, "loss": 0.5}]
