@@ -99,8 +99,8 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _start_workers(n: int, args: list[str], timeout: float) -> list[tuple[int, str, str]]:
-    """Start ``n`` workers of WORKER (the run_python pattern, concurrent)."""
+def _start_workers(n: int, args: list[str], timeout: float, script: str = WORKER) -> list[tuple[int, str, str]]:
+    """Start ``n`` workers of ``script`` (the run_python pattern, concurrent)."""
     ports = _free_ports(n)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     env = dict(os.environ)
@@ -109,7 +109,7 @@ def _start_workers(n: int, args: list[str], timeout: float) -> list[tuple[int, s
     procs = []
     for i in range(n):
         env_i = dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, *args], env=env_i, cwd=REPO,
+        procs.append(subprocess.Popen([sys.executable, "-c", script, *args], env=env_i, cwd=REPO,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
     try:
