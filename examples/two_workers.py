@@ -2,7 +2,7 @@
 with DistributedTrainer (MultiWorkerMirroredStrategy) and validate it in the
 loop; both print their validation table, with the same numbers.
 
-    python examples/two_workers.py [--epochs 3] [--logdir train_log/two_workers]
+    python examples/two_workers.py [--epochs 10] [--logdir train_log/two_workers]
 
 This is ``tensorpack_style_digits.py --workers 2``: each worker gets its own
 ``TF_CONFIG`` and a free loopback port; only worker 0 writes the log

@@ -13,8 +13,8 @@ import keras
 import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as ckpt, run_dir
-from infer_callbacks._chief import ChiefOnly
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.chief import ChiefOnly
+from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import atomic_write_json, prepare_dir
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 

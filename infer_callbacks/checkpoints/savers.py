@@ -41,8 +41,8 @@ from typing import Any, Sequence
 import keras
 
 from infer_callbacks.checkpoints import layout as ckpt, run_dir
-from infer_callbacks._chief import ChiefOnly
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.chief import ChiefOnly
+from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
 from infer_callbacks.runner import keras_glue

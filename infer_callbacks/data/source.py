@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.data.arrays import array_dataset, check_batch_size, is_array_data
 from infer_callbacks.data.queue_feed import Feed
 

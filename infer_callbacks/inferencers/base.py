@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.inferencers.context import RunContext, TrainerHandle
 
 __all__ = ["Inferencer"]

@@ -30,8 +30,8 @@ from typing import Any, Iterable, Sequence
 import keras
 import numpy as np
 
-from infer_callbacks._chief import ChiefOnly
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.chief import ChiefOnly
+from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.runner import keras_glue
 from infer_callbacks.monitors.writers import (
@@ -133,7 +133,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
 
     def __deepcopy__(self, memo: dict) -> "Monitors":
         """Copies of the writers, no history and no ``fit`` (keras-tuner copies
-        callbacks for every trial; see ``_copying.py``)."""
+        callbacks for every trial; see ``_util/copying.py``)."""
         return copy_callback(self, memo, fresh={
             "history": list, "_console_pending": list, "_sources": list, "_written": dict, "_fit_run": lambda: None})
 
@@ -204,7 +204,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         self._fit_run = keras_glue.join(self)
 
     def on_train_begin(self, logs=None) -> None:
-        # chief_only=False: every worker runs all its writers (infer_callbacks/_chief.py)
+        # chief_only=False: every worker runs all its writers (infer_callbacks/_util/chief.py)
         self.open(self.model, chief=not self.chief_only or is_chief(model_strategy(self.model)))
         if self._fit_run is None:
             self._sources = []

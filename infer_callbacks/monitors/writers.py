@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from infer_callbacks._util import atomic_write_json, global_step, new_run_reason, reserve_numbered
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.copying import copy_callback
 
 __all__ = ["MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
 

@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from infer_callbacks._chief import ChiefOnly
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.chief import ChiefOnly
+from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import global_step
 from infer_callbacks.distribute.devices import is_chief, model_strategy, soft_device
 from infer_callbacks.inferencers.base import Inferencer
@@ -124,7 +124,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
     """
 
     whole_batches = False  # True for DataParallelInferenceRunner: whole batches per replica
-    chief_only = False  # every worker takes part (infer_callbacks/_chief.py)
+    chief_only = False  # every worker takes part (infer_callbacks/_util/chief.py)
 
     def __init__(self, input: Any, infs: Inferencer | Sequence[Inferencer],
                  tower_func: Callable[..., Any] | None = None, device: str | int | None = None, *,
@@ -298,7 +298,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
     def __deepcopy__(self, memo: dict) -> "InferenceRunner":
         """The same inputs (shared, not copied), a copy of the inferencers and
         settings, no model, traced step, reports or ``fit`` (keras-tuner
-        copies callbacks for every trial; see ``_copying.py``)."""
+        copies callbacks for every trial; see ``_util/copying.py``)."""
         return copy_callback(self, memo, share=("tower_func",), fresh=self._RUN_STATE)
 
     # -- internals ----------------------------------------------------------

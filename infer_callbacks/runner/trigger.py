@@ -12,8 +12,8 @@ from typing import Callable
 
 import keras
 
-from infer_callbacks._chief import ChiefOnly
-from infer_callbacks._copying import copy_callback
+from infer_callbacks._util.chief import ChiefOnly
+from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.runner.schedule import Schedule
 
 __all__ = ["PeriodicTrigger"]

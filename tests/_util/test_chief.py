@@ -1,5 +1,5 @@
 """tensorpack's ``set_chief_only()`` on every callback of the package, and
-what the flag does where it does something (``infer_callbacks/_chief.py``)."""
+what the flag does where it does something (``infer_callbacks/_util/chief.py``)."""
 
 from __future__ import annotations
 

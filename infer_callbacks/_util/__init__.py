@@ -1,4 +1,7 @@
-"""Small helpers shared by several modules (not public API)."""
+"""Small helpers shared by several modules (not public API); the one
+package any other may import. Files and JSON, numbers, the global step here;
+``copying`` (how callbacks deep-copy) and ``chief`` (tensorpack's
+``chief_only``) beside it. It imports nothing of the package."""
 
 from __future__ import annotations
 
