@@ -18,7 +18,10 @@ from infer_callbacks.inferencers.gather import GatherOutputs
 from infer_callbacks.inferencers.keras_metric import KerasMetric
 from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats
 from infer_callbacks.monitors.callback import Monitors
-from infer_callbacks.monitors.writers import JSONWriter, MonitorWriter, ScalarPrinter, TFEventWriter
+from infer_callbacks.monitors.json_writer import JSONWriter
+from infer_callbacks.monitors.printer import ScalarPrinter
+from infer_callbacks.monitors.tf_events import TFEventWriter
+from infer_callbacks.monitors.writer import MonitorWriter
 from infer_callbacks.predict.config import PredictConfig
 from infer_callbacks.predict.export import ModelExporter
 from infer_callbacks.predict.predictor import OfflinePredictor

@@ -34,14 +34,10 @@ from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.runner import keras_glue
-from infer_callbacks.monitors.writers import (
-    merge_epoch_row,
-    JSONWriter,
-    MonitorWriter,
-    ScalarPrinter,
-    TFEventWriter,
-    optimizer_step,
-)
+from infer_callbacks.monitors.json_writer import JSONWriter
+from infer_callbacks.monitors.printer import ScalarPrinter
+from infer_callbacks.monitors.tf_events import TFEventWriter
+from infer_callbacks.monitors.writer import MonitorWriter, merge_epoch_row, optimizer_step
 
 __all__ = ["Monitors", "MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
 

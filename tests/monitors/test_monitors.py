@@ -16,7 +16,6 @@ import tensorflow as tf
 from conftest import run_python
 from infer_callbacks import (ClassificationError, InferenceRunner, JSONWriter, Monitors, MonitorWriter,
                              ScalarPrinter, ScalarStats, TFEventWriter)
-from infer_callbacks.monitors import callback as monitors_module
 
 
 def _setup(seed=0):

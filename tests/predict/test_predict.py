@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from infer_callbacks import ModelSaver, OfflinePredictor, PredictConfig, get_current_tower_context
+from infer_callbacks import OfflinePredictor, PredictConfig, get_current_tower_context
 from infer_callbacks.checkpoints import layout as checkpoint
 from infer_callbacks.towers.model_desc import ModelDesc
 from infer_callbacks.predict.predictor import get_predictor, restore_weights
