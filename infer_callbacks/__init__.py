@@ -10,7 +10,7 @@ sub-packages (``data``, ``distribute``, ``towers``, ``inferencers``,
 from infer_callbacks import stats
 from infer_callbacks.checkpoints.model_saver import ModelSaver
 from infer_callbacks.checkpoints.savers import MaxSaver, MinSaver
-from infer_callbacks.data.source import FeedInput, QueueInput
+from infer_callbacks.data.dataflow import FeedInput, QueueInput
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.inferencers.confusion import ConfusionMatrix
 from infer_callbacks.inferencers.context import RunContext, TrainerHandle

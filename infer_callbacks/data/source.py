@@ -28,45 +28,10 @@ import tensorflow as tf
 
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.data.arrays import array_dataset, check_batch_size, is_array_data
+from infer_callbacks.data.dataflow import _DataFlowInput
 from infer_callbacks.data.queue_feed import Feed
 
-__all__ = ["InputSource", "QueueInput", "FeedInput"]
-
-
-class _DataFlowInput:
-    """A tensorpack input-source wrapper around a DataFlow; here only a label:
-    the runner always prefetches its input on a background pipeline."""
-
-    def __init__(self, ds: Any, *args: Any, **kwargs: Any):
-        if isinstance(ds, _DataFlowInput):
-            ds = ds.dataflow
-        if isinstance(ds, (tf.Tensor, np.ndarray, str, bytes)) or not (
-                hasattr(ds, "__iter__") or isinstance(ds, tf.data.Dataset)):
-            raise TypeError(f"{type(self).__name__} wraps a DataFlow (an iterable of batches) or a "
-                            f"tf.data.Dataset. Received: {ds!r}")
-        self.dataflow = ds
-        self.ds = ds
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.dataflow!r})"
-
-
-class QueueInput(_DataFlowInput):
-    """tensorpack's ``QueueInput(df)``: accepted so ported code runs
-    unchanged; the DataFlow is fed through a prefetched ``tf.data`` pipeline
-    (the queue's job), and the extra arguments (``queue=``) are ignored.
-
-    Example:
-
-    >>> runner_input = QueueInput([(np.zeros((2, 3), "float32"),)])
-    """
-
-
-class FeedInput(_DataFlowInput):
-    """tensorpack's ``FeedInput(df)``: accepted so ported code runs
-    unchanged; batches are prefetched like any other DataFlow (the
-    ``infinite=`` argument is ignored: a validation run ends with the
-    DataFlow)."""
+__all__ = ["InputSource"]
 
 
 def _describe(obj: Any) -> str:
