@@ -173,3 +173,16 @@ def global_step(model: Any, default: int | None = 0) -> int | None:
         return int(np.asarray(iterations.numpy() if hasattr(iterations, "numpy") else iterations))
     except (TypeError, ValueError):
         return default
+
+
+def require_tensorflow(feature: str, *, instead: str = "") -> None:
+    """Refuse ``feature`` at construction unless Keras runs on TensorFlow,
+    naming the feature, the backend in use and what to do instead."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{feature} needs Keras's TensorFlow backend; this process uses KERAS_BACKEND={backend!r}. "
+            + (instead + " " if instead else "")
+            + "Set KERAS_BACKEND=tensorflow before importing keras to use it.")

@@ -15,7 +15,7 @@ import tensorflow as tf
 from infer_callbacks.checkpoints import layout as ckpt, run_dir
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
-from infer_callbacks._util import atomic_write_json, prepare_dir
+from infer_callbacks._util import atomic_write_json, prepare_dir, require_tensorflow
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 
 __all__ = ["ModelSaver"]
@@ -65,6 +65,8 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
     def __init__(self, checkpoint_dir: str | os.PathLike | None = None, max_to_keep: int = 5,
                  keep_checkpoint_every_n_hours: float | None = None, *, every_k_epochs: int = 1,
                  var_collections: Any = None):
+        require_tensorflow("ModelSaver (TensorFlow checkpoints)",
+                           instead="Use keras.callbacks.ModelCheckpoint instead.")
         super().__init__()
         if isinstance(checkpoint_dir, int) and not isinstance(checkpoint_dir, bool):
             raise TypeError(

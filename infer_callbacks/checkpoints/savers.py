@@ -43,7 +43,7 @@ import keras
 from infer_callbacks.checkpoints import layout as ckpt, run_dir
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
-from infer_callbacks._util import atomic_write_json
+from infer_callbacks._util import atomic_write_json, require_tensorflow
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
 from infer_callbacks.runner import keras_glue
 
@@ -57,6 +57,8 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
 
     def __init__(self, monitor: str | None, *, reverse: bool, filename: str | None,
                  checkpoint_dir: str | os.PathLike | None, monitor_stat: str | None):
+        require_tensorflow("MinSaver / MaxSaver (TensorFlow checkpoints)",
+                           instead="Use keras.callbacks.ModelCheckpoint(monitor=..., save_best_only=True) instead.")
         super().__init__()
         if not isinstance(reverse, bool):
             raise TypeError(f"`reverse` must be a bool. Received: reverse={reverse!r}")

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as checkpoint
-from infer_callbacks._util import check_named_specs
+from infer_callbacks._util import check_named_specs, require_tensorflow
 from infer_callbacks.checkpoints.keras_weights import is_keras_weights_path
 from infer_callbacks.towers.model_desc import DescModel, ModelDesc, desc_tower
 from infer_callbacks.towers.keras_tower import keras_tower_func
@@ -102,6 +102,8 @@ class PredictConfig:
                  tower_func: Callable[..., Any] | None = None,
                  input_signature: Sequence[tf.TensorSpec] | None = None, *,
                  ignore_mismatch: bool = False):
+        require_tensorflow("PredictConfig / OfflinePredictor",
+                           instead="Use model.predict or a jax.jit of model.stateless_call instead.")
         if isinstance(model, DescModel):  # the trainer's Keras face of a ModelDesc
             model = model.desc
         if model is not None and not isinstance(model, (ModelDesc, keras.Model)):

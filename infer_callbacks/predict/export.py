@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from infer_callbacks._util import atomic_write_bytes, umask
+from infer_callbacks._util import atomic_write_bytes, umask, require_tensorflow
 from infer_callbacks.predict.predictor import OfflinePredictor, PredictConfig
 
 __all__ = ["ModelExporter"]
@@ -79,6 +79,8 @@ class ModelExporter:
     """
 
     def __init__(self, config: PredictConfig):
+        require_tensorflow("ModelExporter (SavedModel, frozen GraphDef, TFLite)",
+                           instead="For JAX, export with keras.export.ExportArchive or model.export(...).")
         self.config = config
         self.predictor = OfflinePredictor(config)
 

@@ -40,7 +40,7 @@ import keras
 import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as _checkpoint
-from infer_callbacks._util import atomic_write_json
+from infer_callbacks._util import atomic_write_json, require_tensorflow
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.monitors.callback import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
 from infer_callbacks.runner.inference_runner import InferenceRunner
@@ -184,6 +184,7 @@ class SidecarEvaluator:
                  tower_func: Callable[..., Any] | None = None, max_evaluations: int | None = None,
                  poll_seconds: float = 1.0, timeout: float | None = None,
                  monitors: Monitors | Sequence[MonitorWriter] | None = None):
+        require_tensorflow("SidecarEvaluator (reads ModelSaver's TensorFlow checkpoints)")
         if checkpoint_dir is None or (isinstance(checkpoint_dir, str) and not checkpoint_dir):
             raise ValueError("`checkpoint_dir` must be the directory of a ModelSaver. "
                              f"Received: checkpoint_dir={checkpoint_dir!r}")

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import keras
 
+from infer_callbacks._util import require_tensorflow
 from infer_callbacks.towers.model_desc import ModelDesc
 
 __all__ = ["TrainConfig"]
@@ -45,6 +46,8 @@ class TrainConfig:
                  callbacks: Sequence[keras.callbacks.Callback] | None = None, max_epoch: int = 99999,
                  steps_per_epoch: int | None = None, starting_epoch: int | None = None,
                  session_init: str | os.PathLike | None = None, verbose: int = 1):
+        require_tensorflow("TrainConfig",
+                           instead="Train with model.fit(callbacks=[...]) instead, which runs the runner on this backend.")
         if model is None:
             raise ValueError("TrainConfig needs `model`: a ModelDesc, a compiled keras.Model, or "
                              "a zero-argument function returning one.")
