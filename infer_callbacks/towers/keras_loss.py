@@ -15,39 +15,83 @@ validation set is what ``model.evaluate`` reports:
   the batch (times its sample weight), i.e. the batch-size-weighted mean of
   the per-batch values, as ``evaluate`` on the same batching.
 
+Written on ``keras.ops`` and ``keras.tree``, the same code runs on every
+Keras backend: eagerly, in ``tf.function``, or in ``jax.jit`` under a
+``keras.StatelessScope`` (give it ``collect_losses=True``, as Keras's
+``stateless_call(return_losses=True)`` does, so that ``model.losses`` holds
+the call's activity regularizers and ``add_loss`` terms). Two details exist
+only on TensorFlow and are used only there (:func:`_outside_traces`,
+:func:`_shape_errors`).
+
 Example:
 
->>> import keras, tensorflow as tf
+>>> import keras
 >>> inputs = keras.Input((3,))
 >>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
 >>> model.compile(loss="mse")
->>> ts = terms(model, ["output"], [model(tf.zeros((2, 3)))], tf.ones((2, 1)), None, None)
->>> sorted(loss_outputs(model, ts, tf.constant(2)))
+>>> ts = terms(model, ["output"], [model(keras.ops.zeros((2, 3)))], keras.ops.ones((2, 1)), None, None)
+>>> sorted(loss_outputs(model, ts, 2))
 ['loss', 'loss#den', 'loss#num']
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any, NamedTuple
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from infer_callbacks.towers.spec import exact_keys
 
 __all__ = ["Term", "terms", "loss_outputs", "loss_weights", "loss_name", "keras_mask", "align",
-           "broadcast_weight", "row_sums", "row_means"]
+           "broadcast_weight", "row_sums", "row_means", "rank"]
 
 
 class Term(NamedTuple):
     """One output's part of the compiled loss."""
     name: str  # the output's name, as `evaluate` names it
     y_true: Any
-    y_pred: tf.Tensor
+    y_pred: Any
     loss: Any  # a keras.losses.Loss, a loss function, or None (no compiled loss)
     weight: float
     sample_weight: Any
+
+
+# ---------------------------------------------------------------- TensorFlow-only details
+
+def _on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
+def _outside_traces():
+    """TensorFlow: lift out of any ``tf.function`` being traced (``tf.init_scope``).
+    Other backends read Python state eagerly anyway."""
+    if _on_tensorflow():
+        import tensorflow as tf
+        return tf.init_scope()
+    return contextlib.nullcontext()
+
+
+def _shape_errors() -> tuple[type[Exception], ...]:
+    """What a loss raises for labels it cannot take: ``ValueError`` at trace
+    time on every backend (``TypeError`` from JAX's shape checks), plus
+    TensorFlow's runtime ``InvalidArgumentError`` in eager mode."""
+    if _on_tensorflow():
+        import tensorflow as tf
+        return ValueError, TypeError, tf.errors.InvalidArgumentError
+    return ValueError, TypeError
+
+
+# ---------------------------------------------------------------- shapes and weights
+
+def rank(t: Any) -> int | None:
+    """The static rank of ``t`` (``None`` if unknown, as a TF tensor of unknown shape)."""
+    try:
+        return len(t.shape)
+    except (TypeError, ValueError):
+        return None
 
 
 def loss_name(loss: Any) -> str:
@@ -56,47 +100,67 @@ def loss_name(loss: Any) -> str:
     return str(name).lower().replace("_", "")
 
 
-def keras_mask(t: Any) -> tf.Tensor | None:
-    """The Keras mask of ``t``, if any."""
-    # Keras 3.15 has no public getter; `_keras_mask` is the attribute that
-    # Keras's masking guide documents.
-    return getattr(t, "_keras_mask", None)
+try:  # Keras 3.15 has no public getter: JAX arrays keep their mask in a table by id
+    from keras.src.backend import get_keras_mask as _get_keras_mask
+except ImportError:  # pragma: no cover - another Keras layout
+    def _get_keras_mask(t):
+        return getattr(t, "_keras_mask", None)
 
 
-def align(a: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def keras_mask(t: Any) -> Any:
+    """The Keras mask of ``t`` (``Embedding(mask_zero=True)`` ...), if any, on any backend."""
+    return _get_keras_mask(t)
+
+
+def align(a: Any, b: Any) -> tuple[Any, Any]:
     """Keras's rule for ranks that differ by one: drop or add a last axis of 1."""
-    ra, rb = a.shape.rank, b.shape.rank
+    ra, rb = rank(a), rank(b)
+    if ra is None or rb is None:
+        return a, b
     if ra == rb + 1 and a.shape[-1] == 1:
-        return (a, tf.expand_dims(b, -1)) if rb == 1 else (tf.squeeze(a, -1), b)
+        return (a, ops.expand_dims(b, -1)) if rb == 1 else (ops.squeeze(a, -1), b)
     if rb == ra + 1 and b.shape[-1] == 1:
-        return (tf.expand_dims(a, -1), b) if ra == 1 else (a, tf.squeeze(b, -1))
+        return (ops.expand_dims(a, -1), b) if ra == 1 else (a, ops.squeeze(b, -1))
     return a, b
 
 
-def broadcast_weight(weight: tf.Tensor | None, values: tf.Tensor) -> tf.Tensor:
+def broadcast_weight(weight: Any, values: Any) -> Any:
     """Per-element weights of ``values``; a per-example weight spreads over
     the example's elements (Keras 3.15 raises for ``[B]`` weights on ``[B, T]``
     losses, or multiplies along the wrong axis when ``B == T``)."""
     if weight is None:
-        return tf.ones_like(values)
-    values, weight = align(values, tf.cast(weight, values.dtype))
-    while weight.shape.rank < values.shape.rank:
-        weight = tf.expand_dims(weight, -1)
-    return tf.broadcast_to(weight, tf.shape(values))
+        return ops.ones_like(values)
+    values, weight = align(values, ops.cast(weight, values.dtype))
+    while rank(weight) < rank(values):
+        weight = ops.expand_dims(weight, -1)
+    return ops.broadcast_to(weight, ops.shape(values))
 
 
-def row_sums(values: tf.Tensor) -> tf.Tensor:
+def row_sums(values: Any) -> Any:
     """Sum every axis but the first: ``[B, ...] -> [B]``."""
-    return tf.reduce_sum(values, axis=list(range(1, values.shape.rank))) if values.shape.rank > 1 else values
+    r = rank(values)
+    return ops.sum(values, axis=tuple(range(1, r))) if r > 1 else values
 
 
-def _resolve_loss(spec: Any, y_true: Any, y_pred: tf.Tensor) -> Any:
+def row_means(values: Any, batch_size: Any = None) -> Any:
+    """Mean over every axis but the first: ``[B, ...] -> [B]``; ``[]`` -> ``[B]``."""
+    r = rank(values)
+    if r == 0:
+        return ops.full((batch_size,), ops.cast(values, "float32"))
+    if r == 1:
+        return values
+    return ops.mean(values, axis=tuple(range(1, r)))
+
+
+# ---------------------------------------------------------------- the loss of each output
+
+def _resolve_loss(spec: Any, y_true: Any, y_pred: Any) -> Any:
     if spec is None:
         return None
     if isinstance(spec, str) and spec.lower() in ("crossentropy", "ce"):  # Keras picks by shapes
         if y_pred.shape[-1] == 1:
             spec = "binary_crossentropy"
-        elif y_true.shape.rank < y_pred.shape.rank or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
+        elif rank(y_true) < rank(y_pred) or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
             spec = "sparse_categorical_crossentropy"
         else:
             spec = "categorical_crossentropy"
@@ -111,34 +175,35 @@ def _loss_failed(term: Term, error: Exception) -> ValueError:
     """The error of a compiled loss that cannot take the validation batches' labels."""
     y_t, y_p = term.y_true, term.y_pred
     hint = ""
-    if ("sparse" in loss_name(term.loss) and y_t.shape.rank == y_p.shape.rank
+    if ("sparse" in loss_name(term.loss) and rank(y_t) == rank(y_p)
             and y_t.shape[-1] == y_p.shape[-1] and (y_p.shape[-1] or 0) > 1):
         hint = (" The labels look one-hot: compile with CategoricalCrossentropy, or give integer "
                 "class ids (`np.argmax(y, axis=-1)`).")
     return ValueError(
         f"The compiled loss {_describe(term.loss)} of output {term.name!r} cannot take the labels of "
-        f"the validation set's batches: labels of shape {tuple(y_t.shape)} ({y_t.dtype.name}) for an "
-        f"output of shape {tuple(y_p.shape)}.{hint} Keras said: {error}")
+        f"the validation set's batches: labels of shape {tuple(y_t.shape)} "
+        f"({keras.backend.standardize_dtype(y_t.dtype)}) for an output of shape "
+        f"{tuple(y_p.shape)}.{hint} Keras said: {error}")
 
 
-def _elementwise_loss(term: Term) -> tuple[tf.Tensor, tf.Tensor | None]:
+def _elementwise_loss(term: Term) -> tuple[Any, Any]:
     """Unreduced loss values and their mask, as ``Loss.__call__`` sees them."""
     loss = term.loss
     dtype = getattr(loss, "dtype", None) or keras.backend.floatx()
     mask = keras_mask(term.y_pred)
-    y_p = tf.cast(term.y_pred, dtype)
-    y_t = tf.cast(tf.convert_to_tensor(term.y_true), dtype)
+    y_p = ops.cast(term.y_pred, dtype)
+    y_t = ops.cast(ops.convert_to_tensor(term.y_true), dtype)
     try:
         if isinstance(loss, keras.losses.Loss):
             values = loss.call(y_t, y_p)
         else:  # a plain function, called as Keras wraps it
             values = loss(*align(y_t, y_p))
-    except (ValueError, tf.errors.InvalidArgumentError) as e:
+    except _shape_errors() as e:
         raise _loss_failed(term, e) from e
     out_mask = keras_mask(values)
-    values = tf.cast(values, tf.float32)
+    values = ops.cast(values, "float32")
     if mask is not None and out_mask is not None:
-        mask = tf.logical_and(tf.cast(mask, tf.bool), tf.cast(out_mask, tf.bool))
+        mask = ops.logical_and(ops.cast(mask, "bool"), ops.cast(out_mask, "bool"))
     return values, (mask if mask is not None else out_mask)
 
 
@@ -159,7 +224,7 @@ def _per_output(structure: Any, names: list[str], what: str, *, replicate: bool)
     raise ValueError(f"The {what} must have one entry per model output {names}. Received: {what}={structure!r}")
 
 
-def terms(model: keras.Model, names: list[str], preds: list[tf.Tensor], y: Any, sw: Any,
+def terms(model: keras.Model, names: list[str], preds: list[Any], y: Any, sw: Any,
           weights_of_losses: Any) -> list[Term]:
     """One :class:`Term` per output that has labels in ``y``."""
     y_list = _per_output(y, names, "labels `y`", replicate=False)
@@ -171,51 +236,46 @@ def terms(model: keras.Model, names: list[str], preds: list[tf.Tensor], y: Any, 
     found = []
     for name, y_t, y_p, spec, weight, w in zip(names, y_list, preds, losses, weights, sw_list):
         if y_t is not None:
-            y_t = tf.convert_to_tensor(y_t)
+            y_t = ops.convert_to_tensor(y_t)
             found.append(Term(name, y_t, y_p, _resolve_loss(spec, y_t, y_p),
                               1.0 if weight is None else float(weight), w))
     return found
 
 
-def _loss_sums(term: Term, batch_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, bool]:
+def _loss_sums(term: Term, batch_size: Any) -> tuple[Any, Any, bool]:
     """Per-example ``(numerator, denominator, den_is_one)`` of one term."""
     values, mask = _elementwise_loss(term)
-    if values.shape.rank == 0:  # one value per batch: each example carries it
-        num = tf.fill([batch_size], values)
+    ones = ops.ones((batch_size,), dtype="float32")
+    if rank(values) == 0:  # one value per batch: each example carries it
+        num = ones * values
         if term.sample_weight is not None:
-            num *= row_means(tf.cast(term.sample_weight, tf.float32), batch_size)
-        return num, tf.ones([batch_size]), True
+            num = num * row_means(ops.cast(term.sample_weight, "float32"), batch_size)
+        return num, ones, True
     if mask is None:  # each example's mean over its positions (Keras's sum_over_batch_size)
         if term.sample_weight is not None:
             values = values * broadcast_weight(term.sample_weight, values)
-        return row_means(values, batch_size), tf.ones([batch_size]), True
+        return row_means(values, batch_size), ones, True
     weight = broadcast_weight(term.sample_weight, values)
     valid = broadcast_weight(mask, values)
     return row_sums(values * weight * valid), row_sums(valid), False
-
-
-def row_means(values: tf.Tensor, batch_size: tf.Tensor | None = None) -> tf.Tensor:
-    """Mean over every axis but the first: ``[B, ...] -> [B]``; ``[]`` -> ``[B]``."""
-    if values.shape.rank == 0:
-        return tf.fill([batch_size], values)
-    if values.shape.rank == 1:
-        return values
-    return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
 
 
 def loss_weights(model: keras.Model) -> Any:
     """``compile(loss_weights=...)``, read through the public compile config
     (eagerly: it serializes the optimizer)."""
     try:
-        with tf.init_scope(), warnings.catch_warnings():
+        with _outside_traces(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "serializing a lambda"
             return (model.get_compile_config() or {}).get("loss_weights")
     except Exception:  # a compile config that does not serialize: Keras's own copy
         return getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)
 
 
-def loss_outputs(model: keras.Model, found: list[Term], batch_size: tf.Tensor) -> dict:
-    """``loss`` with its exact pairs, and ``<output>_loss`` for several terms."""
+def loss_outputs(model: keras.Model, found: list[Term], batch_size: Any) -> dict:
+    """``loss`` with its exact pairs, and ``<output>_loss`` for several terms.
+
+    ``batch_size``: the batch's size, an int or a scalar tensor (dynamic in
+    ``tf.function``)."""
     if not found:
         return {}
     out, nums, dens, plain = {}, [], [], True
@@ -224,18 +284,19 @@ def loss_outputs(model: keras.Model, found: list[Term], batch_size: tf.Tensor) -
         plain = plain and one
         if len(found) > 1:
             name = f"{term.name}_loss"
-            out[name] = num if one else tf.math.divide_no_nan(num, den)
+            out[name] = num if one else ops.divide_no_nan(num, den)
             out[exact_keys(name)[0]], out[exact_keys(name)[1]] = num, den
         nums.append(num * term.weight)
         dens.append(den)
-    extra = [tf.reduce_sum(tf.cast(v, tf.float32)) for v in model.losses]
+    extra = [ops.sum(ops.cast(v, "float32")) for v in model.losses]
     if extra:
-        nums.append(tf.fill([batch_size], tf.add_n(extra)))
-        dens.append(tf.ones([batch_size]))
-    num, den = tf.stack(nums, axis=1), tf.stack(dens, axis=1)
+        ones = ops.ones((batch_size,), dtype="float32")
+        nums.append(ones * sum(extra[1:], extra[0]))
+        dens.append(ones)
+    num, den = ops.stack(nums, axis=1), ops.stack(dens, axis=1)
     if plain and len(nums) == 1:  # every den is 1
         out["loss"] = nums[0]
     else:
-        out["loss"] = tf.reduce_sum(tf.math.divide_no_nan(num, den), axis=1)
+        out["loss"] = ops.sum(ops.divide_no_nan(num, den), axis=1)
     out[exact_keys("loss")[0]], out[exact_keys("loss")[1]] = num, den
     return out

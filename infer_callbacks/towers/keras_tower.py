@@ -14,28 +14,35 @@ the batching (an unmasked loss over padded positions, a loss returning one
 scalar per batch): there it equals ``evaluate`` on the same batches (see
 :mod:`~infer_callbacks.towers.keras_loss`).
 
+The tower is written on ``keras.ops`` and ``keras.tree``: the same function
+runs on the TensorFlow backend (eagerly or in ``tf.function``) and on JAX
+(eagerly or in ``jax.jit``, the model's variables substituted through a
+``keras.StatelessScope(..., collect_losses=True)``). It uses static ranks
+only and no Python control flow on tensor values.
+
 Example:
 
->>> import keras, tensorflow as tf
+>>> import keras
 >>> inputs = keras.Input((3,))
 >>> model = keras.Model(inputs, keras.layers.Dense(4, name="logits")(inputs))
 >>> model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
->>> out = keras_tower_func(model)(tf.zeros((2, 3)), tf.constant([1, 2]))
+>>> out = keras_tower_func(model)(keras.ops.zeros((2, 3)), keras.ops.array([1, 2]))
 >>> sorted(k for k in out if "#" not in k)
 ['logits', 'loss', 'output', 'wrong-top1']
->>> out["loss#num"].shape, out["wrong-top1#den"].shape
-(TensorShape([2, 1]), TensorShape([2]))
+>>> tuple(out["loss#num"].shape), tuple(out["wrong-top1#den"].shape)
+((2, 1), (2,))
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from infer_callbacks.towers.keras_loss import (Term, align, broadcast_weight, keras_mask, loss_name,
-                                               loss_outputs, loss_weights, row_means, row_sums,
+                                               loss_outputs, loss_weights, rank, row_means, row_sums,
                                                terms)
 from infer_callbacks.towers.spec import SAMPLE_WEIGHT_KEY, exact_keys
 
@@ -55,7 +62,8 @@ _BINARY = frozenset({"binarycrossentropy", "bce", "binaryfocalcrossentropy"})
 def _classifier_kind(term: Term) -> tuple[str, float] | None:
     """``("sparse" | "onehot" | "binary", threshold)`` for a classifier output."""
     y_t, y_p = term.y_true, term.y_pred
-    if not y_p.dtype.is_floating or y_p.shape.rank is None or y_p.shape.rank < 1 or y_t.shape.rank is None:
+    r_t, r_p = rank(y_t), rank(y_p)
+    if not keras.backend.is_float_dtype(y_p.dtype) or r_p is None or r_p < 1 or r_t is None:
         return None
     classes, name = y_p.shape[-1], loss_name(term.loss)
     if classes == 1:
@@ -65,36 +73,35 @@ def _classifier_kind(term: Term) -> tuple[str, float] | None:
         return "binary", 0.0 if logits else 0.5
     if classes is None or classes < 2:
         return None
-    if y_t.shape.rank == y_p.shape.rank - 1 or (y_t.shape.rank == y_p.shape.rank and y_t.shape[-1] == 1):
+    if r_t == r_p - 1 or (r_t == r_p and y_t.shape[-1] == 1):
         return "sparse", 0.0
-    if y_t.shape.rank == y_p.shape.rank and y_t.shape[-1] == classes and name not in _NOT_CLASSIFICATION:
+    if r_t == r_p and y_t.shape[-1] == classes and name not in _NOT_CLASSIFICATION:
         return "onehot", 0.0
     return None
 
 
-def _wrong(term: Term, kind: str, threshold: float, k: int) -> tf.Tensor:
+def _wrong(term: Term, kind: str, threshold: float, k: int) -> Any:
     """1.0 where the prediction is wrong (top-k for categorical outputs)."""
-    y_p = tf.cast(term.y_pred, tf.float32)
+    y_p = ops.cast(term.y_pred, "float32")
     if kind == "binary":
-        y_t, y_p = align(tf.cast(term.y_true, tf.float32), y_p)
-        return tf.cast(tf.not_equal(tf.cast(y_p > threshold, tf.float32), y_t), tf.float32)
-    if k == 1 and kind == "sparse" and y_p.shape.rank == 2 and term.y_true.shape.rank == 1:  # fewest ops
-        predicted = tf.argmax(y_p, axis=-1, output_type=tf.int32)
-        return tf.cast(tf.not_equal(predicted, tf.cast(term.y_true, tf.int32)), tf.float32)
+        y_t, y_p = align(ops.cast(term.y_true, "float32"), y_p)
+        return ops.cast(ops.not_equal(ops.cast(ops.greater(y_p, threshold), "float32"), y_t), "float32")
     if kind == "onehot":
-        labels = tf.argmax(term.y_true, axis=-1, output_type=tf.int32)
+        labels = ops.argmax(term.y_true, axis=-1)
+    elif rank(term.y_true) == rank(y_p):  # sparse labels with a last axis of 1
+        labels = ops.squeeze(term.y_true, -1)
     else:
-        labels = tf.cast(tf.reshape(term.y_true, tf.shape(y_p)[:-1]), tf.int32)
-    scores = tf.reshape(y_p, [-1, y_p.shape[-1]])
-    flat = tf.reshape(labels, [-1])
+        labels = term.y_true
+    labels = ops.cast(labels, "int32")
     if k == 1:
-        wrong = tf.not_equal(tf.argmax(scores, axis=-1, output_type=tf.int32), flat)
-    else:
-        wrong = tf.logical_not(tf.math.in_top_k(flat, scores, k))
-    return tf.reshape(tf.cast(wrong, tf.float32), tf.shape(labels))
+        wrong = ops.not_equal(ops.cast(ops.argmax(y_p, axis=-1), "int32"), labels)
+        return ops.cast(wrong, "float32")
+    scores = ops.reshape(y_p, (-1, y_p.shape[-1]))  # in_top_k takes [N, classes]
+    wrong = ops.logical_not(ops.in_top_k(ops.reshape(labels, (-1,)), scores, k))
+    return ops.reshape(ops.cast(wrong, "float32"), ops.shape(labels))
 
 
-def _classification(term: Term, prefix: str) -> dict[str, tf.Tensor]:
+def _classification(term: Term, prefix: str) -> dict[str, Any]:
     found = _classifier_kind(term)
     if found is None:
         return {}
@@ -106,9 +113,9 @@ def _classification(term: Term, prefix: str) -> dict[str, tf.Tensor]:
         wrong = _wrong(term, kind, threshold, k)
         mask = keras_mask(term.y_pred)
         name = f"{prefix}wrong-top{k}"
-        if mask is None and term.sample_weight is None and wrong.shape.rank == 1:
+        if mask is None and term.sample_weight is None and rank(wrong) == 1:
             out[name] = out[exact_keys(name)[0]] = wrong  # the fewest ops for the common case
-            out[exact_keys(name)[1]] = tf.ones_like(wrong)
+            out[exact_keys(name)[1]] = ops.ones_like(wrong)
             continue
         if mask is None:  # as Keras's Mean: each example's mean over its positions
             weight = broadcast_weight(term.sample_weight, wrong)
@@ -117,10 +124,10 @@ def _classification(term: Term, prefix: str) -> dict[str, tf.Tensor]:
             continue
         valid = broadcast_weight(mask, wrong)
         weight = broadcast_weight(term.sample_weight, wrong) * valid
-        out[name] = tf.math.divide_no_nan(row_sums(wrong * valid), row_sums(valid))
+        out[name] = ops.divide_no_nan(row_sums(wrong * valid), row_sums(valid))
         out[exact_keys(name)[0]], out[exact_keys(name)[1]] = row_sums(wrong * weight), row_sums(weight)
     if kind == "binary":
-        out[f"{prefix}pred"] = tf.cast(tf.squeeze(term.y_pred, -1) > threshold, tf.int32)
+        out[f"{prefix}pred"] = ops.cast(ops.greater(ops.squeeze(term.y_pred, -1), threshold), "int32")
     return out
 
 
@@ -138,19 +145,38 @@ def _check_batched(model: keras.Model, x: Any) -> None:
         expected = [len(t.shape) for t in model.inputs]
     except (AttributeError, ValueError, TypeError):
         return
-    got = [t.shape.rank for t in tf.nest.flatten(x)]
+    got = [rank(t) for t in keras.tree.flatten(x)]
     if len(expected) == len(got) and all(g is not None and g == e - 1 for e, g in zip(expected, got)):
         raise ValueError(
-            f"The validation input's `x` has shape {[t.shape for t in tf.nest.flatten(x)]}, one "
+            f"The validation input's `x` has shape {[tuple(t.shape) for t in keras.tree.flatten(x)]}, one "
             f"dimension less than the model's input {[tuple(t.shape) for t in model.inputs]}: it "
             "looks unbatched. Batch it, e.g. `dataset.batch(64)`.")
 
 
-def _named_outputs(model: keras.Model, y_pred: Any) -> tuple[list[str], list[tf.Tensor]]:
+def _collecting_losses(model: keras.Model) -> Any:
+    """A scope in which ``model.losses`` holds this call's ``add_loss`` terms.
+
+    Under a ``keras.StatelessScope(collect_losses=False)`` (the default, e.g.
+    a snapshot of the weights) Keras drops activity regularizers and
+    ``add_loss`` terms, which ``evaluate`` counts; there the tower opens a
+    scope that collects them, with the same variable values."""
+    try:  # Keras 3.15 has no public getter of the current scope
+        from keras.src.backend import get_stateless_scope
+    except ImportError:  # pragma: no cover - another Keras layout
+        return contextlib.nullcontext()
+    outer = get_stateless_scope()
+    if outer is None or outer.collect_losses:
+        return contextlib.nullcontext()
+    values = [(v, outer.get_current_value(v)) for v in model.variables]
+    return keras.StatelessScope(state_mapping=[(v, t) for v, t in values if t is not None],
+                                collect_losses=True)
+
+
+def _named_outputs(model: keras.Model, y_pred: Any) -> tuple[list[str], list[Any]]:
     if isinstance(y_pred, dict):
         names = sorted(y_pred)  # Keras flattens dicts in key order
         return [str(n) for n in names], [y_pred[n] for n in names]
-    flat = tf.nest.flatten(y_pred)
+    flat = keras.tree.flatten(y_pred)
     given = list(getattr(model, "output_names", None) or [])  # Sequential has none
     fallback = ["output"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
     return [given[i] if i < len(given) else fallback[i] for i in range(len(flat))], flat
@@ -192,17 +218,21 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
     weights_of_losses = loss_weights(model) if getattr(model, "loss", None) is not None else None
 
     def tower(*batch):
+        with _collecting_losses(model):
+            return _tower(*batch)
+
+    def _tower(*batch):
         x, y, sw = _unpack_keras_batch(batch)
-        sw = None if sw is None else tf.nest.map_structure(tf.convert_to_tensor, sw)
+        sw = None if sw is None else keras.tree.map_structure(ops.convert_to_tensor, sw)
         _check_batched(model, x)
         y_pred = model(x, training=False)
         names, preds = _named_outputs(model, y_pred)
-        out: dict[str, tf.Tensor] = dict(zip(names, preds))
+        out: dict[str, Any] = dict(zip(names, preds))
         if len(preds) == 1:
             out["output"] = preds[0]
-        if sw is not None and not tf.nest.is_nested(sw) and (
-                sw.shape.rank == 1 or (sw.shape.rank == 2 and sw.shape[-1] == 1)):
-            out[SAMPLE_WEIGHT_KEY] = tf.reshape(tf.cast(sw, tf.float32), [-1])
+        if sw is not None and not keras.tree.is_nested(sw) and (
+                rank(sw) == 1 or (rank(sw) == 2 and sw.shape[-1] == 1)):
+            out[SAMPLE_WEIGHT_KEY] = ops.reshape(ops.cast(sw, "float32"), (-1,))
         if y is None:
             return out
         found = terms(model, names, preds, y, sw, weights_of_losses)
@@ -210,7 +240,7 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
             if len(preds) > 1:
                 out[f"label/{term.name}"] = term.y_true
             out.update(_classification(term, "" if len(preds) == 1 else term.name + "/"))
-        out.update(loss_outputs(model, [t for t in found if t.loss is not None], tf.shape(preds[0])[0]))
+        out.update(loss_outputs(model, [t for t in found if t.loss is not None], ops.shape(preds[0])[0]))
         return out
 
     return tower

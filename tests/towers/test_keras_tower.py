@@ -266,6 +266,22 @@ def test_regression_output_is_not_a_classifier_and_unlabelled_batches_have_no_lo
     assert set(out) == {"out_a", "out_b"}
 
 
+def test_under_a_stateless_scope_the_loss_keeps_the_calls_activity_regularizers():
+    """Weights read through `keras.StatelessScope` (a snapshot; collect_losses=False)."""
+    model = _two_outputs(loss="mse")
+    x, ya, yb, _ = _regression_data()
+    expected = model.evaluate(x, (ya, yb), batch_size=len(x), verbose=0, return_dict=True)["loss"]
+    tower = keras_tower_func(model)
+
+    def scoped(*batch):
+        with keras.StatelessScope(state_mapping=[(v, v.value) for v in model.variables]):
+            return tower(*batch)
+
+    for fn in (scoped, tf.function(scoped)):
+        loss = fn(tf.constant(x), (tf.constant(ya), tf.constant(yb)))["loss"]
+        np.testing.assert_allclose(loss.numpy().mean(), expected, rtol=RTOL)
+
+
 def test_a_model_with_its_own_inference_tower_supplies_it():
     class Described(keras.Model):
         def inference_tower(self):
