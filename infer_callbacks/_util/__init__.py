@@ -139,15 +139,19 @@ def find_keras_layers(value: Any, seen: set | None = None, out: list | None = No
 
 
 def prepare_dir(path: Any, who: str, what: str = "directory") -> str:
-    """``path`` as a string, created if missing; a ``ValueError`` when it is
-    empty and an ``OSError`` naming ``who`` and the path when it cannot be made."""
+    """``path`` as a string, created if missing and writable; a
+    ``ValueError`` when it is empty, an ``OSError`` naming ``who`` and the
+    path when it cannot be made or written to."""
     if path is None or (isinstance(path, str) and not path):
-        raise ValueError(f"{who} needs a {what}. Received: {path!r}")
+        raise ValueError(f"{who} needs a {what} to write to. Received: {path!r}. "
+                         f"Pass a path such as {who}('train_log').")
     path = os.fspath(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise OSError(f"{who} cannot create the {what} {path!r}: {e.strerror}.") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{who} cannot write to the {what} {path!r} (permission denied).")
     return path
 
 

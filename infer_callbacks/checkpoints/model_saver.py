@@ -15,7 +15,7 @@ import tensorflow as tf
 from infer_callbacks.checkpoints import layout as ckpt, run_dir
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
-from infer_callbacks._util import atomic_write_json, prepare_dir, require_tensorflow
+from infer_callbacks._util import atomic_write_json, global_step, prepare_dir, require_tensorflow
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 
 __all__ = ["ModelSaver"]
@@ -26,8 +26,7 @@ def _prepare_dir(path: Any, who: str) -> str:
 
 
 def _global_step(model) -> int:
-    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
-    return int(iterations.numpy()) if iterations is not None else 0
+    return global_step(model)
 
 
 def _chief(model) -> bool:

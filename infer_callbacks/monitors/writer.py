@@ -13,13 +13,12 @@ A writer decides how numbers are written, never which numbers exist.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import keras
 import numpy as np
 
-from infer_callbacks._util import global_step
+from infer_callbacks._util import global_step, prepare_dir
 from infer_callbacks._util.copying import copy_callback
 
 __all__ = ["MonitorWriter", "prepare_logdir", "as_image", "optimizer_step", "merge_epoch_row"]
@@ -27,19 +26,7 @@ __all__ = ["MonitorWriter", "prepare_logdir", "as_image", "optimizer_step", "mer
 
 def prepare_logdir(logdir: Any, who: str) -> str:
     """``logdir`` as a writable, existing directory, or an error naming it."""
-    if logdir is None or (isinstance(logdir, str) and not logdir):
-        raise ValueError(
-            f"{who} needs a log directory to write to. Received: logdir={logdir!r}. "
-            f"Pass a path such as {who}('train_log')."
-        )
-    logdir = os.fspath(logdir)
-    try:
-        os.makedirs(logdir, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"{who} cannot create the log directory {logdir!r}: {e.strerror}.") from e
-    if not os.access(logdir, os.W_OK | os.X_OK):
-        raise PermissionError(f"{who} cannot write to the log directory {logdir!r} (permission denied).")
-    return logdir
+    return prepare_dir(logdir, who, "log directory")
 
 
 def as_image(key: str, value: Any) -> np.ndarray:

@@ -22,11 +22,11 @@ from infer_callbacks.runner.engine.chunk import Chunk
 from infer_callbacks.distribute.cross_worker import shard_for_worker
 from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES, _static_inner, make_step
 from infer_callbacks.towers.keras_tower import keras_tower_func
-from infer_callbacks.towers.spec import TowerSpec, UnknownFetchError
+from infer_callbacks.towers.spec import SAMPLE_WEIGHT_KEY, TowerSpec, UnknownFetchError
 
 __all__ = ["Binding", "EngineConfig", "check_inferencers", "SAMPLE_WEIGHT"]
 
-SAMPLE_WEIGHT = "#sample_weight"
+SAMPLE_WEIGHT = SAMPLE_WEIGHT_KEY
 
 
 def check_inferencers(infs: Any) -> list[Inferencer]:

@@ -31,10 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from infer_callbacks.distribute.cross_worker import gather_flat, gather_valid
+from infer_callbacks.towers.spec import NUM_SAMPLES_KEY
 
 __all__ = ["NUM_SAMPLES", "make_step"]
 
-NUM_SAMPLES = "__num_samples__"
+NUM_SAMPLES = NUM_SAMPLES_KEY
 
 def _empty_like(spec: Any) -> Any:
     def empty(s: tf.TensorSpec):
