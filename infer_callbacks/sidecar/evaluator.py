@@ -169,6 +169,10 @@ class SidecarEvaluator:
         monitors: a :class:`~infer_callbacks.Monitors` or a list of writers
             (default: ``ScalarPrinter`` plus, with ``logdir``, ``JSONWriter``
             and ``TFEventWriter``).
+        **runner_options: keyword arguments of the
+            :class:`~infer_callbacks.InferenceRunner` that validates (a dict
+            ``input`` with ``combine=``, ``limit_batches=``, ``batch_size=``,
+            ``keras_names=``, ...).
 
     Example:
 
@@ -183,7 +187,7 @@ class SidecarEvaluator:
                  checkpoint_dir: str | os.PathLike, *, logdir: str | os.PathLike | None = None,
                  tower_func: Callable[..., Any] | None = None, max_evaluations: int | None = None,
                  poll_seconds: float = 1.0, timeout: float | None = None,
-                 monitors: Monitors | Sequence[MonitorWriter] | None = None):
+                 monitors: Monitors | Sequence[MonitorWriter] | None = None, **runner_options: Any):
         require_tensorflow("SidecarEvaluator (reads ModelSaver's TensorFlow checkpoints)")
         if checkpoint_dir is None or (isinstance(checkpoint_dir, str) and not checkpoint_dir):
             raise ValueError("`checkpoint_dir` must be the directory of a ModelSaver. "
@@ -194,7 +198,7 @@ class SidecarEvaluator:
         self.poll_seconds = _positive("poll_seconds", poll_seconds, integer=False, optional=False)
         self.timeout = _positive("timeout", timeout, integer=False, optional=True)
         self.model = _check_model(model)
-        self.runner = InferenceRunner(input, infs, tower_func)
+        self.runner = InferenceRunner(input, infs, tower_func, **runner_options)
         self.monitors = _check_monitors(monitors, self.logdir)
         self.stop_reason: str | None = None
         self._stop = threading.Event()

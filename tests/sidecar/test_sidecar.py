@@ -207,3 +207,21 @@ def test_wrong_model_for_the_checkpoints_is_an_error(ckdir, tmp_path):
     assert not os.path.exists(tmp_path / "log" / STATE_FILENAME)  # nothing marked done
 
 
+
+
+def test_several_sets_with_a_combination_and_limit_batches(ckdir, trained, tmp_path):
+    weights = trained[1]
+    half = tf.data.Dataset.from_tensor_slices((X_VAL[:24], Y_VAL[:24])).batch(8)  # 3 batches, 2 validated
+    ev = SidecarEvaluator(build_model(), {"all": val_data(), "half": half}, ScalarStats("loss"), ckdir,
+                          logdir=tmp_path / "log", poll_seconds=0.05, combine="min", limit_batches=2)
+    rows = ev.run()
+    assert [r["epoch_num"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        model = build_model()
+        model.set_weights(weights[r["epoch_num"]])
+        expected = {"all": model.evaluate(X_VAL[:32], Y_VAL[:32], batch_size=16, verbose=0),
+                    "half": model.evaluate(X_VAL[:16], Y_VAL[:16], batch_size=8, verbose=0)}
+        for name, value in expected.items():
+            np.testing.assert_allclose(r[f"validation_{name}_loss"], value, rtol=1e-5)
+        assert r["validation_loss"] == pytest.approx(min(expected.values()), rel=1e-5)
+        assert (r["validation_all_num_samples"], r["validation_half_num_samples"]) == (32, 16)
