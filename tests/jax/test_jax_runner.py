@@ -80,6 +80,20 @@ else:
     raise AssertionError("no error")
 assert "no_such_tensor" in message and "'logits'" in message and "'x'" in message, message
 assert "ScalarStats" in message, message
+# padded sequences: every batch has its own length, and reaches the tower exactly as made
+lengths = [3, 7, 2, 9, 4, 4, 6, 1, 8, 5, 2]
+seqs = [np.arange(1, n + 1, dtype="float32") * (i + 1) for i, n in enumerate(lengths)]
+ds = tf.data.Dataset.from_generator(lambda: iter(seqs), output_signature=tf.TensorSpec([None], tf.float32)
+                                    ).padded_batch(3)
+seen = Batches("tokens")
+seq = InferenceRunner(ds, [ScalarStats("total"), seen],
+                      tower_func=lambda tokens: {"total": ops.sum(tokens, axis=-1)})
+seq.set_model(model); seq.before_train()
+for _ in range(2):
+    got = seq.trigger()
+    assert abs(got["validation_total"] - np.mean([a.sum() for a in seqs])) < 1e-4, got
+    expected = [b for b in ds.as_numpy_iterator()]
+    assert len(seen.seen) == len(expected) and all(np.array_equal(a, b) for a, b in zip(seen.seen, expected))
 print("OK")
 ''', env=JAX, timeout=300))
     assert "OK" in out

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from infer_callbacks.runner.engine.binding import EngineConfig
 from infer_callbacks.runner.engine.fetch_table import FetchTable
+from infer_callbacks.runner.engine.jax_input import group_size, grouped, numpy_batches, structure
 from infer_callbacks.runner.engine.jax_snapshot import JaxSnapshot, current_values
 from infer_callbacks.runner.engine.jax_step import JaxStep, capacity, signature
 from infer_callbacks.runner.engine.jax_tower import JaxTower
@@ -90,6 +91,8 @@ class JaxBinding:
             self.snapshot = (config.snapshot if config.snapshot is not None
                              else JaxSnapshot(model, self.variables, self.step.place))
         self._pace = 1  # rounds of a pass's first call
+        self._group = 8  # batches per read from tf.data (sized by bytes after a pass)
+        self._groups: dict = {}
 
     @staticmethod
     def _tower_func(model, config: EngineConfig):
@@ -148,6 +151,14 @@ class JaxBinding:
         return self.step.place(current_values(self._model_ref() if self._model_ref else None,
                                               self.variables))
 
+    def _grouped(self, dataset) -> Any:
+        """The grouped pipeline of ``dataset`` (kept: building it traces a function)."""
+        key = (id(dataset), self._group)
+        if self._groups.get("key") != key:
+            self._groups = {"key": key, "dataset": grouped(dataset, self._group) if self._group > 1 else None,
+                            "source": dataset}  # the source is kept alive, so its id stays its own
+        return self._groups["dataset"]
+
     def blocks(self, input: Any = None):
         """A generator of ``(dataset batches, JaxChunk)``, one per step
         call, in dataset order, over ``input`` (an input of this binding's
@@ -158,7 +169,8 @@ class JaxBinding:
         computes while the previous one's outputs go to the inferencers."""
         input = self._config.input if input is None else input
         state = self._state()  # read here, in the runner's thread
-        batches = input.dataset.as_numpy_iterator()
+        batches = numpy_batches(input.dataset, self._group, self._grouped(input.dataset))
+        pack = structure(input.dataset.element_spec)
         pacer = Pacer(self.max_rounds, start=self._pace)
         r = len(self.devices)
         held: list = []  # a batch read ahead that starts the next call (other shapes)
@@ -187,11 +199,12 @@ class JaxBinding:
         def call():
             rounds = capacity(pacer.limit, self.max_rounds)
             got = [] if run["ended"] and not held else read(rounds * r)
-            launched = self.step.launch(state, got, rounds) if got else None
+            launched = self.step.launch(state, got, rounds, pack) if got else None
             previous, run["pending"] = run["pending"], launched
             if previous is None:
                 return None, launched is None
             chunk, nbytes = self.step.finish(previous)
+            self._group = group_size(previous.nbytes / max(1, previous.rounds * r))
             if not previous.compiled:  # a compiling call says nothing of the pace
                 pacer.observe(previous.rounds, previous.rounds,
                               time.perf_counter() - previous.started, nbytes)

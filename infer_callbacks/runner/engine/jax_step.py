@@ -43,10 +43,9 @@ def capacity(limit: int, max_rounds: int) -> int:
     return min(k, max_rounds)
 
 
-def signature(batch: Any) -> tuple:
-    """What must be equal for two batches to share a call: structure, shapes, dtypes."""
-    leaves, treedef = jax.tree_util.tree_flatten(batch)
-    return treedef, tuple((np.shape(a), np.asarray(a).dtype.str) for a in leaves)
+def signature(leaves: tuple) -> tuple:
+    """What must be equal for two batches (their leaves) to share a call: shapes, dtypes."""
+    return tuple((a.shape, a.dtype.str) for a in leaves)
 
 
 def _rows(batch_leaves: Sequence[np.ndarray]) -> int:
@@ -110,28 +109,26 @@ class JaxStep:
         values already there)."""
         return jax.device_put(list(values), self.replicated)
 
-    def launch(self, state: list, batches: list, rounds: int) -> Launched:
-        """Stack ``batches`` (same signature, at most ``rounds * R``) per
-        device and dispatch the step (asynchronously)."""
+    def launch(self, state: list, batches: list, rounds: int, pack) -> Launched:
+        """Stack ``batches`` (tuples of numpy leaves of one signature, at
+        most ``rounds * R``) per device and dispatch the step
+        (asynchronously); ``pack(leaves)`` makes the input's structure."""
         started, before = time.perf_counter(), self.compiles
         r = len(self.devices)
-        flat = [jax.tree_util.tree_flatten(b) for b in batches]
-        treedef = flat[0][1]
-        per_device = [flat[i::r] for i in range(r)]
+        per_device = [batches[i::r] for i in range(r)]
         leaves, nbytes = [], 0
-        for j, leaf in enumerate(flat[0][0]):
-            leaf = np.asarray(leaf)
+        for j, leaf in enumerate(batches[0]):
             parts = []
             for mine in per_device:
                 buf = np.empty((rounds,) + leaf.shape, leaf.dtype)
                 if mine:
-                    np.stack([np.asarray(b[0][j]) for b in mine], out=buf[:len(mine)])
+                    np.stack([b[j] for b in mine], out=buf[:len(mine)])
                 parts.append(buf)
                 nbytes += buf.nbytes
             leaves.append(self._global(parts))
         counts = self._global([np.array([len(mine)], np.int32) for mine in per_device])
-        outputs = self._call(state, jax.tree_util.tree_unflatten(treedef, leaves), counts)
-        return Launched(outputs, len(batches), rounds, _rows(flat[0][0]), nbytes, started,
+        outputs = self._call(state, pack(leaves), counts)
+        return Launched(outputs, len(batches), rounds, _rows(batches[0]), nbytes, started,
                         self.compiles != before)
 
     def _global(self, parts: list[np.ndarray]) -> jax.Array:
