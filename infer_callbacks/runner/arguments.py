@@ -10,15 +10,20 @@ import keras
 from infer_callbacks.data.source import InputSource
 from infer_callbacks.runner.sets import Combination, ValidationSet, check_set_names
 
-__all__ = ["require_tensorflow_backend", "check_options", "make_sets"]
+__all__ = ["SUPPORTED_BACKENDS", "require_supported_backend", "check_options", "make_sets"]
 
 
-def require_tensorflow_backend() -> None:
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
+
+
+def require_supported_backend() -> None:
+    """Refuse a Keras backend without an engine here, naming it and the fix."""
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    if backend not in SUPPORTED_BACKENDS:
         raise RuntimeError(
-            f"infer_callbacks needs Keras's TensorFlow backend; this process uses "
-            f"KERAS_BACKEND={backend!r}. Set KERAS_BACKEND=tensorflow before importing keras.")
+            f"infer_callbacks runs on Keras's TensorFlow and JAX backends; this process uses "
+            f"KERAS_BACKEND={backend!r}, which has no validation engine here yet. Set "
+            "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before importing keras.")
 
 
 def _positive_int_or_none(name: str, value: Any) -> None:

@@ -6,8 +6,9 @@ from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
-from infer_callbacks.distribute.devices import canonical_device, gpu_devices, model_strategy
+from infer_callbacks.distribute.devices import canonical_device, model_strategy
 from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.runner.backends import is_jax, jax_placement, runner_devices
 from infer_callbacks.runner.inference_runner import InferenceRunner
 
 __all__ = ["DataParallelInferenceRunner"]
@@ -53,13 +54,15 @@ class DataParallelInferenceRunner(InferenceRunner):
         if "device" in kwargs:
             raise TypeError("DataParallelInferenceRunner takes its devices from `gpus`; `device` "
                             f"belongs to InferenceRunner (one device). Received: device={kwargs['device']!r}")
-        self.devices = gpu_devices(gpus)
+        self.devices = runner_devices(gpus)
         super().__init__(input, infs, tower_func=tower_func, **kwargs)
         self._own_strategy: tf.distribute.Strategy | None = None
 
     _RUN_STATE = {**InferenceRunner._RUN_STATE, "_own_strategy": lambda: None}
 
-    def strategy_for(self, model) -> tf.distribute.Strategy:
+    def strategy_for(self, model) -> tf.distribute.Strategy | list:
+        if is_jax():  # JAX: the devices themselves (see engine/jax_step.py)
+            return jax_placement(*self.devices)
         theirs_strategy = model_strategy(model)
         if theirs_strategy is not None and not isinstance(theirs_strategy, tf.distribute.OneDeviceStrategy):
             theirs = []

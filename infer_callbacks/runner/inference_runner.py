@@ -30,11 +30,12 @@ import tensorflow as tf
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import global_step
-from infer_callbacks.distribute.devices import is_chief, model_strategy, soft_device
+from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.inferencers.context import RunContext
 from infer_callbacks.runner import keras_glue, keras_names
-from infer_callbacks.runner.arguments import check_options, make_sets, require_tensorflow_backend
+from infer_callbacks.runner.arguments import check_options, make_sets, require_supported_backend
+from infer_callbacks.runner.backends import is_jax, jax_placement, runner_device
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.dispatch import call_hook as _hook
 from infer_callbacks.runner.engine.binding import check_inferencers
@@ -135,11 +136,11 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  batch_size: int | None = None, keras_names: bool = False, combine: Any = None,
                  limit_batches: int | float | None = None):
         super().__init__()
-        require_tensorflow_backend()
+        require_supported_backend()
         self.infs = check_inferencers(infs)
         check_options(tower_func=tower_func, steps_per_execution=steps_per_execution,
                       on_nonfinite=on_nonfinite, tower_name=tower_name, keras_names=keras_names)
-        self.device = soft_device(device)  # a missing GPU id: a warning and the default placement
+        self.device = runner_device(device)  # TF: a missing GPU id warns and falls back
         self.sets, self.combination = make_sets(input, self.infs, prefetch=prefetch, batch_size=batch_size,
                                                 limit_batches=limit_batches, combine=combine)
         self.input = self.sets[0].input
@@ -287,7 +288,9 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
 
     def strategy_for(self, model) -> tf.distribute.Strategy | None:
         """The strategy this runner validates ``model`` under (``None``:
-        TensorFlow's placement)."""
+        TensorFlow's placement; under JAX, a list of ``jax.Device`` or ``None``)."""
+        if is_jax():
+            return jax_placement(self.device)
         if self.device is not None:
             return tf.distribute.OneDeviceStrategy(self.device)
         return model_strategy(model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Sequence
 
+from infer_callbacks.runner.backends import engine_class
 from infer_callbacks.runner.engine.binding import Binding, EngineConfig
 from infer_callbacks.runner.passes import RunResults, run_sets
 from infer_callbacks.runner.sets import ValidationSet
@@ -24,7 +25,8 @@ class Validator:
     Args:
         model: the model (or ``None`` with a ``tower_func`` that needs none).
         sets: the runner's :class:`~infer_callbacks.runner.sets.ValidationSet` list.
-        strategy: the strategy to validate under (``None``: TensorFlow's placement).
+        strategy: the strategy to validate under (``None``: TensorFlow's placement;
+            under JAX a list of ``jax.Device`` or ``None``).
         key: what must stay equal for this validator to serve the model again.
         **engine: the other fields of :class:`EngineConfig` (``tower_func``,
             ``input_names``, ``whole_batches``, ``asynchronous``, ...).
@@ -34,10 +36,11 @@ class Validator:
         self._model = weakref.ref(model) if model is not None else (lambda: None)
         self.key, self.strategy, self.snapshot = key, strategy, None
         self.bindings: dict[tuple, Binding] = {}
+        make = engine_class()  # Binding (TensorFlow) or JaxBinding
         for s in sets:
             if _structure(s) not in self.bindings:
                 config = EngineConfig(input=s.input, infs=tuple(s.infs), snapshot=self.snapshot, **engine)
-                binding = Binding(model, strategy, config, key)
+                binding = make(model, strategy, config, key)
                 self.bindings[_structure(s)], self.snapshot = binding, binding.snapshot
 
     def matches(self, model, key: Any) -> bool:

@@ -19,6 +19,7 @@ from infer_callbacks.distribute.devices import is_chief, spans_workers
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
 from infer_callbacks.runner.engine.chunk import Chunk
+from infer_callbacks.runner.engine.fetch_table import FetchTable
 from infer_callbacks.distribute.cross_worker import shard_for_worker
 from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES, _static_inner, make_step
 from infer_callbacks.towers.keras_tower import keras_tower_func
@@ -148,9 +149,7 @@ class Binding:
                               "single" if step_strategy is None else self.mode, self.max_rounds,
                               self.multi_worker, device=device, queued=self._queued(config))
         self._config = config
-        self._exact = {n: (n + "#num", n + "#den") for n in names
-                       if n + "#num" in self.specs and n + "#den" in self.specs}
-        self._has_weight = SAMPLE_WEIGHT in self.specs
+        self._table = FetchTable(names, list(self.specs))
         self._pace = 1  # rounds of a pass's first call
 
     def _queued(self, config: EngineConfig) -> bool:
@@ -200,24 +199,14 @@ class Binding:
 
     def fetch_table(self, batch: dict, names: Sequence[str], load=None):
         """``(results, exact, sample_weight)`` for one inferencer's fetches
-        from ``batch``; with ``load(name)``, values missing from ``batch``
-        are loaded into it first (a chunk's blocks, shared by inferencers)."""
-        if load is not None:
-            wanted = list(names) + [k for n in names if n in self._exact for k in self._exact[n]]
-            for n in wanted + ([SAMPLE_WEIGHT] if self._has_weight else []):
-                if n not in batch:
-                    batch[n] = load(n)
-        results = [batch[n] for n in names]
-        exact = [(batch[self._exact[n][0]], batch[self._exact[n][1]]) if n in self._exact else None
-                 for n in names]
-        return results, exact, batch.get(SAMPLE_WEIGHT) if self._has_weight else None
+        (see :class:`~infer_callbacks.runner.engine.fetch_table.FetchTable`)."""
+        return self._table(batch, names, load)
 
     def can_block(self, names: Sequence[str]) -> bool:
         """Whether these fetches (with their exact pairs and the sample
         weights) can travel as one block per step call: none is a scalar per
         batch and all have static non-batch dimensions."""
-        wanted = list(names) + [k for n in names if n in self._exact for k in self._exact[n]]
-        wanted += [SAMPLE_WEIGHT] if self._has_weight else []
+        wanted = self._table.wanted(names)
         return all(self.ranks.get(n, 0) >= 1 and _static_inner(self.specs[n]) for n in wanted)
 
     def blocks(self, input: Any = None):

@@ -1,0 +1,212 @@
+"""Validation speed of InferenceRunner under Keras's JAX backend, against
+baselines in the same process.
+
+Workloads (synthetic data, fixed seeds), as in ``bench_speed.py``:
+
+* overhead-bound: an MLP 32->64->10, batch 32 (20,000 samples: 625 batches);
+* compute-bound: a small CNN on 32x32x3, batch 250 (10,000 samples: 40 batches).
+
+Baselines, measured round by round interleaved with the runner:
+
+* ``Model.evaluate`` on JAX with default settings;
+* a whole-pass ``jax.jit`` loop: the validation set stacked ``[batches,
+  batch, ...]`` in host memory, placed on the device and reduced in one
+  ``jax.lax.scan`` over ``model.stateless_call`` (loss and error sums); the
+  transfer and the fetch of the sums are timed -- the floor.
+
+The runner is timed inside ``model.fit``: its own ``on_epoch_end`` (the
+pass, ``on_test_*`` hooks, results into ``logs``), with
+``ScalarStats('loss')`` and ``ClassificationError()`` over a tower written
+with ``keras.ops`` (``--default-tower``: the model's default tower, once it
+is on keras.ops). Rounds are interleaved; the fastest round (ratio of the
+fastest times) and the median of per-round ratios are reported.
+
+Targets (issue 21): MLP <= 0.3x evaluate and <= 1.1x the jit loop; CNN <= 1.0x evaluate.
+
+    python benchmarks/bench_jax.py [--rounds 5] [--json] [--quick] [--only mlp|cnn] [--default-tower]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ["KERAS_BACKEND"] = "jax"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from infer_callbacks import ClassificationError, InferenceRunner, ScalarStats  # noqa: E402
+
+
+class TimedRunner(InferenceRunner):
+    """An InferenceRunner that records how long its ``on_epoch_end`` took."""
+
+    seconds: float | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        started = time.perf_counter()
+        super().on_epoch_end(epoch, logs)
+        self.seconds = time.perf_counter() - started
+
+
+def _ops_tower(model):
+    per_example = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def tower(x, y):
+        logits = model(x, training=False)
+        wrong = ops.cast(ops.not_equal(ops.argmax(logits, -1), ops.cast(y, "int32")), "float32")
+        return {"loss": per_example(y, logits), "wrong-top1": wrong}
+    return tower
+
+
+def _cnn():
+    return keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dense(10)])
+
+
+def _mlp():
+    return keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+
+
+def _workload(name, n):
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    if name == "cnn":
+        x, batch, model = rng.normal(size=(n, 32, 32, 3)).astype("float32"), 250, _cnn()
+    else:
+        x, batch, model = rng.normal(size=(n, 32)).astype("float32"), 32, _mlp()
+    y = rng.integers(0, 10, size=n).astype("int32")
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
+    train = tf.data.Dataset.from_tensor_slices((x[:batch], y[:batch])).batch(batch)
+    return model, val, train, (x, y, batch)
+
+
+def _jit_loop(model, x, y, batch):
+    """The whole pass in one ``jax.jit`` call (full batches only)."""
+    nb = len(x) // batch
+    xs, ys = x[:nb * batch].reshape((nb, batch) + x.shape[1:]), y[:nb * batch].reshape(nb, batch)
+
+    @jax.jit
+    def whole_pass(trainable, non_trainable, xs, ys):
+        def body(carry, xy):
+            logits, _ = model.stateless_call(trainable, non_trainable, xy[0], training=False)
+            logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+            loss = -jnp.take_along_axis(logp, xy[1][:, None], axis=-1)[:, 0]
+            wrong = (jnp.argmax(logits, -1) != xy[1]).astype(jnp.float32)
+            return (carry[0] + loss.sum(), carry[1] + wrong.sum()), None
+        (loss, wrong), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (xs, ys))
+        return loss / (nb * batch), wrong / (nb * batch)
+
+    def run():
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        out = whole_pass(trainable, non_trainable, jax.device_put(xs), jax.device_put(ys))
+        return float(out[0]), float(out[1])
+    return run
+
+
+def _time(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _interleave(fns: dict, rounds: int) -> dict[str, list[float]]:
+    keys = list(fns)
+    times = {k: [] for k in keys}
+    for i in range(rounds):
+        for k in keys[i % len(keys):] + keys[:i % len(keys)]:
+            times[k].append(fns[k]())
+    return times
+
+
+def _summary(times, base, other):
+    a, b = times[other], times[base]
+    return {"fastest": min(a) / min(b), "median": statistics.median(p / q for p, q in zip(a, b))}
+
+
+def _spread(values):
+    return {"fastest": min(values), "median": statistics.median(values)}
+
+
+def bench(name, n, rounds, default_tower):
+    model, val, train, (x, y, batch) = _workload(name, n)
+    runner = TimedRunner(val, [ScalarStats("loss"), ClassificationError()], verbose=False,
+                         tower_func=None if default_tower else _ops_tower(model))
+
+    def in_fit():
+        model.fit(train, epochs=1, verbose=0, callbacks=[runner])
+        return runner.seconds
+
+    jit_loop = _jit_loop(model, x, y, batch)
+    for _ in range(2):  # warm up: compiles, the runner's pace, caches
+        in_fit()
+        jit_loop()
+        model.evaluate(val, verbose=0)
+    times = _interleave({"runner": in_fit, "jit_loop": lambda: _time(jit_loop),
+                         "evaluate": lambda: _time(lambda: model.evaluate(val, verbose=0))}, rounds)
+    ref_loss, ref_error = jit_loop()
+    loss, acc = model.evaluate(val, verbose=0)
+    return {
+        "workload": name, "samples": n, "batches": -(-n // batch), "rounds": rounds,
+        "runner_s": _spread(times["runner"]), "jit_loop_s": _spread(times["jit_loop"]),
+        "evaluate_s": _spread(times["evaluate"]),
+        "runner_over_evaluate": _summary(times, "evaluate", "runner"),
+        "runner_over_jit_loop": _summary(times, "jit_loop", "runner"),
+        "traces": runner.tracing_count,
+        "check": {"runner_loss": runner.last_results["validation_loss"], "evaluate_loss": float(loss),
+                  "jit_loop_loss": ref_loss, "runner_error": runner.last_results["validation_error"],
+                  "evaluate_error": 1 - float(acc), "jit_loop_error": ref_error},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="InferenceRunner speed under Keras's JAX backend")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--quick", action="store_true", help="fewer samples and rounds (smoke test)")
+    parser.add_argument("--only", choices=["mlp", "cnn"])
+    parser.add_argument("--default-tower", action="store_true", help="the model's default tower")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else args.rounds
+    sizes = {"mlp": 2000 if args.quick else 20000, "cnn": 1000 if args.quick else 10000}
+    results = [bench(name, n, rounds, args.default_tower) for name, n in sizes.items()
+               if args.only in (None, name)]
+    machine = {"python": platform.python_version(), "jax": jax.__version__, "keras": keras.__version__,
+               "cpus": os.cpu_count(), "devices": [str(d) for d in jax.devices()]}
+    if args.json:
+        print(json.dumps({"backend": "jax", "machine": machine, "results": results}))
+        return
+    print(f"InferenceRunner on Keras {keras.__version__} / JAX {jax.__version__}, {os.cpu_count()} CPUs")
+    print(f"{'workload':10} {'batches':>7} {'runner s':>9} {'evaluate s':>10} {'jit loop s':>10} "
+          f"{'/evaluate':>15} {'/jit loop':>15} {'traces':>6}")
+    for r in results:
+        print(f"{r['workload']:10} {r['batches']:>7} {r['runner_s']['fastest']:>9.4f} "
+              f"{r['evaluate_s']['fastest']:>10.4f} {r['jit_loop_s']['fastest']:>10.4f} "
+              f"{r['runner_over_evaluate']['fastest']:>6.3f} (med {r['runner_over_evaluate']['median']:.3f}) "
+              f"{r['runner_over_jit_loop']['fastest']:>6.3f} (med {r['runner_over_jit_loop']['median']:.3f}) "
+              f"{r['traces']:>6}")
+    print("(fastest of interleaved rounds; 'med': median of per-round ratios)")
+    for r in results:
+        print(r["workload"], "check:", {k: round(v, 6) for k, v in r["check"].items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""A runner bound to one model under Keras's JAX backend: the devices, the
+tower as a pure function of the variables' values, the compiled step, and
+the host loop that feeds it.
+
+| who | owns |
+| --- | --- |
+| :class:`JaxBinding` | the tower, the first (abstract) trace that checks the fetch names, the pass: batches from the input, calls paced by time and bytes, one call in flight while the host hands the previous one to the inferencers |
+| ``jax_tower.JaxTower`` | the tower under ``keras.StatelessScope``, fetch names |
+| ``jax_step.JaxStep`` | the ``jax.jit`` step over the devices, stacking and placing batches |
+| ``jax_chunk.JaxChunk`` | one call's outputs on the host, in dataset order |
+| ``jax_snapshot.JaxSnapshot`` | an asynchronous run's copy of the weights |
+
+The interface is :class:`~infer_callbacks.runner.engine.binding.Binding`'s
+(the host side, ``passes.py`` and ``dispatch.py``, serves both engines).
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from infer_callbacks.runner.engine.binding import EngineConfig
+from infer_callbacks.runner.engine.fetch_table import FetchTable
+from infer_callbacks.runner.engine.jax_input import group_size, grouped, numpy_batches, structure
+from infer_callbacks.runner.engine.jax_snapshot import JaxSnapshot, current_values
+from infer_callbacks.runner.engine.jax_step import JaxStep, capacity, signature
+from infer_callbacks.runner.engine.jax_tower import JaxTower
+from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
+from infer_callbacks.towers.keras_tower import keras_tower_func
+from infer_callbacks.towers.spec import UnknownFetchError
+
+__all__ = ["JaxBinding"]
+
+_ABSTRACT_ROWS = 2  # the size given to unknown dimensions in the first, abstract trace
+
+
+def _abstract_batch(element_spec: Any) -> Any:
+    """``jax.ShapeDtypeStruct``s for one batch of ``element_spec``."""
+    def one(spec: tf.TensorSpec):
+        if spec.dtype == tf.string:
+            raise ValueError(f"The validation input has a string element ({spec}); under Keras's JAX "
+                             "backend every batch element must be numeric. Encode strings as numbers "
+                             "in the input pipeline (e.g. keras.layers.StringLookup in tf.data).")
+        shape = tuple(_ABSTRACT_ROWS if d is None else d for d in spec.shape.as_list())
+        return jax.ShapeDtypeStruct(shape, np.dtype(spec.dtype.as_numpy_dtype))
+    return tf.nest.map_structure(one, element_spec)
+
+
+class JaxBinding:
+    """What a runner needs to validate ``model`` under Keras's JAX backend.
+
+    Args:
+        model: the model (or ``None`` with a ``tower_func`` that needs none).
+        devices: ``jax.Device`` list (whole batches per device), or ``None``:
+            JAX's default device.
+        config: the runner's :class:`EngineConfig`.
+        key: what the runner compares in :meth:`matches` to reuse the binding.
+
+    Attributes:
+        strategy: the devices (the runner only passes it back to the engine).
+        max_rounds: the most rounds (batches per device) a call runs.
+    """
+
+    def __init__(self, model, devices: Sequence[jax.Device] | None, config: EngineConfig, key: Any = None):
+        self._model_ref = weakref.ref(model) if model is not None else None
+        self._key, self._config = key, config
+        self.devices = list(devices) if devices else [jax.devices()[0]]
+        self.strategy = devices
+        tower_func, keras_default = self._tower_func(model, config)
+        self.variables = list(model.variables) if model is not None else []
+        names = list(dict.fromkeys(n for inf in config.infs for n in inf.get_fetches()))
+        element_spec = config.input.dataset.element_spec
+        self.tower = JaxTower(tower_func, self.variables, element_spec, names, keras_default=keras_default,
+                              input_names=(list(config.input_names) if config.input_names is not None
+                                           else getattr(tower_func, "input_names", None)))
+        self.specs = self._trace(config, element_spec)
+        self.ranks = {k: len(s.shape) for k, s in self.specs.items()}
+        self._table = FetchTable(names, list(self.specs))
+        self.step = JaxStep(self.tower, self.devices, self.ranks)
+        self.max_rounds = config.steps_per_execution or 1024
+        self.snapshot = None
+        if config.asynchronous:
+            if model is None:
+                raise ValueError("asynchronous=True validates a snapshot of the model's weights; "
+                                 "bind a model first (runner.set_model(model) or model.fit).")
+            self.snapshot = (config.snapshot if config.snapshot is not None
+                             else JaxSnapshot(model, self.variables, self.step.place))
+        self._pace = 1  # rounds of a pass's first call
+        self._group = 8  # batches per read from tf.data (sized by bytes after a pass)
+        self._groups: dict = {}
+
+    @staticmethod
+    def _tower_func(model, config: EngineConfig):
+        if config.tower_func is not None:
+            return config.tower_func, False
+        if model is None:
+            raise ValueError("InferenceRunner has no model and no `tower_func`. Use it in "
+                             "`model.fit(callbacks=[...])`, call `runner.set_model(model)`, "
+                             "or pass `tower_func`.")
+        if callable(getattr(model, "inference_tower", None)):
+            return model.inference_tower(), False
+        return keras_tower_func(model), True
+
+    def _trace(self, config: EngineConfig, element_spec: Any) -> dict:
+        """One abstract trace on the input's structure: checks every fetch
+        name (before any training step) and records the outputs' shapes."""
+        values = [jax.ShapeDtypeStruct(tuple(v.shape), np.dtype(v.dtype)) for v in self.variables]
+        try:
+            return self.tower.output_shapes(values, _abstract_batch(element_spec))
+        except UnknownFetchError as e:
+            users = [inf for inf in config.infs if e.name in inf.get_fetches()]
+            raise UnknownFetchError(e.name, f"{e} Requested by {users[0]!r}." if users else str(e)) from None
+        except Exception as e:
+            if self.tower.keras_default:
+                e.add_note("(raised by the default Keras tower traced under Keras's JAX backend: it "
+                           "must be written with keras.ops. Until it is, pass `tower_func=` written "
+                           "with keras.ops, returning e.g. {'loss': ..., 'wrong-top1': ...}.)")
+            raise
+
+    def matches(self, model, key: Any = None) -> bool:
+        """Whether this binding serves ``model`` with the runner's ``key``."""
+        alive = self._model_ref() if self._model_ref is not None else None
+        return alive is model and self._key == key
+
+    @property
+    def tracing_count(self) -> int:
+        """How many step variants JAX traced (one per batch shape and call size)."""
+        return self.step.compiles
+
+    def fetch_table(self, batch: dict, names: Sequence[str], load=None):
+        """``(results, exact, sample_weight)`` for one inferencer's fetches
+        (see :class:`~infer_callbacks.runner.engine.fetch_table.FetchTable`)."""
+        return self._table(batch, names, load)
+
+    def can_block(self, names: Sequence[str]) -> bool:
+        """Whether these fetches can travel as one block per call: none is a
+        scalar per batch (a call's batches share their shapes)."""
+        return all(self.ranks.get(n, 0) >= 1 for n in self._table.wanted(names))
+
+    def _state(self) -> list:
+        """The values this pass validates, on the devices."""
+        if self.snapshot is not None:
+            if self.snapshot.values is None:
+                raise RuntimeError("The asynchronous snapshot holds no weights yet; take() it before a run.")
+            return self.snapshot.values
+        return self.step.place(current_values(self._model_ref() if self._model_ref else None,
+                                              self.variables))
+
+    def _grouped(self, dataset) -> Any:
+        """The grouped pipeline of ``dataset`` (kept: building it traces a function)."""
+        key = (id(dataset), self._group)
+        if self._groups.get("key") != key:
+            self._groups = {"key": key, "dataset": grouped(dataset, self._group) if self._group > 1 else None,
+                            "source": dataset}  # the source is kept alive, so its id stays its own
+        return self._groups["dataset"]
+
+    def blocks(self, input: Any = None):
+        """A generator of ``(dataset batches, JaxChunk)``, one per step
+        call, in dataset order, over ``input`` (an input of this binding's
+        structure; by default the configuration's); close it to stop early.
+
+        Batches are read as numpy from the input's ``tf.data`` pipeline and
+        stacked and placed on the devices in the step thread; one call
+        computes while the previous one's outputs go to the inferencers."""
+        input = self._config.input if input is None else input
+        state = self._state()  # read here, in the runner's thread
+        batches = numpy_batches(input.dataset, self._group, self._grouped(input.dataset))
+        pack = structure(input.dataset.element_spec)
+        pacer = Pacer(self.max_rounds, start=self._pace)
+        r = len(self.devices)
+        held: list = []  # a batch read ahead that starts the next call (other shapes)
+        run = {"pending": None, "ended": False}
+
+        def read(count: int) -> list:
+            out, sig = [], None
+            while len(out) < count:
+                if held:
+                    batch = held.pop()
+                else:
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        run["ended"] = True
+                        break
+                s = signature(batch)
+                if sig is None:
+                    sig = s
+                elif s != sig:
+                    held.append(batch)
+                    break
+                out.append(batch)
+            return out
+
+        def call():
+            rounds = capacity(pacer.limit, self.max_rounds)
+            got = [] if run["ended"] and not held else read(rounds * r)
+            launched = self.step.launch(state, got, rounds, pack) if got else None
+            previous, run["pending"] = run["pending"], launched
+            if previous is None:
+                return None, launched is None
+            chunk, nbytes = self.step.finish(previous)
+            self._group = group_size(previous.nbytes / max(1, previous.rounds * r))
+            if not previous.compiled:  # a compiling call says nothing of the pace
+                pacer.observe(previous.rounds, previous.rounds,
+                              time.perf_counter() - previous.started, nbytes)
+                if previous.count == previous.rounds * r:
+                    self._pace = pacer.limit
+            return (previous.count, chunk), launched is None
+
+        yield from pipelined(call, background=self._config.pipeline,
+                             shutdown_timeout=self._config.shutdown_timeout)

@@ -1,0 +1,103 @@
+"""JAX devices for the JAX engine: the device strings and GPU ids a user
+passes (``'/cpu:0'``, ``'/gpu:1'``, ``1``) as ``jax.Device`` objects.
+
+The TensorFlow engine asks ``distribute/devices.py`` (TensorFlow's logical
+devices); under the JAX backend the devices are JAX's own
+(``jax.devices()``), so ``XLA_FLAGS=--xla_force_host_platform_device_count=3``
+gives ``'/cpu:0'`` ... ``'/cpu:2'``.
+
+Example:
+
+>>> [d.platform for d in jax_devices(["/cpu:0"])]
+['cpu']
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["jax_device", "jax_devices", "jax_name", "available_jax_devices"]
+
+_USAGE = ("Pass an int (the first N GPUs), a list of GPU ids such as [0, 1], or "
+          "a list of device strings such as ['/cpu:0', '/cpu:1'].")
+_DEVICE = re.compile(r"^/?(?:device:)?(?:job:[^/]+/)?(?:replica:\d+/)?(?:task:\d+/)?(?:device:)?"
+                     r"(?P<kind>cpu|gpu|tpu):(?P<index>\d+)$", re.IGNORECASE)
+
+
+def available_jax_devices() -> list[str]:
+    """This process's JAX devices as ``'/cpu:0'``-style strings."""
+    return [jax_name(d) for d in jax.devices()] + [
+        jax_name(d) for d in jax.devices("cpu") if jax.default_backend() != "cpu"]
+
+
+def jax_name(device: jax.Device) -> str:
+    """``'/cpu:1'`` for the second CPU device (the index among its platform's devices)."""
+    kind = "gpu" if device.platform in ("gpu", "cuda", "rocm") else device.platform
+    local = [d for d in jax.devices(device.platform)]
+    return f"/{kind}:{local.index(device)}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def jax_device(device: str | int | jax.Device) -> jax.Device:
+    """The ``jax.Device`` a device string or GPU id names.
+
+    Raises:
+        ValueError: the device does not exist; the message lists those that do.
+    """
+    if isinstance(device, jax.Device):
+        return device
+    if _is_int(device):
+        if device < 0:
+            raise ValueError(f"A GPU id must be >= 0. Received: device={device}")
+        kind, index = "gpu", int(device)
+    elif isinstance(device, str) and _DEVICE.match(device.strip()):
+        match = _DEVICE.match(device.strip())
+        kind, index = match["kind"].lower(), int(match["index"])
+    else:
+        raise TypeError(f"A device must be a string such as '/cpu:0' or an int GPU id. "
+                        f"Received: {device!r}")
+    try:
+        found = jax.devices(kind)
+    except RuntimeError:
+        found = []
+    if index < len(found):
+        return found[index]
+    hint = (" For several CPU devices, start Python with "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N.") if kind == "cpu" else ""
+    raise ValueError(f"Device {device!r} does not exist in this JAX process. Available devices: "
+                     f"{available_jax_devices()}.{hint}")
+
+
+def jax_devices(gpus: Any) -> list[jax.Device]:
+    """The devices ``gpus`` designates (``DataParallelInferenceRunner``'s
+    argument), in order.
+
+    Raises:
+        TypeError / ValueError: naming the bad value and the available devices.
+    """
+    if isinstance(gpus, str):
+        gpus = [gpus]
+    if _is_int(gpus):
+        count = int(gpus)
+        try:
+            have = jax.devices("gpu")
+        except RuntimeError:
+            have = []
+        if count < 1 or count > len(have):
+            hint = " Without a GPU, pass gpus=['/cpu:0']." if not have else ""
+            raise ValueError(f"`gpus={count}` asks for the first {count} GPUs, but this JAX process "
+                             f"has {len(have)}. Available devices: {available_jax_devices()}.{hint} {_USAGE}")
+        return list(have[:count])
+    if not isinstance(gpus, (list, tuple)) or not gpus:
+        raise TypeError(f"`gpus` must be a non-empty list or an int. {_USAGE} Received: gpus={gpus!r}")
+    devices = [jax_device(g) for g in gpus]
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"`gpus` lists a device twice: gpus={gpus!r} means {devices}.")
+    return devices
