@@ -7,6 +7,9 @@ hard timeout. A block is skipped only with
 a marker comment that says why, on a line of its own:
 
     # docs-test: skip (needs two machines)
+
+A page whose text holds ``<!-- docs-test: KERAS_BACKEND=jax -->`` runs in a
+second process on Keras's JAX backend.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from conftest import REPO
 
 PAGES = ["README.md"] + sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
 SKIP = re.compile(r"^\s*# docs-test: skip \((?P<reason>[^)]*\S[^)]*)\)\s*$", re.M)
+BACKEND = re.compile(r"<!-- docs-test: KERAS_BACKEND=(?P<backend>\w+) -->")
 FENCE = re.compile(r"^```python[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.M | re.S)
+
+
+def page_backend(page: str) -> str:
+    """The Keras backend a page's blocks run on (``tensorflow`` unless marked)."""
+    with open(os.path.join(REPO, page)) as f:
+        found = BACKEND.search(f.read())
+    return found.group("backend") if found else "tensorflow"
 
 
 def python_blocks(page: str) -> list[tuple[int, str, str | None]]:
@@ -104,22 +115,25 @@ def page_outcomes(tmp_path_factory):
     pages = [(page, blocks) for page, blocks in pages if blocks]
     # A page that sets up logical devices must run before TensorFlow starts.
     pages.sort(key=lambda item: "set_logical_device_configuration" not in "".join(c for _, c in item[1]))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["NO_MKDOCS_2_WARNING"] = "1"
-    proc = subprocess.run([sys.executable, "-c", _RUNNER.format(pages=pages)],
-                          cwd=str(tmp_path_factory.mktemp("docs")), env=env,
-                          capture_output=True, text=True, timeout=1500)
     outcomes = {}
-    for page, _ in pages:
-        if f"PAGE-OK {page}\n" in proc.stdout:
-            outcomes[page] = None
-        else:
-            start = proc.stdout.find(f"PAGE-FAILED {page} ")
-            end = proc.stdout.find(f"PAGE-END {page}")
-            outcomes[page] = (proc.stdout[start:end] if start >= 0 else
-                              f"did not run (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    for backend in sorted({page_backend(page) for page, _ in pages}):  # one process per backend
+        group = [(page, blocks) for page, blocks in pages if page_backend(page) == backend]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env["NO_MKDOCS_2_WARNING"] = "1"
+        env["KERAS_BACKEND"] = backend
+        proc = subprocess.run([sys.executable, "-c", _RUNNER.format(pages=group)],
+                              cwd=str(tmp_path_factory.mktemp("docs")), env=env,
+                              capture_output=True, text=True, timeout=1500)
+        for page, _ in group:
+            if f"PAGE-OK {page}\n" in proc.stdout:
+                outcomes[page] = None
+            else:
+                start = proc.stdout.find(f"PAGE-FAILED {page} ")
+                end = proc.stdout.find(f"PAGE-END {page}")
+                outcomes[page] = (proc.stdout[start:end] if start >= 0 else
+                                  f"did not run (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return outcomes
 
 

@@ -99,7 +99,6 @@ print("OK")
     assert "OK" in out
 
 
-@pytest.mark.xfail(reason="the default Keras tower on keras.ops is being ported on branch h7", strict=False)
 def test_default_tower_matches_evaluate():
     out = _ok(run_python(PRELUDE + '''
 x, y, w = data()

@@ -400,7 +400,7 @@ def test_bad_arguments_raise_at_construction(kwargs, error, match):
         InferenceRunner(args.pop("input"), args.pop("infs"), **args)
 
 
-def test_a_backend_other_than_tensorflow_is_refused_at_construction(monkeypatch):
+def test_a_backend_without_an_engine_is_refused_at_construction(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     with pytest.raises(RuntimeError, match="KERAS_BACKEND='torch'"):
         InferenceRunner(_tiny_batches(), ScalarStats("loss"))
