@@ -1,6 +1,6 @@
 """The Inferencer protocol and ports of tensorpack client patterns, driven
 through the runner-facing methods on numpy batches and compared with numpy /
-scikit-learn over the whole set (the built-ins: test_builtins.py).
+scikit-learn over the whole set (the built-ins: test_scalar.py).
 
 ``run_inferencer`` and ``check_split_invariance`` are the shared helpers
 (torchmetrics' MetricTester idea) that test_keras_metric.py, test_gather.py and
