@@ -208,6 +208,9 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
                                      "monitor-only values or asynchronous results")
         else:
             self._sources = self._fit_run.producers(exclude=self)  # found once per run
+        names = list(dict.fromkeys(n for source in self._sources for n in getattr(source, "set_names", ())))
+        for w in self._active:
+            w.use_sets(names)
 
     def _keras_prints_logs(self) -> bool:
         """``fit`` (and the trainer host) print every ``logs`` key at epoch

@@ -6,6 +6,7 @@ import sys
 from typing import Any, Sequence
 
 from infer_callbacks.monitors.writer import MonitorWriter
+from infer_callbacks.runner.sets import split_set_key
 
 __all__ = ["ScalarPrinter"]
 
@@ -19,7 +20,9 @@ class ScalarPrinter(MonitorWriter):
     per-class numbers, which go to the monitors but not into ``logs``, and
     results an asynchronous runner reports for an earlier epoch), on lines of
     their own after Keras's progress bar; nothing when nothing is left. With
-    ``verbose=0`` (or outside ``fit``) it prints everything.
+    ``verbose=0`` (or outside ``fit``) it prints everything. With several
+    named validation sets, each set's values get a column of their own (the
+    unnamed and combined values stay in the first).
 
     Args:
         whitelist: print only these keys (default: all).
@@ -48,6 +51,10 @@ class ScalarPrinter(MonitorWriter):
         self.blacklist = set(blacklist)
         self.file = file
         self.repeat_keras_logs = repeat_keras_logs
+        self.sets: list[str] = []
+
+    def use_sets(self, names: list[str]) -> None:
+        self.sets = list(names)
 
     def _shown(self, scalars: dict[str, float]) -> list[tuple[str, float]]:
         return [(k, v) for k, v in sorted(scalars.items())
@@ -57,9 +64,20 @@ class ScalarPrinter(MonitorWriter):
         """The table :meth:`write` prints."""
         from tabulate import tabulate
 
-        rows = [[k, f"{v:.6g}"] for k, v in self._shown(scalars)]
-        return tabulate(rows, headers=[f"epoch {epoch_num}", f"step {step}"], tablefmt="simple",
-                        disable_numparse=True)
+        shown = self._shown(scalars)
+        headers = [f"epoch {epoch_num}", f"step {step}"]
+        grouped = {k: split_set_key(k, self.sets) for k, _ in shown} if self.sets else {}
+        if not any(grouped.values()):
+            rows = [[k, f"{v:.6g}"] for k, v in shown]
+            return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+        table: dict[str, dict] = {}
+        for k, v in shown:
+            base, column = grouped[k] or (k, "")
+            table.setdefault(base, {})[column] = f"{v:.6g}"
+        columns = [""] + [n for n in self.sets if any(n in row for row in table.values())]
+        rows = [[base] + [row.get(c, "") for c in columns] for base, row in sorted(table.items())]
+        return tabulate(rows, headers=[f"epoch {epoch_num} step {step}", "value"] + columns[1:],
+                        tablefmt="simple", disable_numparse=True)
 
     def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
         if not self._shown(scalars):

@@ -110,6 +110,10 @@ class MonitorWriter:
     def write(self, epoch_num: int, step: int, scalars: dict[str, float]) -> None:
         raise NotImplementedError
 
+    def use_sets(self, names: list[str]) -> None:
+        """The names of the run's validation sets (from its runners), before
+        the first write; a writer may lay their keys out by set. Default: nothing."""
+
     def write_images(self, epoch_num: int, step: int, images: dict[str, np.ndarray]) -> None:
         """Write the epoch's images, ``{name: H x W x C uint8 array}`` (e.g. a
         :class:`~infer_callbacks.ConfusionMatrix`). Default: ignore them."""

@@ -276,6 +276,11 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         return reports
 
     @property
+    def set_names(self) -> list[str]:
+        """The names of this runner's validation sets (``[]`` for one unnamed set)."""
+        return [s.name for s in self.sets if s.name is not None]
+
+    @property
     def snapshot_nbytes(self) -> int:
         """The bytes the asynchronous snapshot of the weights holds (0 without one)."""
         snapshot = self._validator.snapshot if self._validator is not None else None

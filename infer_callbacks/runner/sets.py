@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["ValidationSet", "set_key", "Combination", "check_set_names"]
+__all__ = ["ValidationSet", "set_key", "split_set_key", "Combination", "check_set_names"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
 _PREFIXES = ("validation_", "val_")
@@ -37,6 +37,20 @@ def set_key(key: str, name: str | None) -> str:
         if key.startswith(prefix) and len(key) > len(prefix):
             return f"{prefix}{name}_{key[len(prefix):]}"
     return f"{name}_{key}"
+
+
+def split_set_key(key: str, names: Sequence[str]) -> tuple[str, str] | None:
+    """``(unnamed key, set name)`` when ``key`` is :func:`set_key` of one of
+    ``names``, else ``None``: ``split_set_key("validation_clean_loss",
+    ["clean"]) == ("validation_loss", "clean")``."""
+    for name in names:
+        for prefix in _PREFIXES:
+            head = f"{prefix}{name}_"
+            if key.startswith(head) and len(key) > len(head):
+                return prefix + key[len(head):], name
+        if key.startswith(name + "_") and len(key) > len(name) + 1:
+            return key[len(name) + 1:], name
+    return None
 
 
 def check_set_names(names: Sequence[Any]) -> list[str]:
