@@ -65,7 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--infs", metavar="MODULE:FN",
                    help="function returning the inferencers (default: ScalarStats('loss'), "
                         "ClassificationError())")
-    p.add_argument("--checkpoint-dir", required=True, help="the ModelSaver directory to watch")
+    p.add_argument("--checkpoint-dir", required=True,
+                   help="the ModelSaver (or ModelCheckpoint) directory to watch")
+    p.add_argument("--checkpoint-format", choices=["auto", "tensorflow", "keras"], default="auto",
+                   help="ModelSaver's TensorFlow checkpoints, or keras.callbacks.ModelCheckpoint's "
+                        "*.weights.h5 / *.keras files (default auto: what the directory holds)")
+    p.add_argument("--settle-seconds", type=float, default=10.0,
+                   help="Keras files: how long the newest file must stay unchanged before it is read")
     p.add_argument("--logdir", required=True, help="where stats.json, TensorBoard events and "
                    "sidecar_state.json go")
     p.add_argument("--max-evaluations", type=int, help="stop after this many evaluations")
@@ -95,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         evaluator = SidecarEvaluator(
             build_model, make_input(), infs, args.checkpoint_dir, logdir=args.logdir,
-            max_evaluations=args.max_evaluations, poll_seconds=args.poll_seconds, timeout=args.timeout)
+            max_evaluations=args.max_evaluations, poll_seconds=args.poll_seconds, timeout=args.timeout,
+            checkpoint_format=args.checkpoint_format, settle_seconds=args.settle_seconds)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
 

@@ -22,7 +22,10 @@ The loop, in short::
 
 A checkpoint is complete once it is listed in ``CheckpointManager``'s
 ``checkpoint`` state file: TensorFlow writes that file atomically, after the
-checkpoint's data and index files. The command-line entry is in
+checkpoint's data and index files. Keras-format files
+(``keras.callbacks.ModelCheckpoint``'s ``*.weights.h5`` / ``*.keras``, on
+every backend) are listed, ordered and judged complete by
+:mod:`infer_callbacks.sidecar.keras_files`. The command-line entry is in
 :mod:`infer_callbacks.sidecar.cli` (``python -m infer_callbacks.sidecar``).
 """
 
@@ -42,13 +45,16 @@ import tensorflow as tf
 from infer_callbacks.checkpoints import layout as _checkpoint
 from infer_callbacks._util import atomic_write_json, require_tensorflow
 from infer_callbacks.inferencers.base import Inferencer
-from infer_callbacks.monitors.callback import JSONWriter, Monitors, MonitorWriter, ScalarPrinter, TFEventWriter
+from infer_callbacks.monitors.callback import Monitors, MonitorWriter
 from infer_callbacks.runner.inference_runner import InferenceRunner
+from infer_callbacks.sidecar.arguments import check_model, check_monitors, positive
+from infer_callbacks.sidecar.keras_files import KerasFiles, resolve_format
 
 __all__ = ["SidecarEvaluator"]
 
 STATE_FILENAME = "sidecar_state.json"
 _NUMBERED = re.compile(r"-(\d+)$")
+_RETRY = object()  # _evaluate: the file is not to be evaluated yet
 
 
 class _Listed(NamedTuple):
@@ -92,41 +98,6 @@ def _training_finished(directory: str) -> bool:
     return _checkpoint.read_finished_marker(directory) is not None
 
 
-def _positive(name: str, value: Any, *, integer: bool, optional: bool) -> Any:
-    if value is None and optional:
-        return None
-    ok = not isinstance(value, bool) and (isinstance(value, int) if integer
-                                          else isinstance(value, (int, float)))
-    if not ok or value <= 0:
-        kind = "a positive integer" if integer else "a positive number of seconds"
-        raise ValueError(f"`{name}` must be {kind}{' or None' if optional else ''}. "
-                         f"Received: {name}={value!r}")
-    return value
-
-
-def _check_model(model: Any) -> keras.Model:
-    if not isinstance(model, keras.Model) and callable(model):
-        model = model()
-    if not isinstance(model, keras.Model):
-        raise TypeError("`model` must be a keras.Model (compiled, built) or a function "
-                        f"returning one. Received: model={model!r}")
-    if not model.built:
-        raise ValueError(f"`model` must be built (give it an Input or call it once) so that the "
-                         f"checkpoints can be restored into it. Received: unbuilt {model.name!r}")
-    return model
-
-
-def _check_monitors(monitors: Any, logdir: str | None) -> Monitors:
-    if monitors is None:
-        writers: list[MonitorWriter] = [ScalarPrinter()]
-        if logdir is not None:
-            writers += [JSONWriter(logdir), TFEventWriter(logdir)]
-        return Monitors(writers)
-    if isinstance(monitors, Monitors):
-        return monitors
-    return Monitors(monitors)  # validates a writer or a list of writers
-
-
 class SidecarEvaluator:
     """Evaluates each checkpoint of a :class:`~infer_callbacks.ModelSaver`
     directory, in order, exactly once, with the given inferencers, while
@@ -145,6 +116,16 @@ class SidecarEvaluator:
     continues it). The progress is written after the row: a sidecar killed
     in between evaluates that checkpoint again on restart, and its
     ``stats.json`` row is replaced, not repeated.
+
+    With ``checkpoint_format="keras"`` (or ``"auto"`` finding only such
+    files) it watches the files of ``keras.callbacks.ModelCheckpoint``
+    instead, on TensorFlow and JAX: ``*.weights.h5`` (``save_weights_only``)
+    and ``*.keras`` (only their weights are loaded), in the order of the
+    epoch number in their names; a file is read once a newer one or the
+    ``training_finished`` marker exists (a file the user writes after
+    ``fit``: Keras writes none), or its size and time stayed the same over
+    ``settle_seconds``; ``global_step`` is the optimizer's step the file
+    stored, else the epoch (rules: :mod:`infer_callbacks.sidecar.keras_files`).
 
     :meth:`run` returns when training wrote its "finished" marker and every
     checkpoint up to it was handled, after ``max_evaluations`` evaluations in
@@ -169,6 +150,14 @@ class SidecarEvaluator:
         monitors: a :class:`~infer_callbacks.Monitors` or a list of writers
             (default: ``ScalarPrinter`` plus, with ``logdir``, ``JSONWriter``
             and ``TFEventWriter``).
+        checkpoint_format: ``"tensorflow"`` (``ModelSaver``'s checkpoints;
+            TensorFlow backend only), ``"keras"`` (``ModelCheckpoint``'s
+            files; any backend) or ``"auto"``: ``"keras"`` when the directory
+            holds such files and no ``checkpoint`` state file, else
+            ``"tensorflow"`` (pass ``"keras"`` to watch an empty directory).
+        settle_seconds: Keras files only: how long the newest file's size
+            and time must stay the same before it is read, when neither a
+            newer file nor the marker exists.
         **runner_options: keyword arguments of the
             :class:`~infer_callbacks.InferenceRunner` that validates (a dict
             ``input`` with ``combine=``, ``limit_batches=``, ``batch_size=``,
@@ -187,19 +176,28 @@ class SidecarEvaluator:
                  checkpoint_dir: str | os.PathLike, *, logdir: str | os.PathLike | None = None,
                  tower_func: Callable[..., Any] | None = None, max_evaluations: int | None = None,
                  poll_seconds: float = 1.0, timeout: float | None = None,
-                 monitors: Monitors | Sequence[MonitorWriter] | None = None, **runner_options: Any):
-        require_tensorflow("SidecarEvaluator (reads ModelSaver's TensorFlow checkpoints)")
+                 monitors: Monitors | Sequence[MonitorWriter] | None = None, checkpoint_format: str = "auto",
+                 settle_seconds: float = 10.0, **runner_options: Any):
         if checkpoint_dir is None or (isinstance(checkpoint_dir, str) and not checkpoint_dir):
-            raise ValueError("`checkpoint_dir` must be the directory of a ModelSaver. "
+            raise ValueError("`checkpoint_dir` must be the directory of a ModelSaver or of "
+                             "keras.callbacks.ModelCheckpoint's files. "
                              f"Received: checkpoint_dir={checkpoint_dir!r}")
         self.checkpoint_dir = os.fspath(checkpoint_dir)
+        self.checkpoint_format = resolve_format(self.checkpoint_dir, checkpoint_format)
+        if self.checkpoint_format == "tensorflow":
+            require_tensorflow("SidecarEvaluator (reads ModelSaver's TensorFlow checkpoints)",
+                               instead="For the files keras.callbacks.ModelCheckpoint writes "
+                                       "(*.weights.h5, *.keras), pass checkpoint_format='keras'.")
+        settle_seconds = positive("settle_seconds", settle_seconds, integer=False, optional=False)
+        self._files = (None if self.checkpoint_format == "tensorflow"
+                       else KerasFiles(self.checkpoint_dir, settle_seconds=settle_seconds))
         self.logdir = None if logdir is None else os.fspath(logdir)
-        self.max_evaluations = _positive("max_evaluations", max_evaluations, integer=True, optional=True)
-        self.poll_seconds = _positive("poll_seconds", poll_seconds, integer=False, optional=False)
-        self.timeout = _positive("timeout", timeout, integer=False, optional=True)
-        self.model = _check_model(model)
+        self.max_evaluations = positive("max_evaluations", max_evaluations, integer=True, optional=True)
+        self.poll_seconds = positive("poll_seconds", poll_seconds, integer=False, optional=False)
+        self.timeout = positive("timeout", timeout, integer=False, optional=True)
+        self.model = check_model(model)
         self.runner = InferenceRunner(input, infs, tower_func, **runner_options)
-        self.monitors = _check_monitors(monitors, self.logdir)
+        self.monitors = check_monitors(monitors, self.logdir)
         self.stop_reason: str | None = None
         self._stop = threading.Event()
         self._state = self._load_state()
@@ -213,7 +211,8 @@ class SidecarEvaluator:
 
     @property
     def last_evaluated(self) -> int:
-        """The number of the last checkpoint handled (0: none yet)."""
+        """The number of the last checkpoint handled (0: none yet); for
+        Keras files, the epoch in its name (or how many were handled)."""
         return self._state["last_number"]
 
     def stop(self) -> None:
@@ -247,10 +246,13 @@ class SidecarEvaluator:
                     break
                 # The marker is read before the listing: once it is there,
                 # the listing holds every checkpoint training will write.
-                finished = _training_finished(self.checkpoint_dir)
-                todo = self._todo()
+                finished = (self._files.finished() if self._files is not None
+                            else _training_finished(self.checkpoint_dir))
+                todo = self._files.todo(self._state, finished) if self._files is not None else self._todo()
                 if todo:
                     row = self._evaluate(todo[0])
+                    if row is _RETRY:
+                        continue  # not complete after all: it waits settle_seconds again
                     last_new = time.monotonic()
                     if row is not None:
                         rows.append(row)
@@ -347,21 +349,32 @@ class SidecarEvaluator:
 
     # -- one checkpoint -----------------------------------------------------
 
-    def _evaluate(self, ckpt: _Listed) -> dict | None:
-        try:
-            epoch, step = _restore(self.model, ckpt.prefix)
-        except FileNotFoundError:
-            self._skip(ckpt.name, "it was deleted (ModelSaver's max_to_keep) while being read.")
-            self._mark_done(ckpt)
-            return None
-        epoch = ckpt.number if epoch is None else epoch
+    def _evaluate(self, ckpt: Any) -> Any:
+        if self._files is not None:  # a Keras-format file
+            restored = self._files.restore(self.model, ckpt, self._state)
+            if restored is None:
+                self._save_state()
+                return _RETRY
+            epoch, step = restored
+        else:
+            try:
+                epoch, step = _restore(self.model, ckpt.prefix)
+            except FileNotFoundError:
+                self._skip(ckpt.name, "it was deleted (ModelSaver's max_to_keep) while being read.")
+                self._mark_done(ckpt)
+                return None
+            epoch = ckpt.number if epoch is None else epoch
         step = epoch if step is None else step
         results = dict(self.runner.trigger(epoch_num=epoch, global_step=step))
         for report in self.runner.pop_reports():  # monitor-only values and images too
             self.monitors.write(report.epoch_num, report.global_step,
                                 {**report.scalars, **report.monitor_scalars}, report.images)
         self._state["evaluated"].append(ckpt.name)
-        self._mark_done(ckpt)
+        if self._files is not None:
+            self._files.mark_done(self._state, ckpt, epoch)
+            self._save_state()
+        else:
+            self._mark_done(ckpt)
         return {"checkpoint": ckpt.name, "epoch_num": epoch, "global_step": step, **results}
 
     def _mark_done(self, ckpt: _Listed) -> None:
