@@ -35,7 +35,7 @@ from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.inferencers.context import RunContext
 from infer_callbacks.runner import keras_glue, keras_names
 from infer_callbacks.runner.arguments import check_options, make_sets, require_supported_backend
-from infer_callbacks.runner.backends import is_jax, jax_placement, runner_device
+from infer_callbacks.runner.backends import is_jax, placement_key, runner_device, runner_placement
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.dispatch import call_hook as _hook
 from infer_callbacks.runner.engine.binding import check_inferencers
@@ -71,8 +71,9 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         tower_func: ``tower_func(*batch) -> dict[str, Tensor]``; by default
             the Keras model's own tower (outputs, ``loss``, ``wrong-top1``...).
         device: run on this one device (``'/cpu:0'``, ``'/gpu:1'`` or a GPU
-            id such as ``0``); by default the model's own strategy, or
-            TensorFlow's placement. A GPU id this machine does not have
+            id such as ``0``); by default the model's own strategy (under
+            JAX, Keras's ``DataParallel`` distribution: batches split), or
+            the backend's placement. A GPU id this machine does not have
             falls back to that default with a ``RuntimeWarning`` (soft
             placement); a device string that does not exist is an error.
         tower_name: a name for this runner's tower (tensorpack's argument;
@@ -293,9 +294,10 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
 
     def strategy_for(self, model) -> tf.distribute.Strategy | None:
         """The strategy this runner validates ``model`` under (``None``:
-        TensorFlow's placement; under JAX, a list of ``jax.Device`` or ``None``)."""
+        TensorFlow's placement; under JAX, a list of ``jax.Device``, a
+        ``keras.distribution.DataParallel``'s batch split, or ``None``)."""
         if is_jax():
-            return jax_placement(self.device)
+            return runner_placement(self.device, model)
         if self.device is not None:
             return tf.distribute.OneDeviceStrategy(self.device)
         return model_strategy(model)
@@ -313,7 +315,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
 
     def _binding_key(self, model) -> tuple:
         """What must stay the same for the bindings to serve ``model`` again."""
-        return (id(self.tower_func), self.device, id(getattr(model, "distribute_strategy", None)),
+        return (id(self.tower_func), self.device, placement_key(model),
                 len(getattr(model, "weights", ())))
 
     def _set_last(self, results: dict) -> None:

@@ -7,6 +7,7 @@ the host loop that feeds it.
 | :class:`JaxBinding` | the tower, the first (abstract) trace that checks the fetch names, the pass: batches from the input, calls paced by time and bytes, one call in flight while the host hands the previous one to the inferencers |
 | ``jax_tower.JaxTower`` | the tower under ``keras.StatelessScope``, fetch names |
 | ``jax_step.JaxStep`` | the ``jax.jit`` step over the devices, stacking and placing batches |
+| ``jax_split_step.JaxSplitStep`` | the same under ``keras.distribution.DataParallel``: each batch split across its mesh |
 | ``jax_chunk.JaxChunk`` | one call's outputs on the host, in dataset order |
 | ``jax_snapshot.JaxSnapshot`` | an asynchronous run's copy of the weights |
 
@@ -27,7 +28,9 @@ import tensorflow as tf
 from infer_callbacks.runner.engine.binding import EngineConfig
 from infer_callbacks.runner.engine.fetch_table import FetchTable
 from infer_callbacks.runner.engine.jax_input import group_size, grouped, numpy_batches, structure
+from infer_callbacks.runner.engine.jax_distribution import BatchSplit
 from infer_callbacks.runner.engine.jax_snapshot import JaxSnapshot, current_values
+from infer_callbacks.runner.engine.jax_split_step import JaxSplitStep
 from infer_callbacks.runner.engine.jax_step import JaxStep, capacity, signature
 from infer_callbacks.runner.engine.jax_tower import JaxTower
 from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
@@ -56,8 +59,9 @@ class JaxBinding:
 
     Args:
         model: the model (or ``None`` with a ``tower_func`` that needs none).
-        devices: ``jax.Device`` list (whole batches per device), or ``None``:
-            JAX's default device.
+        devices: ``jax.Device`` list (whole batches per device), a
+            ``BatchSplit`` (a ``keras.distribution.DataParallel``: each batch
+            split across its mesh), or ``None``: JAX's default device.
         config: the runner's :class:`EngineConfig`.
         key: what the runner compares in :meth:`matches` to reuse the binding.
 
@@ -66,10 +70,12 @@ class JaxBinding:
         max_rounds: the most rounds (batches per device) a call runs.
     """
 
-    def __init__(self, model, devices: Sequence[jax.Device] | None, config: EngineConfig, key: Any = None):
+    def __init__(self, model, devices: Sequence[jax.Device] | BatchSplit | None, config: EngineConfig,
+                 key: Any = None):
         self._model_ref = weakref.ref(model) if model is not None else None
         self._key, self._config = key, config
-        self.devices = list(devices) if devices else [jax.devices()[0]]
+        split = devices if isinstance(devices, BatchSplit) else None
+        self.devices = split.devices if split else list(devices) if devices else [jax.devices()[0]]
         self.strategy = devices
         tower_func, keras_default = self._tower_func(model, config)
         self.variables = list(model.variables) if model is not None else []
@@ -81,7 +87,8 @@ class JaxBinding:
         self.specs = self._trace(config, element_spec)
         self.ranks = {k: len(s.shape) for k, s in self.specs.items()}
         self._table = FetchTable(names, list(self.specs))
-        self.step = JaxStep(self.tower, self.devices, self.ranks)
+        self.step = (JaxSplitStep(self.tower, split, self.ranks, self.variables) if split
+                     else JaxStep(self.tower, self.devices, self.ranks))
         self.max_rounds = config.steps_per_execution or 1024
         self.snapshot = None
         if config.asynchronous:
@@ -172,7 +179,7 @@ class JaxBinding:
         batches = numpy_batches(input.dataset, self._group, self._grouped(input.dataset))
         pack = structure(input.dataset.element_spec)
         pacer = Pacer(self.max_rounds, start=self._pace)
-        r = len(self.devices)
+        r = self.step.per_round
         held: list = []  # a batch read ahead that starts the next call (other shapes)
         run = {"pending": None, "ended": False}
 

@@ -82,6 +82,7 @@ class JaxStep:
         self.mesh = Mesh(np.array(self.devices), ("d",))
         self.replicated = NamedSharding(self.mesh, P())
         self.split = NamedSharding(self.mesh, P("d"))
+        self.per_round = len(self.devices)  # batches per round: one per device
         self.compiles = 0
         local = jax.shard_map(self._local, mesh=self.mesh, in_specs=(P(), P("d"), P("d")),
                               out_specs=P("d"), check_vma=False)
