@@ -38,6 +38,7 @@ __all__ = [
     "check_fetch_name",
     "SAMPLE_WEIGHT_KEY",
     "NUM_SAMPLES_KEY",
+    "call_tower",
 ]
 
 SAMPLE_WEIGHT_KEY = "#sample_weight"
@@ -118,6 +119,16 @@ def get_current_tower_context() -> TowerContext | None:
     return stack[-1] if stack else None
 
 
+def call_tower(tower_func: Callable, batch: Any) -> Any:
+    """``tower_func`` on one batch: a dict by keyword, a tuple by position,
+    anything else as the one argument (both engines call towers this way)."""
+    if isinstance(batch, dict):
+        return tower_func(**batch)
+    if isinstance(batch, tuple):
+        return tower_func(*batch)
+    return tower_func(batch)
+
+
 class UnknownFetchError(ValueError):
     """A fetch name that the tower does not provide."""
 
@@ -149,12 +160,7 @@ class TowerSpec:
         graph = tf.compat.v1.get_default_graph()
         start = len(graph.get_operations()) if not tf.executing_eagerly() else 0
         with TowerContext("infer", is_training=False):
-            if isinstance(batch, dict):
-                out = self.tower_func(**batch)
-            elif isinstance(batch, tuple):
-                out = self.tower_func(*batch)
-            else:
-                out = self.tower_func(batch)
+            out = call_tower(self.tower_func, batch)
         new_ops = graph.get_operations()[start:] if not tf.executing_eagerly() else []
         if out is None:
             out = {}

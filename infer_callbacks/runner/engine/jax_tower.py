@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import keras
 
 from infer_callbacks.towers.names import get_path, input_paths, key_in, no_labels_hint
-from infer_callbacks.towers.spec import (SAMPLE_WEIGHT_KEY, TowerContext, UnknownFetchError,
+from infer_callbacks.towers.spec import (SAMPLE_WEIGHT_KEY, TowerContext, UnknownFetchError, call_tower,
                                          check_fetch_name, exact_keys)
 
 __all__ = ["JaxTower"]
@@ -63,12 +63,7 @@ class JaxTower:
         self.traces += 1
         mapping = list(zip(self.variables, values))
         with TowerContext("infer", is_training=False), keras.StatelessScope(state_mapping=mapping):
-            if isinstance(batch, dict):
-                out = self.tower_func(**batch)
-            elif isinstance(batch, tuple):
-                out = self.tower_func(*batch)
-            else:
-                out = self.tower_func(batch)
+            out = call_tower(self.tower_func, batch)
         return _as_dict(out)
 
     def __call__(self, values: Sequence, batch: Any) -> dict:
