@@ -31,71 +31,25 @@ every backend) are listed, ordered and judged complete by
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import threading
 import time
 import warnings
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
-import keras
-import tensorflow as tf
 
-from infer_callbacks.checkpoints import layout as _checkpoint
 from infer_callbacks._util import atomic_write_json, require_tensorflow
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.monitors.callback import Monitors, MonitorWriter
 from infer_callbacks.runner.inference_runner import InferenceRunner
 from infer_callbacks.sidecar.arguments import check_model, check_monitors, positive
 from infer_callbacks.sidecar.keras_files import KerasFiles, resolve_format
+from infer_callbacks.sidecar.state import STATE_FILENAME, load_state
+from infer_callbacks.sidecar.tf_checkpoints import Listed, listed as listed_checkpoints, restore, training_finished
 
 __all__ = ["SidecarEvaluator"]
 
-STATE_FILENAME = "sidecar_state.json"
-_NUMBERED = re.compile(r"-(\d+)$")
 _RETRY = object()  # _evaluate: the file is not to be evaluated yet
-
-
-class _Listed(NamedTuple):
-    """A checkpoint named in the state file: its base name, prefix, number
-    (``ckpt-<number>``), and whether its files are gone."""
-
-    name: str
-    prefix: str
-    number: int
-    gone: bool
-
-
-def _listed(directory: str) -> list[_Listed]:
-    """The checkpoints the ``checkpoint`` state file names (complete ones:
-    TensorFlow writes that file, atomically, after their files), ascending,
-    each marked ``gone`` when ``max_to_keep`` deleted its files since."""
-    state = tf.train.get_checkpoint_state(directory)
-    out = []
-    for prefix in [] if state is None else state.all_model_checkpoint_paths:
-        name = os.path.basename(prefix)  # prefix: already joined with `directory`
-        match = _NUMBERED.search(name)
-        if match is None:
-            continue  # not a CheckpointManager name: not ModelSaver's
-        gone = not tf.io.gfile.exists(prefix + ".index")
-        out.append(_Listed(name, prefix, int(match.group(1)), gone))
-    return sorted(out, key=lambda c: c.number)
-
-
-def _restore(model: keras.Model, prefix: str) -> tuple[int | None, int | None]:
-    """Restore ``prefix``'s weights into ``model``; its (epoch, global_step).
-    Raises ``FileNotFoundError`` when its files are gone."""
-    try:
-        info = _checkpoint.restore(model, prefix)
-    except tf.errors.NotFoundError as e:  # deleted while being read
-        raise FileNotFoundError(str(e)) from e
-    return info.epoch, info.global_step
-
-
-def _training_finished(directory: str) -> bool:
-    """Whether ModelSaver's "training finished" marker is in ``directory``."""
-    return _checkpoint.read_finished_marker(directory) is not None
 
 
 class SidecarEvaluator:
@@ -247,7 +201,7 @@ class SidecarEvaluator:
                 # The marker is read before the listing: once it is there,
                 # the listing holds every checkpoint training will write.
                 finished = (self._files.finished() if self._files is not None
-                            else _training_finished(self.checkpoint_dir))
+                            else training_finished(self.checkpoint_dir))
                 todo = self._files.todo(self._state, finished) if self._files is not None else self._todo()
                 if todo:
                     row = self._evaluate(todo[0])
@@ -291,27 +245,7 @@ class SidecarEvaluator:
     # -- progress -----------------------------------------------------------
 
     def _load_state(self) -> dict:
-        fresh = {"checkpoint_dir": os.path.abspath(self.checkpoint_dir), "last_number": 0,
-                 "evaluated": [], "skipped": [], "seen": {}}
-        path = self.state_path
-        if path is None or not os.path.exists(path):
-            return fresh
-        try:
-            with open(path) as f:
-                state = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} exists but cannot be read ({e}); it was left untouched. "
-                             "Move it away or use another logdir.") from e
-        if not isinstance(state, dict) or not set(fresh) <= set(state):
-            raise ValueError(f"{path} is not a SidecarEvaluator state file; it was left "
-                             "untouched. Move it away or use another logdir.")
-        if state["checkpoint_dir"] != fresh["checkpoint_dir"]:
-            warnings.warn(f"{path} records progress on {state['checkpoint_dir']!r}, now watching "
-                          f"{fresh['checkpoint_dir']!r}: carrying on after checkpoint "
-                          f"{state['last_number']} (use another logdir to start afresh).",
-                          RuntimeWarning, stacklevel=3)
-            state["checkpoint_dir"] = fresh["checkpoint_dir"]
-        return state
+        return load_state(self.state_path, self.checkpoint_dir)
 
     def _save_state(self) -> None:
         if self.state_path is not None:
@@ -323,13 +257,13 @@ class SidecarEvaluator:
                       "faster (a smaller validation set, another device).", RuntimeWarning, stacklevel=4)
         self._state["skipped"].append(name)
 
-    def _todo(self) -> list[_Listed]:
+    def _todo(self) -> list[Listed]:
         """Complete checkpoints after the last one handled, ascending. Those
         deleted before their turn are skipped here, with a warning: listed
         now with their files gone, or listed at an earlier look and no
         longer."""
         last = self._state["last_number"]
-        listed = [c for c in _listed(self.checkpoint_dir) if c.number > last]
+        listed = [c for c in listed_checkpoints(self.checkpoint_dir) if c.number > last]
         present = {c.number for c in listed if not c.gone}
         seen = dict(self._state["seen"])  # {number: name}, JSON keys are str
         gone = {c.number: c.name for c in listed if c.gone}
@@ -358,7 +292,7 @@ class SidecarEvaluator:
             epoch, step = restored
         else:
             try:
-                epoch, step = _restore(self.model, ckpt.prefix)
+                epoch, step = restore(self.model, ckpt.prefix)
             except FileNotFoundError:
                 self._skip(ckpt.name, "it was deleted (ModelSaver's max_to_keep) while being read.")
                 self._mark_done(ckpt)
@@ -377,7 +311,7 @@ class SidecarEvaluator:
             self._mark_done(ckpt)
         return {"checkpoint": ckpt.name, "epoch_num": epoch, "global_step": step, **results}
 
-    def _mark_done(self, ckpt: _Listed) -> None:
+    def _mark_done(self, ckpt: Listed) -> None:
         self._state["last_number"] = ckpt.number
         self._state["seen"] = {n: name for n, name in self._state["seen"].items() if int(n) > ckpt.number}
         self._save_state()
