@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Test modules whose models and data other packages' tests reuse
-# (``from test_trainer import Linear``, ``from test_predict import Classifier``).
+# (``from test_trainers import Linear``, ``from test_predictor import Classifier``).
 for _shared in ("trainer", "predict", "runner"):
     sys.path.insert(0, os.path.join(REPO, "tests", _shared))
 

@@ -13,8 +13,8 @@ from infer_callbacks import (ModelSaver, OfflinePredictor, PredictConfig, Simple
                              get_current_tower_context, launch_train_with_config)
 from infer_callbacks.checkpoints import layout as checkpoint
 from infer_callbacks.checkpoints.layout import CheckpointMismatchError
-from test_predict import Classifier, log_softmax, x  # noqa: F401 (fixture)
-from test_trainer import Linear, train_ds
+from test_predictor import Classifier, log_softmax, x  # noqa: F401 (fixture)
+from test_trainers import Linear, train_ds
 
 
 @pytest.mark.parametrize("writer", ["checkpoint.save", "trainer"])

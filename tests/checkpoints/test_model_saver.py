@@ -13,7 +13,7 @@ import pytest
 from infer_callbacks import ModelSaver, SimpleTrainer, TrainConfig, launch_train_with_config
 from infer_callbacks.checkpoints import layout as checkpoint
 from test_savers import STEPS
-from test_trainer import Linear, Recorder, train_ds
+from test_trainers import Linear, Recorder, train_ds
 
 
 def test_model_saver_keeps_n_and_resumes(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from infer_callbacks import MinSaver, ModelSaver
 from infer_callbacks.checkpoints import layout as checkpoint
 from test_savers import STEPS
-from test_trainer import train_ds, val_ds
+from test_trainers import train_ds, val_ds
 
 
 def _model(seed):

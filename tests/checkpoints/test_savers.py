@@ -16,7 +16,7 @@ from infer_callbacks import (InferenceRunner, MaxSaver, MinSaver, ModelSaver, Sc
                              TrainConfig, launch_train_with_config)
 from infer_callbacks import PeriodicTrigger
 from infer_callbacks.checkpoints import layout as checkpoint
-from test_trainer import Linear, train_ds
+from test_trainers import Linear, train_ds
 
 STEPS = 13  # train_ds(): 400 examples in batches of 32
 

@@ -3,7 +3,7 @@ at once, whatever the batch split; its image and the checks of images by
 the monitor writers.
 
 Unit tests drive the inferencer through the runner-facing methods on numpy
-batches (the shared helpers of test_inferencer.py). ConfusionMatrix in
+batches (the shared helpers of test_base.py). ConfusionMatrix in
 ``fit`` (logs, monitors, the TensorBoard image) is tested with the README
 snippet in test_gather.py.
 """
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
 from infer_callbacks.inferencers.confusion import ConfusionMatrix, render_matrix
-from test_inferencer import check_split_invariance, feed, random_splits
+from test_base import check_split_invariance, feed, random_splits
 
 
 def reference_confusion(label, pred, k):

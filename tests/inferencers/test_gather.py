@@ -5,7 +5,7 @@ of the three metrics inferencers together: the README snippet in ``fit``
 devices, two workers, and the README's COCO mAP recipe.
 
 Unit tests drive the inferencer through the runner-facing methods on numpy
-batches (the shared helpers of test_inferencer.py).
+batches (the shared helpers of test_base.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from infer_callbacks.inferencers.confusion import ConfusionMatrix, render_matrix
 from infer_callbacks.inferencers.gather import GatherOutputs
 from infer_callbacks.inferencers.keras_metric import KerasMetric
 from test_confusion import reference_confusion
-from test_inferencer import check_split_invariance, feed, random_splits
+from test_base import check_split_invariance, feed, random_splits
 from test_keras_metric import numpy_mean_iou
 
 

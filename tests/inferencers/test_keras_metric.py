@@ -2,7 +2,7 @@
 whatever the batch split.
 
 The tests drive the inferencer through the runner-facing methods on numpy
-batches (the shared helpers of test_inferencer.py); KerasMetric in ``fit``
+batches (the shared helpers of test_base.py); KerasMetric in ``fit``
 is part of the end-to-end tests in test_gather.py.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import precision_score, roc_auc_score
 
 from infer_callbacks.inferencers.keras_metric import KerasMetric
-from test_inferencer import check_split_invariance, feed, random_splits
+from test_base import check_split_invariance, feed, random_splits
 
 
 def test_keras_auc_matches_sklearn_roc_auc(rng):

@@ -1,7 +1,7 @@
 """The built-in inferencers (ScalarStats, ClassificationError,
 BinaryClassificationStats), driven through the runner-facing methods on numpy
 batches and compared with numpy / scikit-learn / Keras over the whole set.
-The shared helpers are test_inferencer.py's."""
+The shared helpers are test_base.py's."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats
 from infer_callbacks.stats import BinaryStatistics, StatCounter
-from test_inferencer import check_split_invariance, run_inferencer
+from test_base import check_split_invariance, run_inferencer
 
 
 @st.composite

@@ -1,5 +1,5 @@
 """Monitors: stdout table, stats.json and TensorBoard events from logs and sibling
-runners' reports (the writers themselves: test_writers.py)."""
+runners' reports (the writers themselves: test_writer.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from infer_callbacks import PredictConfig
-from test_predict import Classifier, make_keras
+from test_predictor import Classifier, make_keras
 
 
 def test_unknown_input_name_lists_valid_ones():

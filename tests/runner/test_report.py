@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from infer_callbacks import Inferencer, InferenceRunner, ScalarStats
 from infer_callbacks.runner.report import Report
-from test_runner import _ds, _model, data  # noqa: F401 (fixture)
+from test_inference_runner import _ds, _model, data  # noqa: F401 (fixture)
 
 
 class Counting(Inferencer):

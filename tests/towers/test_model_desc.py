@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from infer_callbacks import ModelDesc
-from test_trainer import W0, XV, YV, Linear, ce_and_logits
+from test_trainers import W0, XV, YV, Linear, ce_and_logits
 
 
 def test_inference_tower_of_a_model_desc():

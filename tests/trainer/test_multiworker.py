@@ -201,7 +201,7 @@ def test_two_workers_agree_with_numpy(tmp_path):
 
 def test_a_dead_worker_fails_the_others_instead_of_hanging(tmp_path):
     data = tmp_path / "data.npz"
-    from test_trainer import W0, XT, XV, YT, YV
+    from test_trainers import W0, XT, XV, YT, YV
 
     np.savez(data, xt=XT, yt=YT, xv=XV, yv=YV, w0=W0)
     (code0, _, err0), (code1, _, _) = _start_workers(

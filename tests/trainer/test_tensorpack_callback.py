@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from infer_callbacks import Callback, PeriodicTrigger, SimpleTrainer, TrainConfig, launch_train_with_config
-from test_trainer import XV, Linear
+from test_trainers import XV, Linear
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(48, 4)).astype("float32")

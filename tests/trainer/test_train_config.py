@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from infer_callbacks import TrainConfig
 from infer_callbacks.trainer.config import cluster_from_tf_config
-from test_trainer import Linear, train_ds
+from test_trainers import Linear, train_ds
 
 
 def test_train_config_keeps_its_arguments_and_names_bad_ones():

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from infer_callbacks import (ClassificationError, InferenceRunner, ScalarStats, SimpleTrainer, TrainConfig,
                              get_current_tower_context, launch_train_with_config)
-from test_trainer import (W0, XT, XV, YT, YV, Linear, Recorder, _keras_model, batches_of, ce_and_logits,
+from test_trainers import (W0, XT, XV, YT, YV, Linear, Recorder, _keras_model, batches_of, ce_and_logits,
                           numpy_sgd, train_ds, val_ds)
 
 

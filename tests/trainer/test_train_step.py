@@ -10,7 +10,7 @@ import pytest
 
 from infer_callbacks import (ClassificationError, InferenceRunner, ScalarStats, SimpleTrainer, TrainConfig,
                              launch_train_with_config)
-from test_trainer import (XT, XV, YT, YV, Linear, Recorder, _keras_model, batches_of, ce_and_logits,
+from test_trainers import (XT, XV, YT, YV, Linear, Recorder, _keras_model, batches_of, ce_and_logits,
                           numpy_sgd, train_ds, val_ds)
 
 

@@ -3,7 +3,7 @@ devices giving the numbers of single-device numpy SGD, clear errors before the
 first step, the ported example. The shared fixtures of the trainer tests
 (digits, ``Linear``, numpy SGD, ``Recorder``) live here: test_train_step.py,
 test_train_loop.py, test_model_desc.py, test_savers.py, ... import them, and a
-subprocess below does ``from test_trainer import *``."""
+subprocess below does ``from test_trainers import *``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from conftest import REPO, run_python
 from infer_callbacks import (ClassificationError, DistributedTrainer, InferenceRunner, ModelDesc,  # noqa: F401
                              ScalarStats, SimpleTrainer, SyncMultiGPUTrainer, TrainConfig,
                              get_current_tower_context, launch_train_with_config)
-# (every name above is used by the subprocess's `from test_trainer import *`)
+# (every name above is used by the subprocess's `from test_trainers import *`)
 
 LR = 0.5
 
@@ -181,7 +181,7 @@ def test_sync_multi_gpu_trainer_two_devices():
         import json, sys
         sys.path[:0] = ["tests/trainer", "tests"]
         import numpy as np, tensorflow as tf
-        from test_trainer import *
+        from test_trainers import *
         x, y = XT[:385], YT[:385]
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
         runner = InferenceRunner(val_ds(), [ScalarStats("cost"), ClassificationError("wrong-top1")], verbose=False)
