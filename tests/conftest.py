@@ -15,6 +15,35 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKEND = keras.backend.backend()
+
+# -- the two backends --------------------------------------------------------
+# ``pytest`` runs the suite under the backend ``KERAS_BACKEND`` names (Keras's
+# own switch; TensorFlow by default). Under JAX a test runs unless it is marked
+# ``tensorflow_only(reason)``: a feature that stays TensorFlow-only (the
+# trainer host, export, TF checkpoints, ``tf.distribute``), a test of the
+# TensorFlow engine's internals, or a test that starts its own processes on
+# both backends (tests/jax, the docs). Such tests are deselected, not skipped.
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "tensorflow_only(reason): runs only under KERAS_BACKEND=tensorflow (deselected under JAX)")
+
+
+def pytest_report_header(config):
+    return f"Keras backend: {BACKEND} (KERAS_BACKEND)"
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND == "tensorflow":
+        return
+    kept = [item for item in items if item.get_closest_marker("tensorflow_only") is None]
+    dropped = [item for item in items if item.get_closest_marker("tensorflow_only") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
 # Test modules whose models and data other packages' tests reuse
 # (``from test_trainers import Linear``, ``from test_predictor import Classifier``).
 for _shared in ("trainer", "predict", "runner"):
@@ -38,6 +67,8 @@ def run_python(code: str, *, timeout: float = 240, env: dict | None = None,
         """)
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = REPO + os.pathsep + full_env.get("PYTHONPATH", "")
+    if devices and BACKEND == "jax":  # JAX's CPU devices are set before JAX starts
+        full_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)

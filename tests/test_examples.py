@@ -15,6 +15,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.tensorflow_only("the examples use the trainer host and export")
+
 # script -> (arguments that keep it small, its default logdir relative to the cwd)
 EXAMPLES = {
     "keras_digits.py": (["--epochs", "3"], "train_log/digits"),

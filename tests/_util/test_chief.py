@@ -13,6 +13,8 @@ import tensorflow as tf
 from infer_callbacks import (DataParallelInferenceRunner, InferenceRunner, JSONWriter, MaxSaver, MinSaver,
                              ModelSaver, Monitors, PeriodicTrigger, ScalarPrinter, ScalarStats)
 
+pytestmark = pytest.mark.tensorflow_only("multi-worker tf.distribute")
+
 
 def _val():
     rng = np.random.default_rng(1)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from infer_callbacks.distribute.cross_worker import shard_for_worker
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only("tf.distribute")
 
 
 def test_shard_for_worker_takes_its_replicas_batches_of_every_round():

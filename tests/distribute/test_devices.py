@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from infer_callbacks.distribute import devices
 
+pytestmark = pytest.mark.tensorflow_only("tf.distribute")
+
 CPUS_AND_GPUS = ["/device:CPU:0", "/device:CPU:1", "/device:CPU:2", "/device:GPU:0", "/device:GPU:1"]
 
 

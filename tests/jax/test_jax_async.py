@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from conftest import run_python
 from jax_prelude import PRELUDE
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
 
 
 def test_async_results_equal_evaluate_on_each_epochs_weights():

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from conftest import run_python
 from jax_prelude import PRELUDE
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
 
 ENV = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}
 

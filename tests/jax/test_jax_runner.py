@@ -11,6 +11,8 @@ import pytest
 from conftest import run_python
 from jax_prelude import PRELUDE
 
+pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
+
 JAX = {"KERAS_BACKEND": "jax"}
 
 

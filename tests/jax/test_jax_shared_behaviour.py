@@ -7,6 +7,9 @@ process; this one stays on TensorFlow."""
 from __future__ import annotations
 
 from conftest import run_python
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
 
 CODE = r'''
 import json, os, tempfile

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from conftest import run_python
 from jax_prelude import PRELUDE
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
 
 
 def test_sidecar_on_model_checkpoint_files_equals_evaluate():

@@ -14,7 +14,8 @@ from infer_callbacks import ModelExporter, OfflinePredictor, PredictConfig, get_
 from infer_callbacks.checkpoints import layout as checkpoint
 from infer_callbacks.towers.model_desc import ModelDesc
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning"),
+              pytest.mark.tensorflow_only("PredictConfig, OfflinePredictor and export need TensorFlow")]
 
 
 class Classifier(ModelDesc):

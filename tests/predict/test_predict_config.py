@@ -11,6 +11,8 @@ import tensorflow as tf
 from infer_callbacks import PredictConfig
 from test_predictor import Classifier, make_keras
 
+pytestmark = pytest.mark.tensorflow_only("PredictConfig, OfflinePredictor and export need TensorFlow")
+
 
 def test_unknown_input_name_lists_valid_ones():
     with pytest.raises(ValueError, match=r"Unknown input name 'image'.*\['x', 'label'\]"):

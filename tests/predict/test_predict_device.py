@@ -13,6 +13,8 @@ from infer_callbacks.predict.predictor import get_predictor
 
 from conftest import trained_keras  # noqa: F401
 
+pytestmark = pytest.mark.tensorflow_only("PredictConfig, OfflinePredictor and export need TensorFlow")
+
 
 def placed(predictor) -> set[str]:
     """The devices of the traced function's computing ops (``''``: TensorFlow's

@@ -14,6 +14,8 @@ from infer_callbacks.predict.predictor import get_predictor, restore_weights
 
 from conftest import make_keras, trained_keras  # noqa: F401
 
+pytestmark = pytest.mark.tensorflow_only("PredictConfig, OfflinePredictor and export need TensorFlow")
+
 
 class Classifier(ModelDesc):
     """The tensorpack way: layers in __init__, names by tf.identity."""

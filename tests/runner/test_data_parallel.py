@@ -22,6 +22,8 @@ from sklearn.metrics import roc_auc_score
 from conftest import run_python
 from infer_callbacks import ClassificationError, DataParallelInferenceRunner, ScalarStats
 
+pytestmark = pytest.mark.tensorflow_only("TensorFlow's logical devices (JAX: tests/jax/test_jax_data_parallel.py)")
+
 N = 97  # prime: no batch size > 1 and no device count divides it
 NUM_CLASSES = 5
 # 10: 10 batches, the last round of 3 devices has one batch; 32: 4 batches

@@ -20,6 +20,8 @@ from infer_callbacks import ClassificationError, ModelSaver, Monitors, ScalarSta
 from infer_callbacks.monitors.callback import JSONWriter, MonitorWriter
 from infer_callbacks.sidecar.evaluator import STATE_FILENAME, SidecarEvaluator
 
+pytestmark = pytest.mark.tensorflow_only("TensorFlow checkpoints (JAX: tests/sidecar/test_keras_files.py)")
+
 ROOT = REPO
 STEPS_PER_EPOCH = 3  # 48 training samples, batch 16
 

@@ -23,6 +23,8 @@ from infer_callbacks.sidecar.cli import main as cli_main
 from test_evaluator import (ROOT, STEPS_PER_EPOCH, _epochs, check_rows, ckdir, evaluator, stats,  # noqa: F401
                           train, trained)
 
+pytestmark = pytest.mark.tensorflow_only("the command line reads TensorFlow checkpoints")
+
 SUBPROCESS_TIMEOUT = 120
 
 

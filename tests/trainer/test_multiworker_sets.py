@@ -11,6 +11,9 @@ import textwrap
 import numpy as np
 
 from test_multiworker import _start_workers
+import pytest
+
+pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 
 WORKER = textwrap.dedent("""
     import json, sys

@@ -16,6 +16,8 @@ import tensorflow as tf
 from infer_callbacks import Callback, PeriodicTrigger, SimpleTrainer, TrainConfig, launch_train_with_config
 from test_trainers import XV, Linear
 
+pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
+
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(48, 4)).astype("float32")
 Y = (X[:, 0] > 0).astype("int32")

@@ -14,6 +14,8 @@ from infer_callbacks import TrainConfig
 from infer_callbacks.trainer.config import cluster_from_tf_config
 from test_trainers import Linear, train_ds
 
+pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
+
 
 def test_train_config_keeps_its_arguments_and_names_bad_ones():
     data, stop = train_ds(), keras.callbacks.TerminateOnNaN()

@@ -16,6 +16,8 @@ from infer_callbacks import (ClassificationError, InferenceRunner, ScalarStats, 
 from test_trainers import (W0, XT, XV, YT, YV, Linear, Recorder, _keras_model, batches_of, ce_and_logits,
                           numpy_sgd, train_ds, val_ds)
 
+pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
+
 
 def test_epochs_and_steps_as_tensorpack():
     rec = Recorder()

@@ -19,6 +19,8 @@ from conftest import REPO, run_python
 from infer_callbacks import (ClassificationError, DistributedTrainer, InferenceRunner, ModelDesc,  # noqa: F401
                              ScalarStats, SimpleTrainer, SyncMultiGPUTrainer, TrainConfig,
                              get_current_tower_context, launch_train_with_config)
+
+pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 # (every name above is used by the subprocess's `from test_trainers import *`)
 
 LR = 0.5

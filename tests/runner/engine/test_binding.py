@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from infer_callbacks import ClassificationError, InferenceRunner, ScalarStats
 
+pytestmark = pytest.mark.tensorflow_only("the TensorFlow engine's binding")
+
 
 def _model(seed=0):
     keras.utils.set_random_seed(seed)

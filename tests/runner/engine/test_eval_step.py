@@ -11,6 +11,8 @@ import tensorflow as tf
 from infer_callbacks.runner.engine.chunk import Chunk
 from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES, make_step
 
+pytestmark = pytest.mark.tensorflow_only("the TensorFlow engine's step")
+
 LENGTHS = [3, 9, 2, 7, 5, 11, 4, 6, 8, 1, 10]
 
 
