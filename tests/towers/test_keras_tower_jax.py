@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 from conftest import run_python
 
+pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
+
 PRELUDE = '''
 import jax, keras, numpy as np
 from infer_callbacks.towers.keras_tower import keras_tower_func
