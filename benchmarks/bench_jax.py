@@ -148,28 +148,38 @@ def _spread(values):
 
 def bench(name, n, rounds, default_tower):
     model, val, train, (x, y, batch) = _workload(name, n)
-    runner = TimedRunner(val, [ScalarStats("loss"), ClassificationError()], verbose=False,
-                         tower_func=None if default_tower else _ops_tower(model))
+    tower = None if default_tower else _ops_tower(model)
+    runner = TimedRunner(val, [ScalarStats("loss"), ClassificationError()], verbose=False, tower_func=tower)
+    on_arrays = TimedRunner((x, y), [ScalarStats("loss"), ClassificationError()], batch_size=batch,
+                            verbose=False, tower_func=tower)
 
-    def in_fit():
-        model.fit(train, epochs=1, verbose=0, callbacks=[runner])
-        return runner.seconds
+    def in_fit(which=runner):
+        model.fit(train, epochs=1, verbose=0, callbacks=[which])
+        return which.seconds
 
     jit_loop = _jit_loop(model, x, y, batch)
     for _ in range(2):  # warm up: compiles, the runner's pace, caches
         in_fit()
+        in_fit(on_arrays)
         jit_loop()
         model.evaluate(val, verbose=0)
-    times = _interleave({"runner": in_fit, "jit_loop": lambda: _time(jit_loop),
-                         "evaluate": lambda: _time(lambda: model.evaluate(val, verbose=0))}, rounds)
+        model.evaluate(x, y, batch_size=batch, verbose=0)
+    times = _interleave({"runner": in_fit, "runner_arrays": lambda: in_fit(on_arrays),
+                         "jit_loop": lambda: _time(jit_loop),
+                         "evaluate": lambda: _time(lambda: model.evaluate(val, verbose=0)),
+                         "evaluate_arrays": lambda: _time(lambda: model.evaluate(x, y, batch_size=batch, verbose=0))},
+                        rounds)
     ref_loss, ref_error = jit_loop()
     loss, acc = model.evaluate(val, verbose=0)
     return {
         "workload": name, "samples": n, "batches": -(-n // batch), "rounds": rounds,
         "runner_s": _spread(times["runner"]), "jit_loop_s": _spread(times["jit_loop"]),
         "evaluate_s": _spread(times["evaluate"]),
+        "runner_arrays_s": _spread(times["runner_arrays"]), "evaluate_arrays_s": _spread(times["evaluate_arrays"]),
         "runner_over_evaluate": _summary(times, "evaluate", "runner"),
         "runner_over_jit_loop": _summary(times, "jit_loop", "runner"),
+        "arrays_over_evaluate": _summary(times, "evaluate_arrays", "runner_arrays"),
+        "arrays_over_jit_loop": _summary(times, "jit_loop", "runner_arrays"),
         "traces": runner.tracing_count,
         "check": {"runner_loss": runner.last_results["validation_loss"], "evaluate_loss": float(loss),
                   "jit_loop_loss": ref_loss, "runner_error": runner.last_results["validation_error"],
@@ -203,6 +213,12 @@ def main(argv=None):
               f"{r['runner_over_evaluate']['fastest']:>6.3f} (med {r['runner_over_evaluate']['median']:.3f}) "
               f"{r['runner_over_jit_loop']['fastest']:>6.3f} (med {r['runner_over_jit_loop']['median']:.3f}) "
               f"{r['traces']:>6}")
+    print("Keras-style arrays (x, y, batch_size=) for the runner and evaluate:")
+    for r in results:
+        print(f"{r['workload']:10} {r['batches']:>7} {r['runner_arrays_s']['fastest']:>9.4f} "
+              f"{r['evaluate_arrays_s']['fastest']:>10.4f} {r['jit_loop_s']['fastest']:>10.4f} "
+              f"{r['arrays_over_evaluate']['fastest']:>6.3f} (med {r['arrays_over_evaluate']['median']:.3f}) "
+              f"{r['arrays_over_jit_loop']['fastest']:>6.3f} (med {r['arrays_over_jit_loop']['median']:.3f})")
     print("(fastest of interleaved rounds; 'med': median of per-round ratios)")
     for r in results:
         print(r["workload"], "check:", {k: round(v, 6) for k, v in r["check"].items()})

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["DEFAULT_BATCH_SIZE", "is_array_data", "array_dataset", "check_batch_size"]
+__all__ = ["DEFAULT_BATCH_SIZE", "ArrayBatches", "is_array_data", "array_dataset", "check_batch_size"]
 
 DEFAULT_BATCH_SIZE = 32  # Keras's default batch_size for fit / evaluate
 
@@ -68,3 +68,44 @@ def array_dataset(source: tuple, batch_size: int | None) -> tf.data.Dataset:
                          "validation set.")
     size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     return tf.data.Dataset.from_tensor_slices(tuple(source)).batch(size)
+
+
+class ArrayBatches:
+    """Keras-style arrays as consecutive batches, read as *views*: the
+    batches ``[start, start + m)`` of a leaf are ``leaf[start*b:(start+m)*b]``
+    reshaped ``[m, b, ...]``, no copy (for an engine that stacks batches,
+    such as the JAX one). The leaves are in ``tf.nest`` order, the order of
+    :func:`array_dataset`'s ``element_spec``.
+
+    Args:
+        source: the ``(x, y[, sample_weight])`` tuple (see :func:`is_array_data`).
+        batch_size: the batch size (default :data:`DEFAULT_BATCH_SIZE`).
+        limit: read at most this many batches (``limit_batches``).
+
+    Attributes:
+        leaves: the arrays as numpy, ``tf.nest`` order.
+        batch_size: rows per batch (the last batch may have fewer).
+        batches: the number of batches a pass reads.
+    """
+
+    def __init__(self, source: tuple, batch_size: int | None, limit: int | None = None):
+        self.leaves = [np.asarray(a) for a in tf.nest.flatten(tuple(source))]
+        self.batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+        self.rows = int(self.leaves[0].shape[0])
+        total = -(-self.rows // self.batch_size)
+        self.batches = total if limit is None else min(total, int(limit))
+
+    def block(self, start: int, count: int) -> tuple[tuple[np.ndarray, ...], int]:
+        """Up to ``count`` batches from batch ``start``, all of one shape:
+        ``(leaves stacked [m, rows, ...], m)``; a partial last batch comes
+        alone (``m == 1``). ``m == 0`` past the end."""
+        b = self.batch_size
+        stop_row = min(self.rows, self.batches * b)
+        first = start * b
+        if first >= stop_row:
+            return (), 0
+        whole = (stop_row - first) // b
+        if whole == 0:  # the partial last batch
+            return tuple(leaf[first:stop_row][None] for leaf in self.leaves), 1
+        m = min(count, whole)
+        return tuple(leaf[first:first + m * b].reshape((m, b) + leaf.shape[1:]) for leaf in self.leaves), m

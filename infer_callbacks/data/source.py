@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from infer_callbacks._util.copying import copy_callback
-from infer_callbacks.data.arrays import array_dataset, check_batch_size, is_array_data
+from infer_callbacks.data.arrays import ArrayBatches, array_dataset, check_batch_size, is_array_data
 from infer_callbacks.data.dataflow import _DataFlowInput
 from infer_callbacks.data.queue_feed import Feed
 
@@ -102,6 +102,8 @@ class InputSource:
 
     Attributes:
         dataset: the ``tf.data.Dataset`` to iterate, once per run.
+        arrays: Keras-style arrays as an :class:`ArrayBatches` (read as
+            views by the JAX engine), else ``None``.
         size: the number of batches per run, or ``None`` when unknown.
     """
 
@@ -110,7 +112,8 @@ class InputSource:
         if isinstance(source, _DataFlowInput):
             source = source.dataflow
         check_batch_size(batch_size, source)
-        if is_array_data(source):
+        arrays = source if is_array_data(source) else None
+        if arrays is not None:
             source = array_dataset(source, batch_size)
         self._source = source
         self._factory: Callable[[], Any] | None = None
@@ -129,6 +132,7 @@ class InputSource:
             self.size = card if card >= 0 else None
             self._set_limit(limit_batches)
             self.dataset = (source if self.limit is None else source.take(self.limit)).prefetch(prefetch_n)
+            self.arrays = ArrayBatches(arrays, batch_size, self.limit) if arrays is not None else None
             return
         if isinstance(source, (tf.Tensor, np.ndarray, str, bytes)):
             raise TypeError(
@@ -157,6 +161,7 @@ class InputSource:
         self.size = self._len()
         self._set_limit(limit_batches)
         self._signature = signature
+        self.arrays = None
         self.dataset = tf.data.Dataset.from_generator(
             self._generate, output_signature=signature
         ).prefetch(prefetch_n)
@@ -167,7 +172,7 @@ class InputSource:
         copied (a ``tf.data.Dataset`` holds a graph); the batch counter and
         the lock are the copy's own, and a Python input gets a dataset that
         feeds from the copy."""
-        new = copy_callback(self, memo, share=("_source", "_factory", "_signature", "dataset"),
+        new = copy_callback(self, memo, share=("_source", "_factory", "_signature", "dataset", "arrays"),
                             fresh={"_reset_lock": threading.Lock})
         new.reset_counter()
         if self._signature is not None:

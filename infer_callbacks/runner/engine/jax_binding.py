@@ -27,11 +27,11 @@ import tensorflow as tf
 
 from infer_callbacks.runner.engine.binding import EngineConfig
 from infer_callbacks.runner.engine.fetch_table import FetchTable
-from infer_callbacks.runner.engine.jax_input import group_size, grouped, numpy_batches, structure
+from infer_callbacks.runner.engine.jax_input import Blocks, group_size, grouped, structure
 from infer_callbacks.runner.engine.jax_distribution import BatchSplit
 from infer_callbacks.runner.engine.jax_snapshot import JaxSnapshot, current_values
 from infer_callbacks.runner.engine.jax_split_step import JaxSplitStep
-from infer_callbacks.runner.engine.jax_step import JaxStep, capacity, signature
+from infer_callbacks.runner.engine.jax_step import JaxStep, capacity
 from infer_callbacks.runner.engine.jax_tower import JaxTower
 from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
 from infer_callbacks.towers.keras_tower import keras_tower_func
@@ -171,53 +171,41 @@ class JaxBinding:
         call, in dataset order, over ``input`` (an input of this binding's
         structure; by default the configuration's); close it to stop early.
 
-        Batches are read as numpy from the input's ``tf.data`` pipeline and
-        stacked and placed on the devices in the step thread; one call
-        computes while the previous one's outputs go to the inferencers."""
+        Batches are read as numpy blocks (views of Keras-style arrays, or
+        groups from the input's ``tf.data`` pipeline) and placed on the
+        devices in the caller's thread: JAX dispatches a call and returns, so
+        one call computes while the previous one's outputs go to the
+        inferencers, with no thread of ours (a thread's start and hand-offs
+        cost more than a small model's whole pass)."""
         input = self._config.input if input is None else input
         state = self._state()  # read here, in the runner's thread
-        batches = numpy_batches(input.dataset, self._group, self._grouped(input.dataset))
+        arrays = getattr(input, "arrays", None)
+        blocks = Blocks(input, self._group, None if arrays is not None else self._grouped(input.dataset))
         pack = structure(input.dataset.element_spec)
         pacer = Pacer(self.max_rounds, start=self._pace)
         r = self.step.per_round
-        held: list = []  # a batch read ahead that starts the next call (other shapes)
-        run = {"pending": None, "ended": False}
-
-        def read(count: int) -> list:
-            out, sig = [], None
-            while len(out) < count:
-                if held:
-                    batch = held.pop()
-                else:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        run["ended"] = True
-                        break
-                s = signature(batch)
-                if sig is None:
-                    sig = s
-                elif s != sig:
-                    held.append(batch)
-                    break
-                out.append(batch)
-            return out
+        run = {"pending": None, "finished": 0.0}
 
         def call():
             rounds = capacity(pacer.limit, self.max_rounds)
-            got = [] if run["ended"] and not held else read(rounds * r)
-            launched = self.step.launch(state, got, rounds, pack) if got else None
+            leaves, count = (), 0
+            if not blocks.exhausted:
+                leaves, count = blocks.take(rounds * r)
+            launched = self.step.launch(state, leaves, count, rounds, pack) if count else None
             previous, run["pending"] = run["pending"], launched
             if previous is None:
                 return None, launched is None
             chunk, nbytes = self.step.finish(previous)
+            # A call starts on the device when it is launched or when the one
+            # before it ends, whichever is later.
+            finished, began = time.perf_counter(), max(previous.started, run["finished"])
+            run["finished"] = finished
             self._group = group_size(previous.nbytes / max(1, previous.rounds * r))
             if not previous.compiled:  # a compiling call says nothing of the pace
-                pacer.observe(previous.rounds, previous.rounds,
-                              time.perf_counter() - previous.started, nbytes)
+                pacer.observe(previous.rounds, previous.rounds, finished - began, nbytes)
                 if previous.count == previous.rounds * r:
                     self._pace = pacer.limit
             return (previous.count, chunk), launched is None
 
-        yield from pipelined(call, background=self._config.pipeline,
+        yield from pipelined(call, background=False,
                              shutdown_timeout=self._config.shutdown_timeout)

@@ -1,5 +1,6 @@
-"""The JAX engine's input: an input's ``tf.data`` pipeline read as numpy
-batches, several at a time.
+"""The JAX engine's input: batches as numpy *blocks* (several batches of
+one shape stacked ``[m, ...]``), read from Keras-style arrays as views or
+from an input's ``tf.data`` pipeline several at a time.
 
 Reading a ``tf.data`` iterator costs tens of microseconds per element, as
 much as a small model's whole batch; so the pipeline hands over *groups* of
@@ -7,7 +8,11 @@ batches: each batch travels with its shape, the group is padded to its
 largest member (``padded_batch``: a partial last batch, or sequences padded
 per batch, make a group of mixed shapes) and cut back on the host, so every
 batch reaches the step exactly as the input made it. Grouping, padding and
-prefetching run in ``tf.data``'s threads.
+prefetching run in ``tf.data``'s threads. A group of one shape (the common
+case) is handed on as one block, with no per-batch work on the host.
+
+Keras-style arrays need no pipeline: a block is a view of the arrays
+(``ArrayBatches``), so the step's buffers are filled by one copy, or none.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["numpy_batches", "grouped", "group_size", "structure"]
+__all__ = ["Blocks", "grouped", "group_size", "structure", "block_signature"]
 
 
 def structure(element_spec: Any):
@@ -51,18 +56,92 @@ def grouped(dataset: tf.data.Dataset, group: int) -> tf.data.Dataset:
     return dataset.map(with_shapes).padded_batch(group).prefetch(2)
 
 
-def numpy_batches(dataset: tf.data.Dataset, group: int, groups: tf.data.Dataset | None = None
-                  ) -> Iterator[tuple]:
-    """The batches of ``dataset``, in order, each as the tuple of its numpy
-    leaves (``tf.nest`` order; :func:`structure` packs them), read from
-    ``groups`` (:func:`grouped`), ``group`` at a time."""
+def block_signature(leaves: tuple) -> tuple:
+    """What must be equal for two blocks' batches to share a call: each
+    leaf's per-batch shape and dtype."""
+    return tuple((a.shape[1:], a.dtype.str) for a in leaves)
+
+
+def _tf_blocks(dataset: tf.data.Dataset, group: int, groups: tf.data.Dataset | None) -> Iterator[tuple]:
+    """``(leaves stacked [m, ...], m)`` blocks of ``dataset``, in order."""
     if group <= 1:
         for element in dataset.as_numpy_iterator():
-            yield tuple(tf.nest.flatten(element))
+            yield tuple(leaf[None] for leaf in tf.nest.flatten(element)), 1
         return
     for leaves, shapes in (groups or grouped(dataset, group)).as_numpy_iterator():
-        # A group of one shape (the common case) needs no cutting.
-        whole = [bool((s == np.asarray(leaf.shape[1:])).all()) for leaf, s in zip(leaves, shapes)]
-        for j in range(len(shapes[0]) if shapes else 0):
-            yield tuple(leaf[j] if ok else leaf[j][tuple(slice(0, int(d)) for d in s[j])]
-                        for leaf, s, ok in zip(leaves, shapes, whole))
+        m = len(shapes[0]) if shapes else 0
+        if all(bool((s == np.asarray(leaf.shape[1:])).all()) for leaf, s in zip(leaves, shapes)):
+            yield tuple(leaves), m  # every batch of the group has the group's shape
+            continue
+        for j in range(m):
+            yield tuple(leaf[j][tuple(slice(0, int(d)) for d in s[j])][None]
+                        for leaf, s in zip(leaves, shapes)), 1
+
+
+def _array_blocks(arrays, size: int = 1 << 16) -> Iterator[tuple]:
+    start = 0
+    while True:
+        leaves, m = arrays.block(start, size)
+        if not m:
+            return
+        start += m
+        yield leaves, m
+
+
+class Blocks:
+    """One pass over an input in blocks; :meth:`take` hands over up to
+    ``count`` batches of one shape at a time.
+
+    Args:
+        input: the runner's ``InputSource`` (its ``arrays`` if any, else its ``dataset``).
+        group: batches per read from ``tf.data``.
+        groups: the kept :func:`grouped` pipeline, if any.
+    """
+
+    def __init__(self, input: Any, group: int = 1, groups: tf.data.Dataset | None = None):
+        arrays = getattr(input, "arrays", None)
+        self._source = (_array_blocks(arrays) if arrays is not None
+                        else _tf_blocks(input.dataset, group, groups))
+        self._held: tuple | None = None  # a block (or its rest) read ahead
+        self.ended = False
+
+    def _next(self) -> tuple | None:
+        if self._held is not None:
+            block, self._held = self._held, None
+            return block
+        try:
+            return next(self._source)
+        except StopIteration:
+            self.ended = True
+            return None
+
+    def take(self, count: int) -> tuple[tuple, int]:
+        """``(leaves stacked [m, ...], m)`` with ``1 <= m <= count`` batches
+        of one shape, in order; ``m == 0`` at the end."""
+        parts, sig, m = [], None, 0
+        while m < count:
+            block = self._next()
+            if block is None:
+                break
+            leaves, k = block
+            s = block_signature(leaves)
+            if sig is not None and s != sig:
+                self._held = block
+                break
+            sig = s
+            if m + k > count:  # keep the rest for the next call
+                cut = count - m
+                self._held = (tuple(a[cut:] for a in leaves), k - cut)
+                leaves, k = tuple(a[:cut] for a in leaves), cut
+            parts.append(leaves)
+            m += k
+        if not parts:
+            return (), 0
+        if len(parts) == 1:
+            return parts[0], m
+        return tuple(np.concatenate(p) for p in zip(*parts)), m
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether nothing is left (known only after a :meth:`take` found the end)."""
+        return self.ended and self._held is None

@@ -3,7 +3,7 @@ batch's batch dimension split across the distribution's devices (Keras's
 convention, as a ``MirroredStrategy`` model on TensorFlow), several batches
 per ``jax.jit`` call, each batch's outputs kept apart.
 
-As in ``jax_step.py``, the host stacks a call's batches (all of one shape:
+As in ``jax_step.py``, the host gets a call's batches stacked (all of one shape:
 a batch of other shapes, such as the partial last one, starts the next
 call) into ``[K, B, ...]`` buffers, and the step runs the tower on slot
 ``0 .. count-1`` in a ``while`` loop. Here the buffers are placed with a
@@ -109,29 +109,34 @@ class JaxSplitStep:
             return jax.device_put(values, self.split.replicated)
         return jax.device_put(values, self._value_shardings)
 
-    def launch(self, state: list, batches: list, rounds: int, pack) -> Launched:
-        """Stack ``batches`` (tuples of numpy leaves of one signature, at
-        most ``rounds``), pad each to a multiple of the devices, place the
-        stacks split along the batch and dispatch the step (asynchronously);
-        ``pack(leaves)`` makes the input's structure."""
+    def launch(self, state: list, leaves: tuple, count: int, rounds: int, pack) -> Launched:
+        """``count`` batches of one signature (``leaves`` stacked ``[count,
+        ...]``, at most ``rounds``) in ``[rounds, ...]`` buffers, each batch
+        padded to a multiple of the devices, placed split along the batch;
+        dispatch the step (asynchronously); ``pack(leaves)`` makes the input's structure."""
         started, before = time.perf_counter(), self.compiles
-        rows = _rows(batches[0])
+        rows = _rows(tuple(leaf[0] for leaf in leaves))
         full = padded_rows(rows, self.split.size) if rows > 0 else rows
-        leaves, flags, nbytes = [], [], 0
+        placed, flags, nbytes = [], [], 0
         self._pack = self._pack or pack
-        for j, leaf in enumerate(batches[0]):
-            split = rows > 0 and leaf.ndim >= 1 and leaf.shape[0] == rows
-            shape = ((full,) + leaf.shape[1:]) if split else leaf.shape
-            buf = np.zeros((rounds,) + shape, leaf.dtype)
-            np.stack([b[j] for b in batches], out=buf[:len(batches), :leaf.shape[0]] if split
-                     else buf[:len(batches)])
+        for leaf in leaves:
+            split = rows > 0 and leaf.ndim >= 2 and leaf.shape[1] == rows
+            shape = ((full,) + leaf.shape[2:]) if split else leaf.shape[1:]
+            if count == rounds and (not split or full == rows):
+                buf = leaf
+            else:
+                buf = np.zeros((rounds,) + shape, leaf.dtype)
+                if split:
+                    buf[:count, :rows] = leaf
+                else:
+                    buf[:count] = leaf
             sharding = self.split.data_sharding(shape) if split else self.split.replicated
-            leaves.append(jax.device_put(buf, sharding))
+            placed.append(jax.device_put(buf, sharding))
             flags.append(bool(split))
             nbytes += buf.nbytes
-        count = jax.device_put(np.int32(len(batches)), self.split.replicated)
-        outputs = self._call(state, leaves, count, rows=rows, split=tuple(flags))
-        return Launched(outputs, len(batches), rounds, rows, nbytes, started, self.compiles != before)
+        count_on = jax.device_put(np.int32(count), self.split.replicated)
+        outputs = self._call(state, placed, count_on, rows=rows, split=tuple(flags))
+        return Launched(outputs, count, rounds, rows, nbytes, started, self.compiles != before)
 
     def finish(self, launched: Launched) -> tuple[JaxChunk, int]:
         """Wait for a launched call; its outputs (gathered from the devices,

@@ -3,10 +3,11 @@ on one device or whole batches per device, each batch's outputs kept apart.
 
 One call runs up to ``K`` *rounds*; a round gives each of the ``R`` devices
 one whole batch (batch ``k*R + i`` of the call goes to device ``i``, slot
-``k``: tensorpack's data-parallel semantics). The host stacks the call's
-batches per device into a ``[K, ...]`` buffer (all batches of a call have
-the same shapes; a batch of other shapes, such as the partial last one,
-starts the next call), places each buffer on its device, and the step,
+``k``: tensorpack's data-parallel semantics). The host gets the call's
+batches stacked (``jax_input.Blocks``: all batches of a call have the same
+shapes; a batch of other shapes, such as the partial last one, starts the
+next call), fills a ``[K, ...]`` buffer per device, places each buffer on
+its device, and the step,
 ``shard_map`` over the devices, runs the tower on slot ``0 .. count-1`` of
 its buffer in a ``while`` loop, writing slot ``k``'s outputs to row ``k`` of
 its output buffers: the same per-batch program for any ``R`` and ``K``, so
@@ -31,7 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from infer_callbacks.runner.engine.jax_chunk import JaxChunk
 
-__all__ = ["JaxStep", "capacity", "signature"]
+__all__ = ["JaxStep", "capacity"]
 
 
 def capacity(limit: int, max_rounds: int) -> int:
@@ -41,11 +42,6 @@ def capacity(limit: int, max_rounds: int) -> int:
     while k < limit:
         k *= 4
     return min(k, max_rounds)
-
-
-def signature(leaves: tuple) -> tuple:
-    """What must be equal for two batches (their leaves) to share a call: shapes, dtypes."""
-    return tuple((a.shape, a.dtype.str) for a in leaves)
 
 
 def _rows(batch_leaves: Sequence[np.ndarray]) -> int:
@@ -106,30 +102,38 @@ class JaxStep:
         return jax.lax.fori_loop(0, counts[0], body, init)
 
     def place(self, values: Sequence) -> list:
-        """The variables' values replicated on the devices (a no-op for
-        values already there)."""
-        return jax.device_put(list(values), self.replicated)
+        """The variables' values replicated on the devices (values already
+        on the one device of a single-device step are passed as they are)."""
+        values = list(values)
+        if len(self.devices) == 1 and all(isinstance(v, jax.Array) and v.devices() == {self.devices[0]}
+                                          for v in values):
+            return values
+        return jax.device_put(values, self.replicated)
 
-    def launch(self, state: list, batches: list, rounds: int, pack) -> Launched:
-        """Stack ``batches`` (tuples of numpy leaves of one signature, at
-        most ``rounds * R``) per device and dispatch the step
-        (asynchronously); ``pack(leaves)`` makes the input's structure."""
+    def launch(self, state: list, leaves: tuple, count: int, rounds: int, pack) -> Launched:
+        """Dispatch the step (asynchronously) on ``count`` batches of one
+        signature, ``leaves`` stacked ``[count, ...]`` (at most ``rounds * R``):
+        batch ``k*R + i`` goes to device ``i``, slot ``k``, in a ``[rounds,
+        ...]`` buffer per device (the block itself when it fills the buffer
+        of a single device: no copy); ``pack(leaves)`` makes the input's structure."""
         started, before = time.perf_counter(), self.compiles
         r = len(self.devices)
-        per_device = [batches[i::r] for i in range(r)]
-        leaves, nbytes = [], 0
-        for j, leaf in enumerate(batches[0]):
+        parts_of, nbytes = [], 0
+        for leaf in leaves:
             parts = []
-            for mine in per_device:
-                buf = np.empty((rounds,) + leaf.shape, leaf.dtype)
-                if mine:
-                    np.stack([b[j] for b in mine], out=buf[:len(mine)])
+            for i in range(r):
+                mine = leaf[i::r] if r > 1 else leaf
+                if len(mine) == rounds:
+                    buf = mine
+                else:
+                    buf = np.empty((rounds,) + leaf.shape[1:], leaf.dtype)
+                    buf[:len(mine)] = mine
                 parts.append(buf)
                 nbytes += buf.nbytes
-            leaves.append(self._global(parts))
-        counts = self._global([np.array([len(mine)], np.int32) for mine in per_device])
-        outputs = self._call(state, pack(leaves), counts)
-        return Launched(outputs, len(batches), rounds, _rows(batches[0]), nbytes, started,
+            parts_of.append(self._global(parts))
+        counts = self._global([np.array([len(range(i, count, r))], np.int32) for i in range(r)])
+        outputs = self._call(state, pack(parts_of), counts)
+        return Launched(outputs, count, rounds, _rows(tuple(leaf[0] for leaf in leaves)), nbytes, started,
                         self.compiles != before)
 
     def _global(self, parts: list[np.ndarray]) -> jax.Array:
