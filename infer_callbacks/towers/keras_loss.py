@@ -179,11 +179,12 @@ def _loss_failed(term: Term, error: Exception) -> ValueError:
             and y_t.shape[-1] == y_p.shape[-1] and (y_p.shape[-1] or 0) > 1):
         hint = (" The labels look one-hot: compile with CategoricalCrossentropy, or give integer "
                 "class ids (`np.argmax(y, axis=-1)`).")
+    # the batch size as None: the same on every backend and batch (a JAX trace sees one)
     return ValueError(
         f"The compiled loss {_describe(term.loss)} of output {term.name!r} cannot take the labels of "
-        f"the validation set's batches: labels of shape {tuple(y_t.shape)} "
+        f"the validation set's batches: labels of shape {(None, *tuple(y_t.shape)[1:])} "
         f"({keras.backend.standardize_dtype(y_t.dtype)}) for an output of shape "
-        f"{tuple(y_p.shape)}.{hint} Keras said: {error}")
+        f"{(None, *tuple(y_p.shape)[1:])}.{hint} Keras said: {error}")
 
 
 def _elementwise_loss(term: Term) -> tuple[Any, Any]:

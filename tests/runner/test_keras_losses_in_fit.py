@@ -14,7 +14,7 @@ from infer_callbacks import ClassificationError, InferenceRunner, ScalarStats
 
 def _batch_mean_crossentropy(y_true, y_pred):
     """One scalar per batch, as many user losses are written."""
-    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True))
+    return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True))
 
 
 def _fit_both(model, train, val, infs):

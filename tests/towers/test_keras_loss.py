@@ -9,20 +9,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
+from tower_backend import tower_fetches
 
-from infer_callbacks.towers.keras_tower import keras_tower_func
-from infer_callbacks.towers.spec import TowerSpec, UnknownFetchError, exact_keys
+from infer_callbacks.towers.spec import UnknownFetchError, exact_keys
 
 RTOL = 1e-5
 
 
 def _fetch(model, dataset, names, *, graph=False):
     """Per-batch numpy values of ``names`` (with their exact sums) from the default tower."""
-    spec = TowerSpec(keras_tower_func(model), dataset.element_spec, keras_default=True)
-    fn = spec.replica_fn(names)
-    if graph:
-        fn = tf.function(fn, input_signature=[dataset.element_spec], autograph=False)
-    return [{k: v.numpy() for k, v in fn(batch).items()} for batch in dataset]
+    return tower_fetches(model, dataset.element_spec, names, dataset, graph=graph)
 
 
 def _epoch(outs, name):
@@ -35,7 +32,7 @@ def _epoch(outs, name):
 # ---------------------------------------------------------------- one scalar per batch
 
 def _mean_square(y_true, y_pred):
-    return tf.reduce_mean(tf.square(y_true - y_pred))
+    return ops.mean(ops.square(y_true - y_pred))
 
 
 class NonPaddingTokenLoss(keras.losses.Loss):
@@ -43,8 +40,8 @@ class NonPaddingTokenLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         per_token = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(y_true, y_pred)
-        mask = tf.cast(y_true > 0, tf.float32)
-        return tf.reduce_sum(per_token * mask) / tf.reduce_sum(mask)
+        mask = ops.cast(y_true > 0, "float32")
+        return ops.sum(per_token * mask) / ops.sum(mask)
 
 
 @pytest.mark.parametrize("weighted", [False, True])

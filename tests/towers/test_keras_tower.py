@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tower_backend import compiled, to_numpy, tower_fetches
 
 from infer_callbacks.towers.keras_tower import keras_tower_func
-from infer_callbacks.towers.spec import SAMPLE_WEIGHT_KEY, TowerSpec, exact_keys
+from infer_callbacks.towers.spec import SAMPLE_WEIGHT_KEY, exact_keys
 
 RTOL = 1e-5
 
@@ -23,14 +24,11 @@ def _split(arrays, cuts):
 
 
 def _run(model, batches, *, graph=False):
-    """Per-batch numpy outputs of the model's tower through ``TowerSpec.replica_fn``."""
+    """Per-batch numpy outputs of the model's tower, run as the backend's engine runs it."""
     batches = [tf.nest.map_structure(tf.convert_to_tensor, b) for b in batches]
     spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), batches[0])
     names = [k for k in keras_tower_func(model)(*batches[0]) if "#" not in k]
-    fn = TowerSpec(keras_tower_func(model), spec, keras_default=True).replica_fn(names)
-    if graph:
-        fn = tf.function(fn, input_signature=[spec])
-    return [{k: v.numpy() for k, v in fn(b).items()} for b in batches]
+    return tower_fetches(model, spec, names, batches, graph=graph)
 
 
 def _exact(outs, name):
@@ -277,9 +275,9 @@ def test_under_a_stateless_scope_the_loss_keeps_the_calls_activity_regularizers(
         with keras.StatelessScope(state_mapping=[(v, v.value) for v in model.variables]):
             return tower(*batch)
 
-    for fn in (scoped, tf.function(scoped)):
-        loss = fn(tf.constant(x), (tf.constant(ya), tf.constant(yb)))["loss"]
-        np.testing.assert_allclose(loss.numpy().mean(), expected, rtol=RTOL)
+    for fn in (scoped, compiled(scoped)):
+        loss = fn(keras.ops.convert_to_tensor(x), (keras.ops.convert_to_tensor(ya), keras.ops.convert_to_tensor(yb)))
+        np.testing.assert_allclose(to_numpy(loss["loss"]).mean(), expected, rtol=RTOL)
 
 
 def test_a_model_with_its_own_inference_tower_supplies_it():

@@ -58,6 +58,7 @@ H0 = (np.random.default_rng(1).normal(size=(64, 32)) * 0.2).astype(np.float32)
 W1 = (np.random.default_rng(2).normal(size=(32, 10)) * 0.2).astype(np.float32)
 
 
+@pytest.mark.tensorflow_only("drives the tensorpack-style trainer host, which is TensorFlow-only")
 def test_self_training_is_true_in_the_training_graph_and_false_in_the_inference_tower():
     from infer_callbacks import SimpleTrainer, TrainConfig, launch_train_with_config
     from infer_callbacks.predict.predictor import get_predictor

@@ -40,7 +40,8 @@ def test_keras_tower_outputs_against_numpy(one_hot):
     loss = keras.losses.CategoricalCrossentropy(from_logits=True) if one_hot else None
     model = _classifier(loss=loss)
     label = np.eye(7, dtype="float32")[y] if one_hot else y
-    out = {k: v.numpy() for k, v in keras_tower_func(model)(tf.constant(x), tf.constant(label)).items()}
+    out = {k: keras.ops.convert_to_numpy(v)
+           for k, v in keras_tower_func(model)(tf.constant(x), tf.constant(label)).items()}
     logits = x @ model.layers[-1].kernel.numpy() + model.layers[-1].bias.numpy()  # dropout off
     np.testing.assert_allclose(out["output"], logits, rtol=1e-5, atol=1e-6)
     z = logits.astype(np.float64) - logits.max(1, keepdims=True)

@@ -122,12 +122,6 @@ class JaxBinding:
         except UnknownFetchError as e:
             users = [inf for inf in config.infs if e.name in inf.get_fetches()]
             raise UnknownFetchError(e.name, f"{e} Requested by {users[0]!r}." if users else str(e)) from None
-        except Exception as e:
-            if self.tower.keras_default:
-                e.add_note("(raised by the default Keras tower traced under Keras's JAX backend: it "
-                           "must be written with keras.ops. Until it is, pass `tower_func=` written "
-                           "with keras.ops, returning e.g. {'loss': ..., 'wrong-top1': ...}.)")
-            raise
 
     def matches(self, model, key: Any = None) -> bool:
         """Whether this binding serves ``model`` with the runner's ``key``."""
