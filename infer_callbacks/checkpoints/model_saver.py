@@ -12,10 +12,10 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from infer_callbacks.checkpoints import layout as ckpt, run_dir
+from infer_callbacks.checkpoints import any_format, keras_format, layout as ckpt, run_dir
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
-from infer_callbacks._util import atomic_write_json, global_step, prepare_dir, require_tensorflow
+from infer_callbacks._util import atomic_write_json, global_step, prepare_dir
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 
 __all__ = ["ModelSaver"]
@@ -44,6 +44,12 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
     run's checkpoints into ``<checkpoint_dir>/run-<N>/``, with a warning; a
     resume continues in place (see :mod:`infer_callbacks.checkpoints.run_dir`).
 
+    On Keras's TensorFlow backend checkpoints are TensorFlow checkpoints
+    (:mod:`~infer_callbacks.checkpoints.layout`); on any other backend (JAX)
+    they are Keras files, ``ckpt-<global_step>.weights.h5`` listed in
+    ``checkpoints.json`` (:mod:`~infer_callbacks.checkpoints.keras_format`),
+    with the same rules.
+
     Args:
         checkpoint_dir: where the checkpoints go.
         max_to_keep: how many recent checkpoints to keep.
@@ -51,6 +57,9 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         every_k_epochs: save after every k-th epoch.
         var_collections: tensorpack's argument; only ``None`` (TF1 collections
             do not exist: every variable of the model is saved).
+        checkpoint_format: ``"auto"`` (TensorFlow checkpoints on the
+            TensorFlow backend, Keras files on any other), ``"tensorflow"``
+            or ``"keras"``.
 
     Example:
 
@@ -63,10 +72,10 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
 
     def __init__(self, checkpoint_dir: str | os.PathLike | None = None, max_to_keep: int = 5,
                  keep_checkpoint_every_n_hours: float | None = None, *, every_k_epochs: int = 1,
-                 var_collections: Any = None):
-        require_tensorflow("ModelSaver (TensorFlow checkpoints)",
-                           instead="Use keras.callbacks.ModelCheckpoint instead.")
+                 var_collections: Any = None, checkpoint_format: str = "auto"):
         super().__init__()
+        self._format = keras_format.resolve_format(checkpoint_format, "ModelSaver")
+        self.checkpoint_format = checkpoint_format
         if isinstance(checkpoint_dir, int) and not isinstance(checkpoint_dir, bool):
             raise TypeError(
                 "ModelSaver's first argument is the checkpoint directory. For tensorpack's "
@@ -96,12 +105,14 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
 
     @staticmethod
     def restore(model: keras.Model, checkpoint_dir: str | os.PathLike) -> int:
-        """Restore the latest checkpoint (weights and optimizer) into a built,
-        compiled ``model``; returns the epochs done (for ``fit(initial_epoch=)``)."""
+        """Restore the latest checkpoint of ``checkpoint_dir`` (or the
+        checkpoint it names), weights and optimizer, into a built, compiled
+        ``model``, whichever format it was written in; returns the epochs
+        done (for ``fit(initial_epoch=)``)."""
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and not optimizer.built:
             optimizer.build(model.trainable_variables)
-        info = ckpt.restore(model, checkpoint_dir, optimizer=optimizer)
+        info = any_format.restore(model, checkpoint_dir, optimizer=optimizer)
         return info.epoch or 0
 
     def on_train_begin(self, logs=None) -> None:
@@ -147,14 +158,22 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         step = _global_step(self.model)
         if self._last_step == step and weights is None:
             return None
+        if self._format == "keras":
+            path = keras_format.save_managed(
+                self.model, self._directory, epoch=epoch + 1, global_step=step, weights=weights,
+                max_to_keep=self.max_to_keep, keep_checkpoint_every_n_hours=self.keep_checkpoint_every_n_hours)
+        else:
+            path = self._save_tensorflow(epoch, step, weights)
+        self._last_step = step
+        if self._chief:
+            self.saved.append(path)
+        return path
+
+    def _save_tensorflow(self, epoch: int, step: int, weights: Sequence[Any] | None) -> str:
         optimizer = getattr(self.model, "optimizer", None)
         checkpoint = ckpt.make_checkpoint(self.model, weights=weights, optimizer=optimizer,
                                           epoch=epoch + 1, global_step=step)
         manager = tf.train.CheckpointManager(
             checkpoint, self._directory, max_to_keep=self.max_to_keep,
             keep_checkpoint_every_n_hours=self.keep_checkpoint_every_n_hours, checkpoint_name="ckpt")
-        path = manager.save(checkpoint_number=step)
-        self._last_step = step
-        if self._chief:
-            self.saved.append(path)
-        return path
+        return manager.save(checkpoint_number=step)

@@ -10,8 +10,9 @@ keeping an earlier run's files when a new run starts in the same directory.
 | past 0, and no step recorded in the directory is past it (it restored the latest checkpoint: ``fit(initial_epoch=ModelSaver.restore(model, dir))``, ``TrainConfig(session_init=dir)``; or the same model is trained on) | **resume**: the directory is continued in place, ``MinSaver``'s best so far stands |
 | 0 (nothing restored), or before a step the directory records (an older checkpoint was restored) | **new run**: every file of the earlier run moves into ``<dir>/run-<N>/`` (the next free ``N``), with a warning naming it; the new run starts with no checkpoint and no best value |
 
-The files moved are the run's, and only those: ``ckpt-<step>.*``, the
-``checkpoint`` state file, ``training_finished``, and each best saver's
+The files moved are the run's, and only those: ``ckpt-<step>.*`` (also
+``ckpt-<step>.weights.h5``, the Keras format), the ``checkpoint`` state file
+(``checkpoints.json`` in the Keras format), ``training_finished``, and each best saver's
 state file (``<filename>.json``) with its checkpoint. Other files
 (``stats.json``, event files, a sidecar's state) stay. The moved directory is
 a complete ``ModelSaver`` directory (the state file names checkpoints
@@ -27,15 +28,16 @@ import re
 import warnings
 
 from infer_callbacks._util import new_run_reason, reserve_numbered
+from infer_callbacks.checkpoints.keras_format import STATE_FILE as KERAS_STATE_FILE
 from infer_callbacks.checkpoints.layout import FINISHED_MARKER
 
 __all__ = ["ASIDE_STEM", "recorded_run", "start_run"]
 
 #: Earlier runs are kept as ``<dir>/run-<N>/``.
 ASIDE_STEM = "run"
-_MANAGED = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
+_MANAGED = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+|weights\.h5)$")
 _FILES = re.compile(r"\.(index|data-\d+-of-\d+)$")
-_STATE_FILE = "checkpoint"
+_STATE_FILES = ("checkpoint", KERAS_STATE_FILE)
 
 
 def _best_state(path: str) -> dict | None:
@@ -65,7 +67,7 @@ def recorded_run(directory: str) -> tuple[list[str], list[int]]:
         if match:
             files.append(name)
             steps.append(int(match.group(1)))  # ModelSaver names checkpoints by global step
-    for name in (_STATE_FILE, FINISHED_MARKER):
+    for name in (*_STATE_FILES, FINISHED_MARKER):
         if name in names:
             states.append(name)
     for name in names:
@@ -75,8 +77,8 @@ def recorded_run(directory: str) -> tuple[list[str], list[int]]:
         states.append(name)
         if isinstance(state.get("global_step"), int):
             steps.append(state["global_step"])
-        files += [n for n in names if n.startswith(state["checkpoint"] + ".")
-                  and _FILES.search(n) and n not in files]
+        files += [n for n in names if n not in files and (n == state["checkpoint"] or (  # Keras file
+            n.startswith(state["checkpoint"] + ".") and _FILES.search(n)))]
     return states + files, steps
 
 

@@ -2,7 +2,9 @@
 ``MinSaver`` / ``MaxSaver`` (the best by a logged statistic).
 
 Checkpoints use the layout of :mod:`infer_callbacks.checkpoints.layout` (weights
-named by attribute, the optimizer's state, ``epoch`` and ``global_step``), so
+named by attribute, the optimizer's state, ``epoch`` and ``global_step``) on
+Keras's TensorFlow backend, Keras ``.weights.h5`` files on any other
+(:mod:`~infer_callbacks.checkpoints.keras_format`, the same rules), so
 training resumes where it stopped (``TrainConfig(session_init=dir)``, or
 ``model.fit(initial_epoch=ModelSaver.restore(model, dir))``) and
 ``PredictConfig`` / ``SidecarEvaluator`` read them.
@@ -40,10 +42,10 @@ from typing import Any, Sequence
 
 import keras
 
-from infer_callbacks.checkpoints import layout as ckpt, run_dir
+from infer_callbacks.checkpoints import keras_format, layout as ckpt, run_dir
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
-from infer_callbacks._util import atomic_write_json, require_tensorflow
+from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
 from infer_callbacks.runner import keras_glue
 
@@ -56,10 +58,10 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
     mode = "min"
 
     def __init__(self, monitor: str | None, *, reverse: bool, filename: str | None,
-                 checkpoint_dir: str | os.PathLike | None, monitor_stat: str | None):
-        require_tensorflow("MinSaver / MaxSaver (TensorFlow checkpoints)",
-                           instead="Use keras.callbacks.ModelCheckpoint(monitor=..., save_best_only=True) instead.")
+                 checkpoint_dir: str | os.PathLike | None, monitor_stat: str | None,
+                 checkpoint_format: str = "auto"):
         super().__init__()
+        self._format = keras_format.resolve_format(checkpoint_format, type(self).__name__)
         if not isinstance(reverse, bool):
             raise TypeError(f"`reverse` must be a bool. Received: reverse={reverse!r}")
         if monitor is not None and monitor_stat is not None and monitor != monitor_stat:
@@ -104,7 +106,8 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
 
     @property
     def checkpoint_path(self) -> str | None:
-        """The prefix of the best checkpoint, or ``None``."""
+        """The best checkpoint (a TensorFlow checkpoint's prefix, a Keras
+        file's path), or ``None``."""
         state = self._read_state()
         return None if state is None else os.path.join(self.checkpoint_dir, state["checkpoint"])
 
@@ -226,25 +229,33 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         """Save the model (or ``weights``, aligned with ``model.weights``) as
         the best so far, measured at epoch ``epoch`` (0-based)."""
         step = _global_step(self.model)
-        optimizer = None if weights is not None else getattr(self.model, "optimizer", None)
-        checkpoint = ckpt.make_checkpoint(self.model, weights=weights, optimizer=optimizer,
-                                          epoch=epoch + 1, global_step=step)
         self.best, self.best_epoch = value, epoch + 1
+        name = f"{self.filename}-{epoch + 1}" + (keras_format.SUFFIX if self._format == "keras" else "")
         if not self._chief:  # take part, write nothing that lasts
             tmp = tempfile.mkdtemp(prefix="bestsaver-")
             try:
-                checkpoint.write(os.path.join(tmp, "ckpt"))
+                self._write(os.path.join(tmp, name), epoch, step, weights)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             return
         old = self._read_state()
-        name = f"{self.filename}-{epoch + 1}"
-        checkpoint.write(os.path.join(self.checkpoint_dir, name))
+        self._write(os.path.join(self.checkpoint_dir, name), epoch, step, weights)
         atomic_write_json(self.state_path, {"monitor": self.monitor, "mode": self.mode, "best": value,
                                             "epoch": epoch + 1, "global_step": step, "checkpoint": name})
         if old is not None and old["checkpoint"] != name:
-            for path in glob.glob(os.path.join(self.checkpoint_dir, glob.escape(old["checkpoint"]) + ".*")):
+            old_path = os.path.join(self.checkpoint_dir, old["checkpoint"])
+            for path in glob.glob(glob.escape(old_path) + ".*") + ([old_path] if os.path.isfile(old_path) else []):
                 os.unlink(path)
+
+    def _write(self, path: str, epoch: int, step: int, weights: Sequence[Any] | None) -> None:
+        """One checkpoint (with the optimizer's state unless ``weights`` is a snapshot)."""
+        if self._format == "keras":
+            keras_format.write(self.model, path, weights=weights, with_optimizer=weights is None,
+                               epoch=epoch + 1, global_step=step)
+            return
+        optimizer = None if weights is not None else getattr(self.model, "optimizer", None)
+        ckpt.make_checkpoint(self.model, weights=weights, optimizer=optimizer, epoch=epoch + 1,
+                             global_step=step).write(path)
 
 
 class MinSaver(_BestSaver):
@@ -263,6 +274,8 @@ class MinSaver(_BestSaver):
         filename: the checkpoint's base name.
         checkpoint_dir: default: the directory of a :class:`ModelSaver`
             among the same callbacks.
+        checkpoint_format: as :class:`ModelSaver`'s (``"auto"``: Keras
+            ``<filename>-<epoch>.weights.h5`` files on a backend other than TensorFlow).
 
     Example:
 
@@ -275,9 +288,10 @@ class MinSaver(_BestSaver):
     mode = "min"
 
     def __init__(self, monitor: str | None = None, reverse: bool = False, filename: str | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None, *, monitor_stat: str | None = None):
+                 checkpoint_dir: str | os.PathLike | None = None, *, monitor_stat: str | None = None,
+                 checkpoint_format: str = "auto"):
         super().__init__(monitor, reverse=reverse, filename=filename, checkpoint_dir=checkpoint_dir,
-                         monitor_stat=monitor_stat)
+                         monitor_stat=monitor_stat, checkpoint_format=checkpoint_format)
 
 
 class MaxSaver(_BestSaver):
@@ -290,6 +304,7 @@ class MaxSaver(_BestSaver):
     mode = "max"
 
     def __init__(self, monitor: str | None = None, filename: str | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None, *, monitor_stat: str | None = None):
+                 checkpoint_dir: str | os.PathLike | None = None, *, monitor_stat: str | None = None,
+                 checkpoint_format: str = "auto"):
         super().__init__(monitor, reverse=False, filename=filename, checkpoint_dir=checkpoint_dir,
-                         monitor_stat=monitor_stat)
+                         monitor_stat=monitor_stat, checkpoint_format=checkpoint_format)

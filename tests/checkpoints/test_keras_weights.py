@@ -11,6 +11,8 @@ from infer_callbacks import OfflinePredictor, PredictConfig
 from infer_callbacks.predict.predictor import CheckpointMismatchError
 from conftest import make_keras, trained_keras  # noqa: F401
 
+pytestmark = pytest.mark.tensorflow_only("Keras weights as PredictConfig's session_init: PredictConfig needs TensorFlow")
+
 
 def test_keras_weights_file(rng, x, tmp_path):
     trained = trained_keras(rng)

@@ -16,6 +16,8 @@ from infer_callbacks.checkpoints.layout import CheckpointMismatchError
 from test_predictor import Classifier, log_softmax, x  # noqa: F401 (fixture)
 from test_trainers import Linear, train_ds
 
+pytestmark = pytest.mark.tensorflow_only("TensorFlow checkpoint layout (tf.train.Checkpoint, ModelDesc, PredictConfig restore)")
+
 
 @pytest.mark.parametrize("writer", ["checkpoint.save", "trainer"])
 def test_model_desc_checkpoint_restores_into_a_fresh_model_desc(writer, rng, x, tmp_path):

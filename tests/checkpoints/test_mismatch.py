@@ -12,6 +12,8 @@ from infer_callbacks.checkpoints import layout as checkpoint
 from infer_callbacks.predict.predictor import CheckpointMismatchError
 from conftest import make_keras, trained_keras  # noqa: F401
 
+pytestmark = pytest.mark.tensorflow_only("checked through PredictConfig / OfflinePredictor, which need TensorFlow")
+
 
 def test_shape_mismatch_is_an_error_naming_the_variable(keras_ckpt):
     _, directory, latest = keras_ckpt

@@ -1,24 +1,56 @@
 """MinSaver / MaxSaver keep the best epoch whatever their place in the
 callback list, remember the best value across a restart, and work under Keras
-`fit` and inside a step trigger too (ModelSaver itself: test_model_saver.py)."""
+`fit` and inside a step trigger too (ModelSaver itself: test_model_saver.py).
+On both backends (TensorFlow checkpoints under TensorFlow, Keras
+``.weights.h5`` files under JAX): the helpers below name checkpoints by their
+stem and read either format."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+import tensorflow as tf  # tf.data input: both backends' fit take it
 
-from infer_callbacks import (InferenceRunner, MaxSaver, MinSaver, ModelSaver, ScalarStats, SimpleTrainer,
-                             TrainConfig, launch_train_with_config)
-from infer_callbacks import PeriodicTrigger
-from infer_callbacks.checkpoints import layout as checkpoint
-from test_trainers import Linear, train_ds
+from infer_callbacks import InferenceRunner, MaxSaver, MinSaver, ModelSaver, PeriodicTrigger, ScalarStats
+from infer_callbacks.checkpoints import any_format as checkpoint
+from test_trainers import train_ds
 
 STEPS = 13  # train_ds(): 400 examples in batches of 32
+_FILE = re.compile(r"\.(index|data-\d+-of-\d+|weights\.h5)$")
+
+
+def stems(directory, start=""):
+    """The checkpoints in ``directory`` whose names start with ``start``, by
+    stem (``min-score-2``), whichever the format (TensorFlow's
+    ``.index``/``.data-*`` files, or one Keras ``.weights.h5`` file)."""
+    return sorted({_FILE.sub("", n) for n in os.listdir(directory) if n.startswith(start) and _FILE.search(n)})
+
+
+def model(seed=0):
+    """A compiled Keras softmax regression on train_ds()'s digits."""
+    keras.utils.set_random_seed(seed)
+    net = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    net.compile(optimizer=keras.optimizers.Adam(0.01),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return net
+
+
+def fit(callbacks, epochs, net=None, initial_epoch=0):
+    net = model() if net is None else net
+    net.fit(train_ds(), epochs=epochs, initial_epoch=initial_epoch, verbose=0, callbacks=callbacks)
+    return net
+
+
+def resumable(directory_or_path):
+    """A fresh model with the checkpoint restored (weights and optimizer),
+    and the epochs done."""
+    net = model(99)
+    return net, ModelSaver.restore(net, directory_or_path)
 
 
 class Scripted(keras.callbacks.Callback):
@@ -39,26 +71,22 @@ def test_min_saver_picks_best_epoch_in_any_order(tmp_path, saver_first):
     scripted = Scripted([3.0, 1.0, 2.0])
     saver = MinSaver("score", checkpoint_dir=tmp_path)
     callbacks = [saver, scripted] if saver_first else [scripted, saver]
-    trainer = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=3, verbose=0,
-                                         callbacks=callbacks), trainer)
+    net = fit(callbacks, 3)
     state = json.loads((tmp_path / "min-score.json").read_text())
     assert state["best"] == 1.0 and state["epoch"] == 2 and saver.best_epoch == 2
     # Only the best checkpoint is kept (no temporary files), and it holds epoch 2's weights.
-    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("min-score-")) == [
-        "min-score-2.data-00000-of-00001", "min-score-2.index"]
+    assert stems(tmp_path, "min-score-") == ["min-score-2"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
-    info = checkpoint.restore(trainer.model, saver.checkpoint_path)
+    info = checkpoint.restore(net, saver.checkpoint_path)
     assert (info.epoch, info.global_step) == (2, 2 * STEPS)
-    for a, b in zip(trainer.model.get_weights(), scripted.weights[2]):
+    for a, b in zip(net.get_weights(), scripted.weights[2]):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(scripted.weights[2][0], scripted.weights[3][0])
 
 
 def test_best_value_survives_resume(tmp_path):
     first = MaxSaver("score", checkpoint_dir=tmp_path)
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=2, verbose=0,
-                                         callbacks=[first, Scripted([0.5, 0.9])]), SimpleTrainer())
+    fit([first, Scripted([0.5, 0.9])], 2)
     assert first.best == 0.9 and first.best_epoch == 2
     # Resume from the best checkpoint (epoch 2, its global step): 0.7 at epoch 3 is
     # below the remembered 0.9 (not saved); 0.95 at epoch 4 is.
@@ -71,15 +99,14 @@ def test_best_value_survives_resume(tmp_path):
                 state = json.loads((tmp_path / "max-score.json").read_text())
                 assert (state["best"], state["epoch"]) == (0.9, 2)
 
-    resumed = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0,
-                                         session_init=str(tmp_path / "max-score-2"),
-                                         callbacks=[second, Check(), scripted]), resumed)
+    net, done = resumable(first.checkpoint_path)
+    assert done == 2
+    fit([second, Check(), scripted], 4, net, initial_epoch=done)
     state = json.loads((tmp_path / "max-score.json").read_text())
     assert (state["best"], state["epoch"]) == (0.95, 4)
-    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".index")) == ["max-score-4.index"]
+    assert stems(tmp_path) == ["max-score-4"]
     mismatched = MinSaver("score", checkpoint_dir=tmp_path, filename="max-score")
-    mismatched.set_model(resumed.model)  # at the recorded step: a resume, which must match
+    mismatched.set_model(net)  # at the recorded step: a resume, which must match
     with pytest.raises(ValueError, match="not the min"):
         mismatched.on_train_begin()
 
@@ -97,17 +124,16 @@ def test_min_saver_under_fit_before_the_runner(tmp_path):
     losses = history.history["validation_loss"]
     assert saver.best == pytest.approx(min(losses))
     assert saver.best_epoch == int(np.argmin(losses)) + 1
-    assert os.path.exists(saver.checkpoint_path + ".index")
+    assert stems(tmp_path) == [f"min-validation_loss-{saver.best_epoch}"]
+    assert checkpoint.restore(model, saver.checkpoint_path).epoch == saver.best_epoch
 
 
 def test_min_saver_uses_model_saver_dir_and_needs_one(tmp_path):
     saver = MinSaver("score")
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
-                                         callbacks=[saver, ModelSaver(tmp_path), Scripted([1.0])]), SimpleTrainer())
+    fit([saver, ModelSaver(tmp_path), Scripted([1.0])], 1)
     assert (tmp_path / "min-score.json").exists()
     with pytest.raises(ValueError, match="checkpoint_dir"):
-        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
-                                             callbacks=[MinSaver("score"), Scripted([1.0])]), SimpleTrainer())
+        fit([MinSaver("score"), Scripted([1.0])], 1)
 
 
 def test_tensorpack_argument_names():
@@ -142,17 +168,15 @@ def test_savers_inside_a_step_trigger(tmp_path):
 
     producer = EveryTen()
     best = MaxSaver(monitor_stat="score", checkpoint_dir=tmp_path)
-    trainer = SimpleTrainer()
-    launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=4, verbose=0, callbacks=[
-        producer, PeriodicTrigger(ModelSaver(tmp_path, max_to_keep=10), every_k_steps=10),
-        PeriodicTrigger(best, every_k_steps=10)]), trainer)
+    net = fit([producer, PeriodicTrigger(ModelSaver(tmp_path, max_to_keep=10), every_k_steps=10),
+               PeriodicTrigger(best, every_k_steps=10)], 4)
     infos = checkpoint.list_checkpoints(tmp_path)
     assert [i.global_step for i in infos][:5] == [10, 20, 30, 40, 50]
     assert [i.epoch for i in infos][:5] == [1, 2, 3, 4, 4]  # 13 steps per epoch
     state = json.loads((tmp_path / "max-score.json").read_text())
     assert (state["best"], state["global_step"]) == (3.0, 20)
-    checkpoint.restore(trainer.model, best.checkpoint_path)
-    for a, b in zip(trainer.model.get_weights(), producer.weights[20]):
+    checkpoint.restore(net, best.checkpoint_path)
+    for a, b in zip(net.get_weights(), producer.weights[20]):
         np.testing.assert_array_equal(a, b)
 
 
@@ -160,15 +184,15 @@ def test_best_saver_can_save_given_weights(tmp_path):
     """What asynchronous validation needs: save the snapshot it measured,
     not the model's current weights."""
     saver = MinSaver("score", checkpoint_dir=tmp_path)
-    trainer = SimpleTrainer()
     with pytest.warns(RuntimeWarning, match="'score' is not in the logs of epoch 1"):
-        launch_train_with_config(TrainConfig(model=Linear(), data=train_ds(), max_epoch=1, verbose=0,
-                                             callbacks=[saver]), trainer)
-    model = trainer.model
-    snapshot = [np.full(w.shape, 0.25, w.dtype) for w in model.get_weights()]
+        net = fit([saver], 1)
+    snapshot = [np.full(w.shape, 0.25, w.dtype) for w in net.get_weights()]
+    current = net.get_weights()
     saver._save(0, 1.0, weights=snapshot)
-    current = model.get_weights()
-    checkpoint.restore(model, saver.checkpoint_path)
-    for w in model.get_weights():
+    for a, b in zip(net.get_weights(), current):  # the model keeps its own weights
+        np.testing.assert_array_equal(a, b)
+    with pytest.warns(UserWarning, match="holds no optimizer state"):
+        checkpoint.restore(net, saver.checkpoint_path, optimizer=net.optimizer)
+    for w in net.get_weights():
         np.testing.assert_array_equal(w, 0.25)
     assert not np.array_equal(current[0], snapshot[0])

@@ -20,7 +20,7 @@ from infer_callbacks import (
     PeriodicTrigger,
     ScalarStats,
 )
-from infer_callbacks.checkpoints import layout as checkpoint
+from infer_callbacks.checkpoints import any_format as checkpoint  # either format (Keras files on JAX)
 
 
 def _data(n=240, seed=0):
