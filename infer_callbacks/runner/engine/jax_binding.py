@@ -7,6 +7,7 @@ the host loop that feeds it.
 | :class:`JaxBinding` | the tower, the first (abstract) trace that checks the fetch names, the pass: batches from the input, calls paced by time and bytes, one call in flight while the host hands the previous one to the inferencers |
 | ``jax_tower.JaxTower`` | the tower under ``keras.StatelessScope``, fetch names |
 | ``jax_step.JaxStep`` | the ``jax.jit`` step over the devices, stacking and placing batches |
+| ``jax_sizes.CallSizes`` | each call's size (rounds), so that only a first pass compiles |
 | ``jax_split_step.JaxSplitStep`` | the same under ``keras.distribution.DataParallel``: each batch split across its mesh |
 | ``jax_chunk.JaxChunk`` | one call's outputs on the host, in dataset order |
 | ``jax_snapshot.JaxSnapshot`` | an asynchronous run's copy of the weights |
@@ -29,6 +30,7 @@ from infer_callbacks.runner.engine.binding import EngineConfig
 from infer_callbacks.runner.engine.fetch_table import FetchTable
 from infer_callbacks.runner.engine.jax_input import group_size, grouped, numpy_batches, structure
 from infer_callbacks.runner.engine.jax_distribution import BatchSplit
+from infer_callbacks.runner.engine.jax_sizes import CallSizes
 from infer_callbacks.runner.engine.jax_snapshot import JaxSnapshot, current_values
 from infer_callbacks.runner.engine.jax_split_step import JaxSplitStep
 from infer_callbacks.runner.engine.jax_step import JaxStep, capacity, signature
@@ -100,6 +102,7 @@ class JaxBinding:
         self._pace = 1  # rounds of a pass's first call
         self._group = 8  # batches per read from tf.data (sized by bytes after a pass)
         self._groups: dict = {}
+        self._sizes = CallSizes(self.max_rounds, self.step.per_round)  # see jax_sizes.py
 
     @staticmethod
     def _tower_func(model, config: EngineConfig):
@@ -183,8 +186,8 @@ class JaxBinding:
         held: list = []  # a batch read ahead that starts the next call (other shapes)
         run = {"pending": None, "ended": False}
 
-        def read(count: int) -> list:
-            out, sig = [], None
+        def read(rounds: int) -> list:
+            out, sig, count = [], None, rounds * r
             while len(out) < count:
                 if held:
                     batch = held.pop()
@@ -196,7 +199,7 @@ class JaxBinding:
                         break
                 s = signature(batch)
                 if sig is None:
-                    sig = s
+                    sig, count = s, self._sizes.most(s, rounds)
                 elif s != sig:
                     held.append(batch)
                     break
@@ -204,9 +207,9 @@ class JaxBinding:
             return out
 
         def call():
-            rounds = capacity(pacer.limit, self.max_rounds)
-            got = [] if run["ended"] and not held else read(rounds * r)
-            launched = self.step.launch(state, got, rounds, pack) if got else None
+            got = [] if run["ended"] and not held else read(capacity(pacer.limit, self.max_rounds))
+            launched = (self.step.launch(state, got, self._sizes.rounds(signature(got[0]), len(got)), pack)
+                        if got else None)
             previous, run["pending"] = run["pending"], launched
             if previous is None:
                 return None, launched is None
@@ -219,5 +222,9 @@ class JaxBinding:
                     self._pace = pacer.limit
             return (previous.count, chunk), launched is None
 
-        yield from pipelined(call, background=self._config.pipeline,
-                             shutdown_timeout=self._config.shutdown_timeout)
+        try:
+            yield from pipelined(call, background=self._config.pipeline,
+                                 shutdown_timeout=self._config.shutdown_timeout)
+        finally:
+            if self._sizes.compiled:  # later passes reuse the compiled call sizes
+                self._sizes.pass_ended()
