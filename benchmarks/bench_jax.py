@@ -169,8 +169,14 @@ def bench(name, n, rounds, default_tower):
                          "evaluate": lambda: _time(lambda: model.evaluate(val, verbose=0)),
                          "evaluate_arrays": lambda: _time(lambda: model.evaluate(x, y, batch_size=batch, verbose=0))},
                         rounds)
-    ref_loss, ref_error = jit_loop()
-    loss, acc = model.evaluate(val, verbose=0)
+    check = {}
+    for label, which in (("runner", runner), ("runner_arrays", on_arrays)):
+        in_fit(which)  # the runner validates the weights fit ends with
+        ref_loss, ref_error = jit_loop()
+        loss, acc = model.evaluate(val, verbose=0)
+        check.update({f"{label}_loss": which.last_results["validation_loss"], f"{label}_error":
+                      which.last_results["validation_error"], f"evaluate_loss_{label}": float(loss),
+                      f"evaluate_error_{label}": 1 - float(acc), f"jit_loop_loss_{label}": ref_loss})
     return {
         "workload": name, "samples": n, "batches": -(-n // batch), "rounds": rounds,
         "runner_s": _spread(times["runner"]), "jit_loop_s": _spread(times["jit_loop"]),
@@ -181,9 +187,7 @@ def bench(name, n, rounds, default_tower):
         "arrays_over_evaluate": _summary(times, "evaluate_arrays", "runner_arrays"),
         "arrays_over_jit_loop": _summary(times, "jit_loop", "runner_arrays"),
         "traces": runner.tracing_count,
-        "check": {"runner_loss": runner.last_results["validation_loss"], "evaluate_loss": float(loss),
-                  "jit_loop_loss": ref_loss, "runner_error": runner.last_results["validation_error"],
-                  "evaluate_error": 1 - float(acc), "jit_loop_error": ref_error},
+        "check": check,
     }
 
 

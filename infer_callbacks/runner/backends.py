@@ -36,11 +36,13 @@ def engine_class() -> type:
 
 def runner_device(device: Any) -> str | None:
     """``InferenceRunner(device=...)`` checked in the backend's terms
-    (TensorFlow: soft placement of GPU ids; JAX: one of ``jax.devices()``)."""
+    (TensorFlow: one of its logical devices; JAX: one of ``jax.devices()``;
+    on both, a GPU id this machine lacks warns and means the default placement)."""
     if device is None or not is_jax():
         return soft_device(device)
-    from infer_callbacks.runner.engine.jax_devices import jax_device, jax_name
-    return jax_name(jax_device(device))
+    from infer_callbacks.runner.engine.jax_devices import jax_name, soft_jax_device
+    found = soft_jax_device(device)
+    return None if found is None else jax_name(found)
 
 
 def runner_devices(gpus: Any) -> list[str]:

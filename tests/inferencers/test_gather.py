@@ -294,7 +294,7 @@ def test_gather_order_across_two_logical_devices():
             got.update({k: np.array(v) for k, v in out.items()})
             return {"n": len(out["x"])}
         def tower(x, label):
-            return {"y": x * 2, "pred": tf.cast(x, tf.int64) % 3}
+            return {"y": x * 2, "pred": keras.ops.cast(x, "int32") % 3}
         cm = ConfusionMatrix("label", "pred", 3)
         runner = DataParallelInferenceRunner(ds, [
             GatherOutputs(["x", "y", "label"], score, max_memory_mb=0.0005),
@@ -409,6 +409,7 @@ print("RESULT " + json.dumps({"history": history.history, "matrix": cm.matrix.to
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.tensorflow_only("two workers: MultiWorkerMirroredStrategy through the trainer host")
 def test_gather_order_and_exact_metrics_on_two_workers():
     """Two worker processes (MultiWorkerMirroredStrategy via the trainer host):
     each gathers the whole validation set in dataset order, spilling, and

@@ -193,6 +193,7 @@ def test_ctrl_c_stops_training_and_the_background_run():
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.tensorflow_only("the trainer host (TrainConfig, launch_train_with_config) is TensorFlow-only")
 def test_trainer_host_runs_asynchronous_validation():
     from infer_callbacks import SimpleTrainer, TrainConfig, launch_train_with_config
 
@@ -212,6 +213,7 @@ def test_trainer_host_runs_asynchronous_validation():
     assert history.history["validation_epoch"][-1] == 3
 
 
+@pytest.mark.tensorflow_only("several workers: tf.distribute.MultiWorkerMirroredStrategy")
 def test_asynchronous_across_workers_is_refused_before_training():
     code = textwrap.dedent("""
         import json, os, socket

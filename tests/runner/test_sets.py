@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import BACKEND
 from infer_callbacks import (ClassificationError, DataParallelInferenceRunner, InferenceRunner, ScalarStats)
 
 
@@ -69,7 +70,10 @@ def test_each_set_equals_evaluate_of_that_set_and_the_combination_combines(combi
     np.testing.assert_allclose(h["validation_error"], expected(h["validation_clean_error"],
                                                                h["validation_noisy_error"]), rtol=1e-6)
     assert runner.samples_per_set == {"clean": 70, "noisy": 45} and runner.num_samples_last_run == 115
-    assert runner.tracing_count == 1  # two sets of one structure share the traced step
+    # Two sets of one structure share the step: TensorFlow traces one; JAX
+    # compiles full batches in calls of 1 and 4 and each set's partial last
+    # batch alone (a step per set would take 5)
+    assert 1 <= runner.tracing_count <= (1 if BACKEND == "tensorflow" else 4)
 
 
 def test_sets_equal_one_runner_per_set_and_copy_the_inferencers():
@@ -96,9 +100,15 @@ def test_sets_of_different_structures_trace_once_each():
     runner = InferenceRunner({"data": _ds(x, y, 16), "python": [(x[:30], y[:30]), (x[30:], y[30:])]},
                              ScalarStats("loss"), verbose=False)
     runner.set_model(model)
+    counts = []
     for _ in range(2):
         got = runner.trigger()
-    assert runner.tracing_count == 2
+        counts.append(runner.tracing_count)
+    # Each structure its own step: TensorFlow traces one each; JAX compiles per
+    # batch shape and call size (the dataset's full batches in calls of 1 and 4,
+    # its partial last batch, the two Python batches of 30 and 40 rows).
+    # The second run compiles nothing.
+    assert counts[1] == counts[0] and 2 <= counts[0] <= (2 if BACKEND == "tensorflow" else 5)
     np.testing.assert_allclose(got["validation_python_loss"], got["validation_data_loss"], rtol=1e-5)
 
 

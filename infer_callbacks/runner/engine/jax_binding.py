@@ -7,6 +7,7 @@ the host loop that feeds it.
 | :class:`JaxBinding` | the tower, the first (abstract) trace that checks the fetch names, the pass: batches from the input, calls paced by time and bytes, one call in flight while the host hands the previous one to the inferencers |
 | ``jax_tower.JaxTower`` | the tower under ``keras.StatelessScope``, fetch names |
 | ``jax_step.JaxStep`` | the ``jax.jit`` step over the devices, stacking and placing batches |
+| ``jax_sizes.CallSizes`` | each call's size (rounds), so that only a first pass compiles |
 | ``jax_split_step.JaxSplitStep`` | the same under ``keras.distribution.DataParallel``: each batch split across its mesh |
 | ``jax_chunk.JaxChunk`` | one call's outputs on the host, in dataset order |
 | ``jax_snapshot.JaxSnapshot`` | an asynchronous run's copy of the weights |
@@ -29,6 +30,7 @@ from infer_callbacks.runner.engine.binding import EngineConfig
 from infer_callbacks.runner.engine.fetch_table import FetchTable
 from infer_callbacks.runner.engine.jax_input import Blocks, group_size, grouped, structure
 from infer_callbacks.runner.engine.jax_distribution import BatchSplit
+from infer_callbacks.runner.engine.jax_sizes import CallSizes
 from infer_callbacks.runner.engine.jax_snapshot import JaxSnapshot, current_values
 from infer_callbacks.runner.engine.jax_split_step import JaxSplitStep
 from infer_callbacks.runner.engine.jax_step import JaxStep, capacity
@@ -100,6 +102,7 @@ class JaxBinding:
         self._pace = 1  # rounds of a pass's first call
         self._group = 8  # batches per read from tf.data (sized by bytes after a pass)
         self._groups: dict = {}
+        self._sizes = CallSizes(self.max_rounds, self.step.per_round)  # see jax_sizes.py
 
     @staticmethod
     def _tower_func(model, config: EngineConfig):
@@ -181,11 +184,11 @@ class JaxBinding:
         run = {"pending": None, "finished": 0.0}
 
         def call():
-            rounds = capacity(pacer.limit, self.max_rounds)
-            leaves, count = (), 0
-            if not blocks.exhausted:
-                leaves, count = blocks.take(rounds * r)
-            launched = self.step.launch(state, leaves, count, rounds, pack) if count else None
+            sig, leaves, count = blocks.peek(), (), 0
+            if sig is not None:
+                leaves, count = blocks.take(self._sizes.most(sig, capacity(pacer.limit, self.max_rounds)))
+            launched = (self.step.launch(state, leaves, count, self._sizes.rounds(sig, count), pack)
+                        if count else None)
             previous, run["pending"] = run["pending"], launched
             if previous is None:
                 return None, launched is None
@@ -201,5 +204,8 @@ class JaxBinding:
                     self._pace = pacer.limit
             return (previous.count, chunk), launched is None
 
-        yield from pipelined(call, background=False,
-                             shutdown_timeout=self._config.shutdown_timeout)
+        try:
+            yield from pipelined(call, background=False)
+        finally:
+            if self._sizes.compiled:  # later passes reuse the compiled call sizes
+                self._sizes.pass_ended()

@@ -15,12 +15,13 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import jax
 import numpy as np
 
-__all__ = ["jax_device", "jax_devices", "jax_name", "available_jax_devices"]
+__all__ = ["jax_device", "soft_jax_device", "jax_devices", "jax_name", "available_jax_devices"]
 
 _USAGE = ("Pass an int (the first N GPUs), a list of GPU ids such as [0, 1], or "
           "a list of device strings such as ['/cpu:0', '/cpu:1'].")
@@ -29,9 +30,14 @@ _DEVICE = re.compile(r"^/?(?:device:)?(?:job:[^/]+/)?(?:replica:\d+/)?(?:task:\d
 
 
 def available_jax_devices() -> list[str]:
-    """This process's JAX devices as ``'/cpu:0'``-style strings."""
-    return [jax_name(d) for d in jax.devices()] + [
-        jax_name(d) for d in jax.devices("cpu") if jax.default_backend() != "cpu"]
+    """This process's JAX devices, named as TensorFlow lists its devices
+    (``'/device:CPU:0'``), so a device error reads the same on both
+    backends; every name is a valid ``device=`` argument."""
+    def full(d):
+        kind, index = jax_name(d)[1:].split(":")
+        return f"/device:{kind.upper()}:{index}"
+    return [full(d) for d in jax.devices()] + [
+        full(d) for d in jax.devices("cpu") if jax.default_backend() != "cpu"]
 
 
 def jax_name(device: jax.Device) -> str:
@@ -71,8 +77,29 @@ def jax_device(device: str | int | jax.Device) -> jax.Device:
         return found[index]
     hint = (" For several CPU devices, start Python with "
             "XLA_FLAGS=--xla_force_host_platform_device_count=N.") if kind == "cpu" else ""
-    raise ValueError(f"Device {device!r} does not exist in this JAX process. Available devices: "
+    raise ValueError(f"Device {device!r} does not exist on this machine. Available devices: "
                      f"{available_jax_devices()}.{hint}")
+
+
+def _gpus() -> list:
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:
+        return []
+
+
+def soft_jax_device(device: str | int | jax.Device) -> jax.Device | None:
+    """:func:`jax_device`, with the TensorFlow engine's soft placement for
+    GPU ids: an int id this process has no GPU for (a GPU script on a CPU
+    machine, tensorpack's ``device=0``) gives one ``RuntimeWarning`` naming
+    it and ``None`` (JAX's default device). A device string must exist."""
+    if _is_int(device) and device >= 0 and device >= len(_gpus()):
+        warnings.warn(f"device={int(device)} asks for GPU '/gpu:{int(device)}', which this machine does "
+                      f"not have (available devices: {available_jax_devices()}); running on JAX's "
+                      "default device instead. Pass a device string such as '/cpu:0' to choose one "
+                      "(a device string that does not exist is an error).", RuntimeWarning, stacklevel=3)
+        return None
+    return jax_device(device)
 
 
 def jax_devices(gpus: Any) -> list[jax.Device]:
@@ -86,13 +113,10 @@ def jax_devices(gpus: Any) -> list[jax.Device]:
         gpus = [gpus]
     if _is_int(gpus):
         count = int(gpus)
-        try:
-            have = jax.devices("gpu")
-        except RuntimeError:
-            have = []
+        have = _gpus()
         if count < 1 or count > len(have):
             hint = " Without a GPU, pass gpus=['/cpu:0']." if not have else ""
-            raise ValueError(f"`gpus={count}` asks for the first {count} GPUs, but this JAX process "
+            raise ValueError(f"`gpus={count}` asks for the first {count} GPUs, but this machine "
                              f"has {len(have)}. Available devices: {available_jax_devices()}.{hint} {_USAGE}")
         return list(have[:count])
     if not isinstance(gpus, (list, tuple)) or not gpus:

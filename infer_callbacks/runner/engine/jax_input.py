@@ -115,6 +115,14 @@ class Blocks:
             self.ended = True
             return None
 
+    def peek(self) -> tuple | None:
+        """The :func:`block_signature` of the next batch (``None`` at the end)."""
+        block = self._next()
+        if block is None:
+            return None
+        self._held = block
+        return block_signature(block[0])
+
     def take(self, count: int) -> tuple[tuple, int]:
         """``(leaves stacked [m, ...], m)`` with ``1 <= m <= count`` batches
         of one shape, in order; ``m == 0`` at the end."""
