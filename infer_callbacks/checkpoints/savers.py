@@ -31,7 +31,6 @@ with ``model.weights`` (``_BestSaver._save(epoch, value, weights=...)``).
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from typing import Any, Sequence
 
 import keras
 
-from infer_callbacks.checkpoints import keras_format, layout as ckpt, run_dir
+from infer_callbacks.checkpoints import any_format, keras_format, run_dir
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import atomic_write_json
@@ -243,19 +242,10 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         atomic_write_json(self.state_path, {"monitor": self.monitor, "mode": self.mode, "best": value,
                                             "epoch": epoch + 1, "global_step": step, "checkpoint": name})
         if old is not None and old["checkpoint"] != name:
-            old_path = os.path.join(self.checkpoint_dir, old["checkpoint"])
-            for path in glob.glob(glob.escape(old_path) + ".*") + ([old_path] if os.path.isfile(old_path) else []):
-                os.unlink(path)
+            any_format.remove(os.path.join(self.checkpoint_dir, old["checkpoint"]))
 
     def _write(self, path: str, epoch: int, step: int, weights: Sequence[Any] | None) -> None:
-        """One checkpoint (with the optimizer's state unless ``weights`` is a snapshot)."""
-        if self._format == "keras":
-            keras_format.write(self.model, path, weights=weights, with_optimizer=weights is None,
-                               epoch=epoch + 1, global_step=step)
-            return
-        optimizer = None if weights is not None else getattr(self.model, "optimizer", None)
-        ckpt.make_checkpoint(self.model, weights=weights, optimizer=optimizer, epoch=epoch + 1,
-                             global_step=step).write(path)
+        any_format.write(self.model, path, self._format, weights=weights, epoch=epoch + 1, global_step=step)
 
 
 class MinSaver(_BestSaver):
