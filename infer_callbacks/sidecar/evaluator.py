@@ -20,12 +20,12 @@ The loop, in short::
         if finished or timed out: stop
         wait(poll_seconds)                               # interruptible: stop()
 
-A checkpoint is complete once it is listed in ``CheckpointManager``'s
-``checkpoint`` state file: TensorFlow writes that file atomically, after the
-checkpoint's data and index files. Keras-format files
-(``keras.callbacks.ModelCheckpoint``'s ``*.weights.h5`` / ``*.keras``, on
-every backend) are listed, ordered and judged complete by
-:mod:`infer_callbacks.sidecar.keras_files`. The command-line entry is in
+A checkpoint is complete once its state file lists it (written
+atomically after its files): TensorFlow's ``checkpoint``
+(:mod:`~infer_callbacks.sidecar.tf_checkpoints`) or Keras-format
+``checkpoints.json`` (:mod:`~infer_callbacks.sidecar.saver_files`).
+``keras.callbacks.ModelCheckpoint``'s files are judged by
+:mod:`~infer_callbacks.sidecar.keras_files`. The command-line entry is in
 :mod:`infer_callbacks.sidecar.cli` (``python -m infer_callbacks.sidecar``).
 """
 
@@ -43,9 +43,11 @@ from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.monitors.callback import Monitors, MonitorWriter
 from infer_callbacks.runner.inference_runner import InferenceRunner
 from infer_callbacks.sidecar.arguments import check_model, check_monitors, positive
+from infer_callbacks.sidecar import saver_files, tf_checkpoints
 from infer_callbacks.sidecar.keras_files import KerasFiles, resolve_format
+from infer_callbacks.sidecar.listed import Listed, pending
 from infer_callbacks.sidecar.state import STATE_FILENAME, load_state
-from infer_callbacks.sidecar.tf_checkpoints import Listed, listed as listed_checkpoints, restore, training_finished
+from infer_callbacks.sidecar.tf_checkpoints import training_finished
 
 __all__ = ["SidecarEvaluator"]
 
@@ -71,15 +73,16 @@ class SidecarEvaluator:
     in between evaluates that checkpoint again on restart, and its
     ``stats.json`` row is replaced, not repeated.
 
-    With ``checkpoint_format="keras"`` (or ``"auto"`` finding only such
-    files) it watches the files of ``keras.callbacks.ModelCheckpoint``
-    instead, on TensorFlow and JAX: ``*.weights.h5`` (``save_weights_only``)
-    and ``*.keras`` (only their weights are loaded), in the order of the
-    epoch number in their names; a file is read once a newer one or the
-    ``training_finished`` marker exists (a file the user writes after
-    ``fit``: Keras writes none), or its size and time stayed the same over
-    ``settle_seconds``; ``global_step`` is the optimizer's step the file
-    stored, else the epoch (rules: :mod:`infer_callbacks.sidecar.keras_files`).
+    ``ModelSaver``'s Keras-format checkpoints (on JAX, or with
+    ``checkpoint_format="keras"``) are read the same way, on either
+    backend: exactly those ``checkpoints.json`` lists, with the epoch and
+    step listed there; never the ``MinSaver`` / ``MaxSaver`` files.
+    Without ``checkpoints.json``, ``checkpoint_format="keras"`` (or
+    ``"auto"`` finding such files) watches ``keras.callbacks.ModelCheckpoint``'s
+    ``*.weights.h5`` / ``*.keras`` files instead, ordered by the epoch in
+    their names, each read once complete (a newer file, the user's
+    ``training_finished`` marker, or ``settle_seconds`` unchanged); rules:
+    :mod:`infer_callbacks.sidecar.keras_files`.
 
     :meth:`run` returns when training wrote its "finished" marker and every
     checkpoint up to it was handled, after ``max_evaluations`` evaluations in
@@ -104,11 +107,13 @@ class SidecarEvaluator:
         monitors: a :class:`~infer_callbacks.Monitors` or a list of writers
             (default: ``ScalarPrinter`` plus, with ``logdir``, ``JSONWriter``
             and ``TFEventWriter``).
-        checkpoint_format: ``"tensorflow"`` (``ModelSaver``'s checkpoints;
-            TensorFlow backend only), ``"keras"`` (``ModelCheckpoint``'s
-            files; any backend) or ``"auto"``: ``"keras"`` when the directory
-            holds such files and no ``checkpoint`` state file, else
-            ``"tensorflow"`` (pass ``"keras"`` to watch an empty directory).
+        checkpoint_format: ``"tensorflow"`` (``ModelSaver``'s TensorFlow
+            checkpoints; TensorFlow backend only), ``"keras"``
+            (``ModelSaver``'s Keras-format checkpoints, or
+            ``ModelCheckpoint``'s files; any backend) or ``"auto"``:
+            ``"keras"`` when the directory holds ``checkpoints.json`` or such
+            files and no ``checkpoint`` state file, else ``"tensorflow"``
+            (pass ``"keras"`` to watch an empty directory).
         settle_seconds: Keras files only: how long the newest file's size
             and time must stay the same before it is read, when neither a
             newer file nor the marker exists.
@@ -145,6 +150,7 @@ class SidecarEvaluator:
         settle_seconds = positive("settle_seconds", settle_seconds, integer=False, optional=False)
         self._files = (None if self.checkpoint_format == "tensorflow"
                        else KerasFiles(self.checkpoint_dir, settle_seconds=settle_seconds))
+        self._listing = tf_checkpoints  # a ModelSaver's listing: `listed`, `restore`
         self.logdir = None if logdir is None else os.fspath(logdir)
         self.max_evaluations = positive("max_evaluations", max_evaluations, integer=True, optional=True)
         self.poll_seconds = positive("poll_seconds", poll_seconds, integer=False, optional=False)
@@ -165,8 +171,9 @@ class SidecarEvaluator:
 
     @property
     def last_evaluated(self) -> int:
-        """The number of the last checkpoint handled (0: none yet); for
-        Keras files, the epoch in its name (or how many were handled)."""
+        """The number of the last checkpoint handled (0: none yet): for a
+        ``ModelSaver``'s, its global step; for ``ModelCheckpoint``'s files,
+        the epoch in its name (or how many were handled)."""
         return self._state["last_number"]
 
     def stop(self) -> None:
@@ -200,9 +207,9 @@ class SidecarEvaluator:
                     break
                 # The marker is read before the listing: once it is there,
                 # the listing holds every checkpoint training will write.
-                finished = (self._files.finished() if self._files is not None
-                            else training_finished(self.checkpoint_dir))
-                todo = self._files.todo(self._state, finished) if self._files is not None else self._todo()
+                files = self._keras_files()
+                finished = files.finished() if files is not None else training_finished(self.checkpoint_dir)
+                todo = files.todo(self._state, finished) if files is not None else self._todo()
                 if todo:
                     row = self._evaluate(todo[0])
                     if row is _RETRY:
@@ -257,27 +264,21 @@ class SidecarEvaluator:
                       "faster (a smaller validation set, another device).", RuntimeWarning, stacklevel=4)
         self._state["skipped"].append(name)
 
+    def _keras_files(self) -> KerasFiles | None:
+        """The ``ModelCheckpoint`` files watched, or ``None`` for a
+        ``ModelSaver``'s listing (from the first look that finds
+        ``checkpoints.json`` on)."""
+        if self._files is not None and saver_files.is_saver_dir(self.checkpoint_dir):
+            self._files, self._listing = None, saver_files
+        return self._files
+
     def _todo(self) -> list[Listed]:
-        """Complete checkpoints after the last one handled, ascending. Those
-        deleted before their turn are skipped here, with a warning: listed
-        now with their files gone, or listed at an earlier look and no
-        longer."""
-        last = self._state["last_number"]
-        listed = [c for c in listed_checkpoints(self.checkpoint_dir) if c.number > last]
-        present = {c.number for c in listed if not c.gone}
-        seen = dict(self._state["seen"])  # {number: name}, JSON keys are str
-        gone = {c.number: c.name for c in listed if c.gone}
-        gone.update({int(n): name for n, name in seen.items() if int(n) not in present})
-        todo = [c for c in listed if not c.gone]
-        # Only those before the next one to evaluate are certainly skipped.
-        upto = todo[0].number if todo else None
-        skipped = sorted(n for n in gone if upto is None or n < upto)
-        for n in skipped:
-            self._skip(gone[n], "it was deleted (ModelSaver's max_to_keep) before its turn.")
-        self._state["seen"] = {**{n: name for n, name in seen.items() if int(n) not in skipped},
-                               **{str(c.number): c.name for c in listed}}
+        """The listed checkpoints after the last one handled, ascending; those
+        deleted before their turn are skipped here, with a warning."""
+        todo, skipped = pending(self._state, self._listing.listed(self.checkpoint_dir))
+        for name in skipped:
+            self._skip(name, "it was deleted (ModelSaver's max_to_keep) before its turn.")
         if skipped:
-            self._state["last_number"] = max(skipped)
             self._save_state()
         return todo
 
@@ -292,7 +293,7 @@ class SidecarEvaluator:
             epoch, step = restored
         else:
             try:
-                epoch, step = restore(self.model, ckpt.prefix)
+                epoch, step = self._listing.restore(self.model, ckpt)
             except FileNotFoundError:
                 self._skip(ckpt.name, "it was deleted (ModelSaver's max_to_keep) while being read.")
                 self._mark_done(ckpt)

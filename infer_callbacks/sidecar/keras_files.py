@@ -12,6 +12,10 @@ Who owns what:
 | :class:`KerasFiles` | which files exist, their order, when one is complete, loading one |
 | ``SidecarEvaluator`` | when to evaluate; the progress file (:class:`KerasFiles` keeps its part there) |
 
+A directory holding ``ModelSaver``'s ``checkpoints.json`` is not read by
+these rules: the sidecar evaluates what that file lists
+(:mod:`infer_callbacks.sidecar.saver_files`).
+
 Rules (also in docs/async.md):
 
 - **Order**: by the epoch number in the file's name (the number after the
@@ -46,6 +50,8 @@ import warnings
 from typing import Any, Callable, NamedTuple
 
 import keras
+
+from infer_callbacks.checkpoints import keras_format
 
 __all__ = ["FORMATS", "FINISHED_MARKER", "KerasFile", "KerasFiles", "epoch_of", "list_files", "resolve_format"]
 
@@ -102,7 +108,8 @@ def list_files(directory: str) -> list[KerasFile]:
 def resolve_format(directory: str, checkpoint_format: Any) -> str:
     """``"tensorflow"`` or ``"keras"``. ``"auto"``: ``"tensorflow"`` when the
     directory has TensorFlow's ``checkpoint`` state file, else ``"keras"``
-    when it holds ``*.weights.h5`` / ``*.keras`` files, else
+    when it holds ``ModelSaver``'s ``checkpoints.json`` or ``*.weights.h5`` /
+    ``*.keras`` files, else
     ``"tensorflow"`` (pass ``"keras"`` to watch an empty directory for them)."""
     if checkpoint_format not in FORMATS:
         raise ValueError(f"`checkpoint_format` must be one of {list(FORMATS)}. "
@@ -111,6 +118,8 @@ def resolve_format(directory: str, checkpoint_format: Any) -> str:
         return checkpoint_format
     if os.path.exists(os.path.join(directory, "checkpoint")):
         return "tensorflow"
+    if os.path.exists(os.path.join(directory, keras_format.STATE_FILE)):
+        return "keras"  # a ModelSaver's Keras-format checkpoints
     return "keras" if list_files(directory) else "tensorflow"
 
 

@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as _checkpoint
+from infer_callbacks.sidecar.listed import Listed
 
 __all__ = ["Listed", "listed", "restore", "training_finished"]
 
 _NUMBERED = re.compile(r"-(\d+)$")
-
-
-class Listed(NamedTuple):
-    """A checkpoint named in the state file: its base name, prefix, number
-    (``ckpt-<number>``), and whether its files are gone."""
-
-    name: str
-    prefix: str
-    number: int
-    gone: bool
 
 
 def listed(directory: str) -> list[Listed]:
@@ -44,11 +34,11 @@ def listed(directory: str) -> list[Listed]:
     return sorted(out, key=lambda c: c.number)
 
 
-def restore(model: keras.Model, prefix: str) -> tuple[int | None, int | None]:
-    """Restore ``prefix``'s weights into ``model``; its (epoch, global_step).
+def restore(model: keras.Model, ckpt: Listed) -> tuple[int | None, int | None]:
+    """Restore ``ckpt``'s weights into ``model``; its (epoch, global_step).
     Raises ``FileNotFoundError`` when its files are gone."""
     try:
-        info = _checkpoint.restore(model, prefix)
+        info = _checkpoint.restore(model, ckpt.path)
     except tf.errors.NotFoundError as e:  # deleted while being read
         raise FileNotFoundError(str(e)) from e
     return info.epoch, info.global_step
