@@ -109,8 +109,9 @@ def resolve_format(directory: str, checkpoint_format: Any) -> str:
     """``"tensorflow"`` or ``"keras"``. ``"auto"``: ``"tensorflow"`` when the
     directory has TensorFlow's ``checkpoint`` state file, else ``"keras"``
     when it holds ``ModelSaver``'s ``checkpoints.json`` or ``*.weights.h5`` /
-    ``*.keras`` files, else
-    ``"tensorflow"`` (pass ``"keras"`` to watch an empty directory for them)."""
+    ``*.keras`` files, else the backend's own: ``"tensorflow"`` on
+    TensorFlow (pass ``"keras"`` there to watch an empty directory for Keras
+    files), ``"keras"`` on any other backend (it has no TensorFlow checkpoints)."""
     if checkpoint_format not in FORMATS:
         raise ValueError(f"`checkpoint_format` must be one of {list(FORMATS)}. "
                          f"Received: checkpoint_format={checkpoint_format!r}")
@@ -120,7 +121,9 @@ def resolve_format(directory: str, checkpoint_format: Any) -> str:
         return "tensorflow"
     if os.path.exists(os.path.join(directory, keras_format.STATE_FILE)):
         return "keras"  # a ModelSaver's Keras-format checkpoints
-    return "keras" if list_files(directory) else "tensorflow"
+    if list_files(directory) or keras.backend.backend() != "tensorflow":
+        return "keras"
+    return "tensorflow"
 
 
 class KerasFiles:

@@ -200,6 +200,15 @@ def test_bad_format_and_settle_name_the_value(tmp_path):
         evaluator(tmp_path, None, checkpoint_format="keras", settle_seconds=0)
 
 
+def test_auto_on_an_empty_directory_is_the_backends_own_format(tmp_path):
+    from infer_callbacks.sidecar.keras_files import resolve_format
+
+    expected = "tensorflow" if keras.backend.backend() == "tensorflow" else "keras"
+    assert resolve_format(str(tmp_path), "auto") == expected
+    (tmp_path / "checkpoint").write_text("")  # TensorFlow's state file decides, on any backend
+    assert resolve_format(str(tmp_path), "auto") == "tensorflow"
+
+
 def test_wrong_model_for_the_files_is_an_error(ckdir, tmp_path):
     mark_finished(ckdir)
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
