@@ -29,7 +29,10 @@ class DataParallelInferenceRunner(InferenceRunner):
 
     A model built outside any strategy is validated as it is (each replica
     reads the variables where they live). A model built under a
-    ``MirroredStrategy`` can only run on that strategy's devices.
+    ``MirroredStrategy`` can only run on that strategy's devices. Under
+    JAX, a model under ``keras.distribution.DataParallel`` (its variables
+    replicated on the mesh) still gets whole batches per device, each device
+    reading its replica of the variables: the same numbers as one device.
 
     Args:
         input: as for :class:`InferenceRunner`.

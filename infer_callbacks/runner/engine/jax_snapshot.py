@@ -5,8 +5,10 @@ JAX arrays are immutable, so holding the values of an epoch's end would
 seem to need no copy; but Keras's JAX trainer *donates* its state to each
 train step (``donate_argnums``), which deletes those very buffers at the
 next step. So :meth:`JaxSnapshot.take` copies them on the device (no host
-round-trip), once per run: at most one extra copy of the weights exists
-(:attr:`JaxSnapshot.nbytes` says how much device memory it holds).
+round-trip), once per run, in the layout the step reads (``place``): at
+most one extra copy of the weights exists on each device that holds them
+(under ``keras.distribution.DataParallel``, replicated: one per device of
+the mesh; :attr:`JaxSnapshot.nbytes` counts every device's copy).
 """
 
 from __future__ import annotations
