@@ -3,7 +3,10 @@ naming the feature, the backend in use and what to use instead."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import run_python
+
+pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
 
 CODE = r"""
 import os, tempfile
@@ -16,7 +19,7 @@ cases = {
     "TrainConfig": lambda: TrainConfig(model=model, data=[(np.zeros((2, 3)), np.zeros(2))]),
     "PredictConfig": lambda: PredictConfig(model=model),
     "SidecarEvaluator": lambda: SidecarEvaluator(model, [(np.zeros((2, 3), "float32"),)], ScalarStats("loss"),
-                                                 checkpoint_dir=tempfile.mkdtemp()),
+                                                 checkpoint_dir=tempfile.mkdtemp(), checkpoint_format="tensorflow"),
 }
 for name, make in cases.items():
     try:

@@ -41,6 +41,9 @@ from infer_callbacks.towers.spec import UnknownFetchError
 
 __all__ = ["JaxBinding"]
 
+# A call's bytes (batches in, outputs out): placing a large buffer on a CPU
+# device costs more per byte than several small ones (bench_jax.py's CNN).
+_CALL_BYTES = 8 << 20
 _ABSTRACT_ROWS = 2  # the size given to unknown dimensions in the first, abstract trace
 
 
@@ -179,7 +182,7 @@ class JaxBinding:
         arrays = getattr(input, "arrays", None)
         blocks = Blocks(input, self._group, None if arrays is not None else self._grouped(input.dataset))
         pack = structure(input.dataset.element_spec)
-        pacer = Pacer(self.max_rounds, start=self._pace)
+        pacer = Pacer(self.max_rounds, start=self._pace, target_bytes=_CALL_BYTES)
         r = self.step.per_round
         run = {"pending": None, "finished": 0.0}
 

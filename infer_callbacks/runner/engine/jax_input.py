@@ -32,13 +32,16 @@ def structure(element_spec: Any):
     return lambda flat: tf.nest.pack_sequence_as(element_spec, list(flat)) if count else flat
 
 
-def group_size(batch_bytes: float, *, target_bytes: int = 8 << 20, most: int = 64) -> int:
-    """Batches per group: about ``target_bytes`` a group, a power of two in ``[1, most]``.
+def group_size(batch_bytes: float, *, target_bytes: int = 1 << 20, most: int = 64) -> int:
+    """Batches per group: about ``target_bytes`` a group, a power of two in
+    ``[1, most]``. Grouping saves ``tf.data``'s per-element cost on small
+    batches; a large batch is read alone (``padded_batch`` would copy it
+    once more for nothing).
 
     Example:
 
-    >>> group_size(4096), group_size(3 << 20)
-    (64, 2)
+    >>> group_size(4096), group_size(300 << 10), group_size(3 << 20)
+    (64, 2, 1)
     """
     size = 1
     while size * 2 <= most and size * 2 * batch_bytes <= target_bytes:
