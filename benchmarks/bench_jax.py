@@ -17,9 +17,14 @@ Baselines, measured round by round interleaved with the runner:
 The runner is timed inside ``model.fit``: its own ``on_epoch_end`` (the
 pass, ``on_test_*`` hooks, results into ``logs``), with
 ``ScalarStats('loss')`` and ``ClassificationError()`` over a tower written
-with ``keras.ops`` (``--default-tower``: the model's default tower, once it
-is on keras.ops). Rounds are interleaved; the fastest round (ratio of the
-fastest times) and the median of per-round ratios are reported.
+with ``keras.ops`` returning only those two (``--default-tower``: the
+model's default Keras tower, Keras's compiled loss with exact pairs), on
+two inputs: the ``tf.data`` pipeline ``evaluate`` reads, and Keras-style
+arrays ``(x, y)`` with ``batch_size`` -- the arrays the jit loop reads
+(``evaluate`` is timed on them too). Rounds are interleaved; the fastest
+round (ratio of the fastest times) and the median of per-round ratios are
+reported. Each runner's last numbers are checked against ``evaluate`` and
+the jit loop on the weights it validated.
 
 Targets (issue 21): MLP <= 0.3x evaluate and <= 1.1x the jit loop; CNN <= 1.0x evaluate.
 
