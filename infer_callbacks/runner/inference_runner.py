@@ -86,7 +86,9 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             validating across workers, where every call has this size). A
             pass starts at the pace the previous one reached.
         pipeline: run the calls in a background thread, so the device works
-            on the next batches while the host feeds the inferencers.
+            on the next batches while the host feeds the inferencers (on
+            TensorFlow; JAX's dispatch is asynchronous, so its engine
+            overlaps them with no thread of its own).
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
         on_nonfinite: ``'warn'`` (report NaN/inf and go on) or ``'raise'``.
         verbose: show a progress bar (on a terminal, and not with
