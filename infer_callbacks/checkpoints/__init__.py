@@ -2,5 +2,5 @@
 ``ModelSaver`` (the latest N) and ``MinSaver`` / ``MaxSaver`` (the best by a
 logged value).
 
-May import: ``runner`` (to meet the run's producers), ``distribute``, ``_util``.
+May import: ``fit`` (to meet the run's producers), ``distribute``, ``_util``.
 """

@@ -46,7 +46,7 @@ from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
-from infer_callbacks.runner import keras_glue
+from infer_callbacks.fit import keras_glue
 
 __all__ = ["ModelSaver", "MinSaver", "MaxSaver"]
 

@@ -2,5 +2,5 @@
 (``ScalarPrinter``, ``JSONWriter``, ``TFEventWriter``). They decide where
 numbers go, never what is measured.
 
-May import: ``runner`` (to meet the run's producers), ``distribute``, ``_util``.
+May import: ``fit`` (to meet the run's producers), ``distribute``, ``_util``.
 """

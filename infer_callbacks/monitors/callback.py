@@ -17,7 +17,7 @@ of series by step (``step_series``: TensorBoard) and :attr:`Monitors.history`,
 which hold each value once, at the step it was measured.
 
 The runners are those of the run this callback joins in ``set_model``
-(:func:`infer_callbacks.runner.keras_glue.join`: the ``CallbackList`` that
+(:func:`infer_callbacks.fit.keras_glue.join`: the ``CallbackList`` that
 holds it, looking through wrappers such as ``PeriodicTrigger``). Nothing is
 read from or stored on the user's model.
 """
@@ -33,7 +33,7 @@ import numpy as np
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.distribute.devices import is_chief, model_strategy
-from infer_callbacks.runner import keras_glue
+from infer_callbacks.fit import keras_glue
 from infer_callbacks.monitors.json_writer import JSONWriter
 from infer_callbacks.monitors.printer import ScalarPrinter
 from infer_callbacks.monitors.tf_events import TFEventWriter

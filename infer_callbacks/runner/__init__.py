@@ -1,9 +1,10 @@
 """The callbacks that validate: ``InferenceRunner``,
 ``DataParallelInferenceRunner``, ``PeriodicTrigger``, asynchronous runs,
-dispatch of batches to inferencers, reports for the monitors, and
-``keras_glue`` (the one module that meets Keras's ``CallbackList``).
-``runner.engine`` binds a model, runs the compiled multi-batch step and its
-background pipeline. The runner decides *when*; inferencers decide *what*.
+several sets, and the host side of a pass (dispatch of batches to the
+inferencers). ``runner.engine`` is the backend side: one interface
+(``engine/base.py``) and one sub-package per Keras backend, each owning its
+devices and placement; the callbacks never ask which backend runs. The
+runner decides *when*; inferencers decide *what*.
 
-May import: ``data``, ``distribute``, ``towers``, ``inferencers``, ``_util``.
+May import: ``fit``, ``data``, ``distribute``, ``towers``, ``inferencers``, ``_util``.
 """

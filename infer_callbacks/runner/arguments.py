@@ -5,25 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import keras
-
 from infer_callbacks.data.source import InputSource
 from infer_callbacks.runner.sets import Combination, ValidationSet, check_set_names
 
-__all__ = ["SUPPORTED_BACKENDS", "require_supported_backend", "check_options", "make_sets"]
-
-
-SUPPORTED_BACKENDS = ("tensorflow", "jax")
-
-
-def require_supported_backend() -> None:
-    """Refuse a Keras backend without an engine here, naming it and the fix."""
-    backend = keras.backend.backend()
-    if backend not in SUPPORTED_BACKENDS:
-        raise RuntimeError(
-            f"infer_callbacks runs on Keras's TensorFlow and JAX backends; this process uses "
-            f"KERAS_BACKEND={backend!r}, which has no validation engine here yet. Set "
-            "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before importing keras.")
+__all__ = ["check_options", "make_sets"]
 
 
 def _positive_int_or_none(name: str, value: Any) -> None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import tensorflow as tf
-
-from infer_callbacks.distribute.devices import canonical_device, model_strategy
 from infer_callbacks.inferencers.base import Inferencer
-from infer_callbacks.runner.backends import is_jax, jax_placement, runner_devices
+from infer_callbacks.runner.engine.select import current_engine
 from infer_callbacks.runner.inference_runner import InferenceRunner
 
 __all__ = ["DataParallelInferenceRunner"]
@@ -57,30 +54,8 @@ class DataParallelInferenceRunner(InferenceRunner):
         if "device" in kwargs:
             raise TypeError("DataParallelInferenceRunner takes its devices from `gpus`; `device` "
                             f"belongs to InferenceRunner (one device). Received: device={kwargs['device']!r}")
-        self.devices = runner_devices(gpus)
+        self.devices = current_engine().devices(gpus)
         super().__init__(input, infs, tower_func=tower_func, **kwargs)
-        self._own_strategy: tf.distribute.Strategy | None = None
 
-    _RUN_STATE = {**InferenceRunner._RUN_STATE, "_own_strategy": lambda: None}
-
-    def strategy_for(self, model) -> tf.distribute.Strategy | list:
-        if is_jax():  # JAX: the devices themselves (see engine/jax_step.py)
-            return jax_placement(*self.devices)
-        theirs_strategy = model_strategy(model)
-        if theirs_strategy is not None and not isinstance(theirs_strategy, tf.distribute.OneDeviceStrategy):
-            theirs = []
-            for name in theirs_strategy.extended.worker_devices:
-                try:
-                    theirs.append(canonical_device(name))
-                except ValueError:
-                    theirs.append(name)
-            if sorted(theirs) == sorted(self.devices):
-                return theirs_strategy
-            raise ValueError(
-                f"The model was built under a {type(theirs_strategy).__name__} over {theirs}, so its "
-                f"variables live on those devices only; DataParallelInferenceRunner cannot run it on "
-                f"{self.devices}. Pass gpus={theirs!r}, or use InferenceRunner, which validates on all "
-                "of the model's replicas.")
-        if self._own_strategy is None:
-            self._own_strategy = tf.distribute.MirroredStrategy(self.devices)
-        return self._own_strategy
+    def _whole_batch_devices(self) -> list[str]:
+        return list(self.devices)

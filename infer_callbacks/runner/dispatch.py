@@ -13,9 +13,8 @@ import warnings
 from typing import Any, Callable
 
 import numpy as np
-import tensorflow as tf
 
-from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES
+from infer_callbacks.towers.spec import NUM_SAMPLES_KEY as NUM_SAMPLES
 
 __all__ = ["call_hook", "run_pass", "collect", "PassStats"]
 
@@ -47,7 +46,7 @@ def _located(blocks, source, done: Callable[[], int], per_call: int):
             item = next(blocks)
         except StopIteration:
             return
-        except tf.errors.OpError as e:
+        except Exception as e:  # an input or device error, on any engine
             where = source.failed_batch
             where = (f"batch {where}" if where is not None else
                      f"one of batches {done() + 1}-{done() + per_call}")

@@ -25,22 +25,21 @@ from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import global_step
-from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.inferencers.context import RunContext
-from infer_callbacks.runner import keras_glue, keras_names
-from infer_callbacks.runner.arguments import check_options, make_sets, require_supported_backend
-from infer_callbacks.runner.backends import is_jax, placement_key, runner_device, runner_placement
+from infer_callbacks.fit import keras_glue
+from infer_callbacks.runner import keras_names
+from infer_callbacks.runner.arguments import check_options, make_sets
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.dispatch import call_hook as _hook
-from infer_callbacks.runner.engine.binding import check_inferencers
+from infer_callbacks.runner.engine.base import check_inferencers
+from infer_callbacks.runner.engine.select import current_engine
 from infer_callbacks.runner.passes import progress_bars
-from infer_callbacks.runner.report import Report, publish
+from infer_callbacks.fit.report import Report, publish
 from infer_callbacks.runner.validator import Validator
 
 __all__ = ["InferenceRunner"]
@@ -139,11 +138,11 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  batch_size: int | None = None, keras_names: bool = False, combine: Any = None,
                  limit_batches: int | float | None = None):
         super().__init__()
-        require_supported_backend()
+        engine = current_engine()  # refuses a backend without an engine, naming it
         self.infs = check_inferencers(infs)
         check_options(tower_func=tower_func, steps_per_execution=steps_per_execution,
                       on_nonfinite=on_nonfinite, tower_name=tower_name, keras_names=keras_names)
-        self.device = runner_device(device)  # TF: a missing GPU id warns and falls back
+        self.device = engine.device(device)  # a missing GPU id warns and falls back
         self.sets, self.combination = make_sets(input, self.infs, prefetch=prefetch, batch_size=batch_size,
                                                 limit_batches=limit_batches, combine=combine)
         self.input = self.sets[0].input
@@ -167,7 +166,8 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
     _RUN_STATE = {"last_results": dict, "num_samples_last_run": int, "samples_per_set": dict,
                   "_validator": lambda: None,
                   "_fit_run": lambda: None, "_reports": list, "_reports_lock": threading.Lock,
-                  "_history_handle": lambda: RunContext(model=None).trainer, "_async": lambda: None}
+                  "_history_handle": lambda: RunContext(model=None).trainer, "_async": lambda: None,
+                  "_placement_cache": dict}
 
     # -- Keras hooks --------------------------------------------------------
 
@@ -294,15 +294,18 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         """How many times the validation steps were traced (for tests)."""
         return 0 if self._validator is None else self._validator.tracing_count
 
-    def strategy_for(self, model) -> tf.distribute.Strategy | None:
-        """The strategy this runner validates ``model`` under (``None``:
-        TensorFlow's placement; under JAX, a list of ``jax.Device``, a
-        ``keras.distribution.DataParallel``'s batch split, or ``None``)."""
-        if is_jax():
-            return runner_placement(self.device, model)
-        if self.device is not None:
-            return tf.distribute.OneDeviceStrategy(self.device)
-        return model_strategy(model)
+    def strategy_for(self, model) -> Any:
+        """Where this runner validates ``model``: the engine's placement
+        (TensorFlow: a ``tf.distribute`` strategy or ``None`` for its own
+        placement; JAX: a list of ``jax.Device``, a
+        ``keras.distribution.DataParallel``'s batch split, or ``None``).
+        Opaque to the runner: only the engine reads it."""
+        return current_engine().placement(model, device=self.device, devices=self._whole_batch_devices(),
+                                          cache=self._placement_cache)
+
+    def _whole_batch_devices(self) -> list[str] | None:
+        """The devices that take whole batches each (``None``: the plain runner)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.tower_name!r}, {self.infs!r})"
@@ -317,7 +320,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
 
     def _binding_key(self, model) -> tuple:
         """What must stay the same for the bindings to serve ``model`` again."""
-        return (id(self.tower_func), self.device, placement_key(model),
+        return (id(self.tower_func), self.device, current_engine().placement_key(model),
                 len(getattr(model, "weights", ())))
 
     def _set_last(self, results: dict) -> None:
@@ -368,7 +371,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         strategy = self._validator.strategy if self._validator is not None else None
         handle = self._history_handle
         handle.model, handle.epoch_num, handle.global_step = self.model, epoch_num, global_step
-        handle.is_chief = is_chief(strategy)
+        handle.is_chief = current_engine().is_chief(strategy)
         return RunContext(model=self.model, epoch_num=epoch_num, global_step=global_step,
                           is_chief=handle.is_chief, trainer=handle)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import weakref
 from typing import Any, Sequence
 
-from infer_callbacks.runner.backends import engine_class
-from infer_callbacks.runner.engine.binding import Binding, EngineConfig
+from infer_callbacks.runner.engine.base import Binding, EngineConfig
+from infer_callbacks.runner.engine.select import current_engine
 from infer_callbacks.runner.passes import RunResults, run_sets
 from infer_callbacks.runner.sets import ValidationSet
 
@@ -36,11 +36,11 @@ class Validator:
         self._model = weakref.ref(model) if model is not None else (lambda: None)
         self.key, self.strategy, self.snapshot = key, strategy, None
         self.bindings: dict[tuple, Binding] = {}
-        make = engine_class()  # Binding (TensorFlow) or JaxBinding
+        engine_ = current_engine()
         for s in sets:
             if _structure(s) not in self.bindings:
                 config = EngineConfig(input=s.input, infs=tuple(s.infs), snapshot=self.snapshot, **engine)
-                binding = make(model, strategy, config, key)
+                binding = engine_.bind(model, strategy, config, key)
                 self.bindings[_structure(s)], self.snapshot = binding, binding.snapshot
 
     def matches(self, model, key: Any) -> bool:

@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as checkpoint
 from infer_callbacks.distribute.devices import spans_workers
-from infer_callbacks.runner.keras_glue import ordered_callbacks
+from infer_callbacks.fit.keras_glue import ordered_callbacks
 from infer_callbacks.data.source import InputSource
 from infer_callbacks.towers.model_desc import DescModel, ModelDesc
 from infer_callbacks.predict.predictor import get_predictor

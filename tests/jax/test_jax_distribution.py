@@ -24,7 +24,7 @@ ENV = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_co
 def test_data_parallel_model_splits_each_batch_like_evaluate():
     out = run_python(PRELUDE + '''
 import jax
-from infer_callbacks.runner.engine.jax_split_step import JaxSplitStep
+from infer_callbacks.runner.engine.jax.split_step import JaxSplitStep
 assert len(jax.devices()) == 3, jax.devices()
 keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
 x, y, w = data(203)

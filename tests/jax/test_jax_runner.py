@@ -116,7 +116,7 @@ print("OK")
 
 
 def test_unsupported_backend_is_named(monkeypatch):
-    from infer_callbacks.runner import arguments
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(RuntimeError, match="KERAS_BACKEND='torch'.*KERAS_BACKEND=jax"):
-        arguments.require_supported_backend()
+    from infer_callbacks.runner.engine.select import current_engine
+    monkeypatch.setattr(keras.backend, "backend", lambda: "mlx")
+    with pytest.raises(RuntimeError, match="KERAS_BACKEND='mlx'.*jax"):
+        current_engine()

@@ -221,7 +221,7 @@ def test_asynchronous_across_workers_is_refused_before_training():
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
                                               "task": {"type": "worker", "index": 0}})
         import tensorflow as tf
-        from infer_callbacks.runner.engine import binding
+        from infer_callbacks.runner.engine.tensorflow import binding
         binding.spans_workers = lambda strategy: True  # one process standing for several workers
         import numpy as np, keras
         from infer_callbacks import InferenceRunner, ScalarStats

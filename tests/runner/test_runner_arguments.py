@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from infer_callbacks import ScalarStats
-from infer_callbacks.runner.arguments import check_options, make_sets, require_supported_backend
+from infer_callbacks.runner.arguments import check_options, make_sets
+from infer_callbacks.runner.engine.select import current_engine
 
 BATCHES = [(np.zeros((2, 3), "float32"), np.zeros(2, "int32"))]
 OK = dict(tower_func=None, steps_per_execution=None, on_nonfinite="warn", tower_name=None, keras_names=False)
@@ -41,7 +42,7 @@ def test_make_sets_one_unnamed_set_or_named_sets_with_copies():
 
 
 def test_a_backend_without_an_engine_names_it(monkeypatch):
-    require_supported_backend()  # TensorFlow, the test process's backend
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(RuntimeError, match="KERAS_BACKEND='torch'.*tensorflow.*jax"):
-        require_supported_backend()
+    current_engine()  # TensorFlow, the test process's backend
+    monkeypatch.setattr(keras.backend, "backend", lambda: "mlx")
+    with pytest.raises(RuntimeError, match="KERAS_BACKEND='mlx'.*jax.*tensorflow"):
+        current_engine()

@@ -46,7 +46,7 @@ def tower_fetches(model: keras.Model, element_spec: Any, names: Sequence[str], b
     (``graph``: compiled, with the batch dimension unknown on TensorFlow)."""
     tower = keras_tower_func(model)
     if BACKEND == "jax":
-        from infer_callbacks.runner.engine.jax_tower import JaxTower
+        from infer_callbacks.runner.engine.jax.tower import JaxTower
         jax_tower = JaxTower(tower, model.variables, element_spec, names, keras_default=True)
         values = [v.value for v in model.variables]
         fn = compiled(jax_tower) if graph else jax_tower

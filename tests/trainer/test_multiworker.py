@@ -224,8 +224,8 @@ def test_cross_worker_step_on_three_replicas_with_partial_rounds(tmp_path):
     code = """
         import numpy as np, tensorflow as tf
         import infer_callbacks.distribute.cross_worker as C
-        import infer_callbacks.runner.engine.eval_step as S
-        from infer_callbacks.runner.engine.chunk import Chunk
+        import infer_callbacks.runner.engine.tensorflow.step as S
+        from infer_callbacks.runner.engine.tensorflow.chunk import Chunk
         C._CHUNK = 4                             # several chunks per value
         st = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1", "/cpu:2"])
         x = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)

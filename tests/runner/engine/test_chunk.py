@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from infer_callbacks.runner.engine.chunk import Chunk
-from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES
+from infer_callbacks.runner.engine.tensorflow.chunk import Chunk
+from infer_callbacks.runner.engine.tensorflow.step import NUM_SAMPLES
 
 SPECS = {"v": tf.TensorSpec([None, 2], tf.float32), NUM_SAMPLES: tf.TensorSpec([1], tf.int64)}
 HOST_RANKS = {"v": 2, NUM_SAMPLES: 0}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from infer_callbacks.runner.engine.chunk import Chunk
-from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES, make_step
+from infer_callbacks.runner.engine.tensorflow.chunk import Chunk
+from infer_callbacks.runner.engine.tensorflow.step import NUM_SAMPLES, make_step
 
 pytestmark = pytest.mark.tensorflow_only("the TensorFlow engine's step")
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
 from infer_callbacks.data.source import InputSource
-from infer_callbacks.runner.engine.jax_input import Blocks, block_signature, grouped
+from infer_callbacks.runner.engine.host_blocks import Blocks, block_signature, grouped
 
 
 def _batches_of(blocks: Blocks, sizes) -> list[tuple]:

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infer_callbacks.runner.engine.jax_sizes import CallSizes
-from infer_callbacks.runner.engine.jax_step import JaxStep, chunk_size
+from infer_callbacks.runner.engine.jax.sizes import CallSizes
+from infer_callbacks.runner.engine.jax.step import JaxStep, chunk_size
 
 
 def tower(values, batch):

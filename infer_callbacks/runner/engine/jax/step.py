@@ -4,7 +4,7 @@ on one device or whole batches per device, each batch's outputs kept apart.
 One call runs up to ``K`` *rounds*; a round gives each of the ``R`` devices
 one whole batch (batch ``k*R + i`` of the call goes to device ``i``, slot
 ``k``: tensorpack's data-parallel semantics). The host gets the call's
-batches stacked (``jax_input.Blocks``: all batches of a call have the same
+batches stacked (``host_blocks.Blocks``: all batches of a call have the same
 shapes; a batch of other shapes, such as the partial last one, starts the
 next call), fills a ``[K, ...]`` buffer per device, places each buffer on
 its device, and the step,
@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from infer_callbacks.runner.engine.jax_chunk import JaxChunk
+from infer_callbacks.runner.engine.host_chunk import JaxChunk
 
 __all__ = ["JaxStep", "capacity", "chunk_size"]
 
@@ -95,7 +95,7 @@ class JaxStep:
     """The compiled step of ``tower`` over ``devices``.
 
     Args:
-        tower: a :class:`~infer_callbacks.runner.engine.jax_tower.JaxTower`.
+        tower: a :class:`~infer_callbacks.runner.engine.jax.tower.JaxTower`.
         devices: the ``jax.Device`` list (one: a single device).
         ranks: each output's rank per batch (``0``: a scalar per batch).
     """

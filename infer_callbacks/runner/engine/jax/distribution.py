@@ -6,7 +6,7 @@ backend, read through Keras's public API (``keras.distribution``).
 each global batch split along its batch dimension. ``InferenceRunner``
 follows it (as it follows a ``MirroredStrategy`` model on TensorFlow): a
 :class:`BatchSplit` tells the engine the mesh, the batch axis and how Keras
-lays out the variables and the data; ``jax_split_step.JaxSplitStep`` runs
+lays out the variables and the data; ``split_step.JaxSplitStep`` runs
 it. Any other distribution (``ModelParallel``, a subclass of one's own) is
 refused at setup, naming it and what is supported.
 """

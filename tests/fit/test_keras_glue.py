@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from infer_callbacks import InferenceRunner, Monitors, PeriodicTrigger, ScalarPrinter, ScalarStats
 from infer_callbacks import ordered_callbacks
-from infer_callbacks.runner import keras_glue
+from infer_callbacks.fit import keras_glue
 
 KERAS = f"keras-{keras.__version__}"
 VAL = [(np.zeros((4, 3), "float32"), np.zeros(4, "int32"))]
@@ -191,3 +191,53 @@ def test_an_explicit_callback_list_passed_to_fit_is_joined():
     x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int32")
     model.fit(x, y, epochs=1, verbose=0, callbacks=cbs)
     assert seen[0] == "test_begin" and "validation_loss" in seen[1]
+
+
+def test_subclasses_that_extend_set_model_are_joined_in_fit():
+    """A tensorpack habit: subclass a runner (or Monitors, or a saver) and
+    extend set_model. EarlyStopping placed first must still see its results."""
+    seen = {}
+
+    class MyRunner(InferenceRunner):
+        def set_model(self, model):
+            seen["set_model"] = True
+            super().set_model(model)
+
+    class MyMonitors(Monitors):
+        def set_model(self, model):
+            super().set_model(model)
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen["logs"] = sorted(logs)
+
+    runner, monitors = MyRunner(VAL, ScalarStats("loss"), verbose=False), MyMonitors([ScalarPrinter()])
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "was not given its model" warning
+        _model().fit(x, y, epochs=1, verbose=0, callbacks=[Spy(), monitors, runner])
+    assert seen["set_model"] and "validation_loss" in seen["logs"]
+
+
+def test_wrappers_at_any_depth_and_subclassed_wrappers_are_joined():
+    class MyTrigger(PeriodicTrigger):
+        def set_model(self, model):
+            super().set_model(model)
+
+    inner = Joiner("inner")
+    wrapped = inner
+    for depth in range(5):
+        wrapped = (MyTrigger if depth % 2 else PeriodicTrigger)(wrapped, every_k_epochs=1)
+    cbs = keras.callbacks.CallbackList([Plain("a"), wrapped], model=_model())
+    assert inner.run is not None and inner.run.callback_list is cbs
+
+
+def test_a_subclass_driven_by_hand_still_warns():
+    class MyRunner(InferenceRunner):
+        def set_model(self, model):
+            super().set_model(model)
+
+    runner = MyRunner(VAL, ScalarStats("loss"), verbose=False)
+    runner.set_model(_model())
+    with pytest.warns(RuntimeWarning, match="was not given its model"):
+        runner.on_train_begin()

@@ -1,54 +1,34 @@
-"""A runner bound to one model: devices, the tower, the traced step.
+"""The TensorFlow engine's binding: one model bound to one input structure
+under a ``tf.distribute`` placement (``None``: TensorFlow's own placement, a
+``OneDeviceStrategy``, a ``MirroredStrategy`` whose replicas take whole
+batches or split each batch, or a ``MultiWorkerMirroredStrategy``), the
+tower traced once with ``tf.function``, the compiled multi-batch step.
 
 A runner is reusable across ``fit`` calls, models and trainers: it makes a
-new :class:`Binding` whenever the model (or its strategy) changes and keeps
-the traced step while it does not. Nothing is stored on the model.
+new binding whenever the model (or its strategy) changes and keeps the
+traced step while it does not. Nothing is stored on the model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import weakref
 from typing import Any, Sequence
 
 import tensorflow as tf
 
-from infer_callbacks.runner.engine.snapshot import Snapshot, scoped
-from infer_callbacks.distribute.devices import is_chief, spans_workers
-from infer_callbacks.inferencers.base import Inferencer
-from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
-from infer_callbacks.runner.engine.chunk import Chunk
-from infer_callbacks.runner.engine.fetch_table import FetchTable
 from infer_callbacks.distribute.cross_worker import shard_for_worker
-from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES, _static_inner, make_step
-from infer_callbacks.towers.keras_tower import keras_tower_func
+from infer_callbacks.distribute.devices import is_chief, spans_workers
+from infer_callbacks.runner.engine.base import (Binding, EngineConfig, choose_tower, named_fetch_error,
+                                                require_model_for_snapshot)
+from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
+from infer_callbacks.runner.engine.tensorflow.chunk import Chunk
+from infer_callbacks.runner.engine.tensorflow.snapshot import Snapshot, scoped
+from infer_callbacks.runner.engine.tensorflow.step import NUM_SAMPLES, static_inner, make_step
 from infer_callbacks.towers.spec import SAMPLE_WEIGHT_KEY, TowerSpec, UnknownFetchError
 
-__all__ = ["Binding", "EngineConfig", "check_inferencers", "SAMPLE_WEIGHT"]
+__all__ = ["TensorFlowBinding", "SAMPLE_WEIGHT"]
 
 SAMPLE_WEIGHT = SAMPLE_WEIGHT_KEY
-
-
-def check_inferencers(infs: Any) -> list[Inferencer]:
-    """``infs`` as a non-empty list of inferencers whose fetch lists and
-    result names are valid and do not clash."""
-    if isinstance(infs, Inferencer):
-        infs = [infs]
-    if not isinstance(infs, (list, tuple)) or not infs:
-        raise ValueError(f"`infs` must be an Inferencer or a non-empty list of Inferencers. Received: {infs!r}")
-    owner: dict[str, Inferencer] = {}
-    for inf in infs:
-        if not isinstance(inf, Inferencer):
-            raise TypeError("Every element of `infs` must be an infer_callbacks.Inferencer (e.g. "
-                            f"ScalarStats('loss')). Received: {inf!r} of type {type(inf).__name__}.")
-        inf.get_fetches()  # validates the list early
-        for key in inf.result_names() or []:
-            if key in owner:
-                raise ValueError(f"Two inferencers report the same key {key!r}: {owner[key]!r} and "
-                                 f"{inf!r}. Give one of them another prefix or summary name.")
-            owner[key] = inf
-    return list(infs)
 
 
 def _worker_index(strategy: tf.distribute.Strategy) -> int:
@@ -59,40 +39,7 @@ def _worker_index(strategy: tf.distribute.Strategy) -> int:
     return int(resolver.task_id) + (1 if "chief" in cluster else 0)
 
 
-@dataclasses.dataclass(frozen=True)
-class EngineConfig:
-    """What the runner hands the engine (its own configuration; the engine
-    reads nothing else of the runner).
-
-    Attributes:
-        input: an :class:`~infer_callbacks.data.source.InputSource` of the
-            structure this binding serves (every input given to
-            :meth:`Binding.blocks` has this structure).
-        infs: the inferencers, in the runner's order (their fetches).
-        tower_func: the user's tower function, or ``None`` for the model's own.
-        input_names: names of the positional batch elements, or ``None``.
-        whole_batches: each replica takes whole batches (data-parallel).
-        asynchronous: validate a snapshot of the weights.
-        steps_per_execution: the most batches per call, ``None``: automatic.
-        pipeline: run the calls in a background thread.
-        shutdown_timeout: seconds to wait for that thread when a pass stops early.
-        snapshot: the weights' snapshot an asynchronous runner already holds
-            for this model (shared by the bindings of its inputs), or ``None``.
-    """
-
-    input: Any
-    infs: tuple
-    tower_func: Any = None
-    input_names: tuple | None = None
-    whole_batches: bool = False
-    asynchronous: bool = False
-    steps_per_execution: int | None = None
-    pipeline: bool = True
-    shutdown_timeout: float = 2.0
-    snapshot: Any = None
-
-
-class Binding:
+class TensorFlowBinding(Binding):
     """What a runner needs to validate ``model``.
 
     Attributes:
@@ -101,27 +48,12 @@ class Binding:
     """
 
     def __init__(self, model, strategy: tf.distribute.Strategy | None, config: EngineConfig, key: Any = None):
-        """``key``: what the runner compares in :meth:`matches` to reuse the binding."""
-        self._model_ref = weakref.ref(model) if model is not None else None
-        self.strategy = strategy
-        self._key = key
+        super().__init__(model, strategy, config, key)
         self.mode, self.multi_worker = self._mode(config)
         element_spec = config.input.dataset.element_spec
-        if config.tower_func is None:
-            if model is None:
-                raise ValueError("InferenceRunner has no model and no `tower_func`. Use it in "
-                                 "`model.fit(callbacks=[...])`, call `runner.set_model(model)`, "
-                                 "or pass `tower_func`.")
-            if callable(getattr(model, "inference_tower", None)):  # a ModelDesc's model
-                tower_func, keras_default = model.inference_tower(), False
-            else:
-                tower_func, keras_default = keras_tower_func(model), True
-        else:
-            tower_func, keras_default = config.tower_func, False
-        self.tower = TowerSpec(tower_func, element_spec, keras_default=keras_default,
-                               input_names=(list(config.input_names) if config.input_names is not None
-                                            else getattr(tower_func, "input_names", None)))
-        names = list(dict.fromkeys(n for inf in config.infs for n in inf.get_fetches()))
+        tower_func, keras_default, input_names = choose_tower(model, config)
+        self.tower = TowerSpec(tower_func, element_spec, keras_default=keras_default, input_names=input_names)
+        names = config.fetch_names
         self.ranks: dict[str, int] = {}
         self.specs = self._trace(config, names, element_spec)
         replica_fn = self.tower.replica_fn(names, {})
@@ -132,9 +64,7 @@ class Binding:
                     "asynchronous=True cannot validate across several workers: the validation's "
                     "collectives would interleave with training's. Validate synchronously "
                     "(asynchronous=False) or evaluate checkpoints beside training with SidecarEvaluator.")
-            if model is None:
-                raise ValueError("asynchronous=True validates a snapshot of the model's weights; "
-                                 "bind a model first (runner.set_model(model) or model.fit).")
+            require_model_for_snapshot(model)
             self.snapshot = config.snapshot if config.snapshot is not None else Snapshot(model, self.strategy)
             replica_fn = scoped(replica_fn, self.snapshot)
         step_strategy, device = self.strategy, None
@@ -149,18 +79,13 @@ class Binding:
                               "single" if step_strategy is None else self.mode, self.max_rounds,
                               self.multi_worker, device=device, queued=self._queued(config))
         self._config = config
-        self._table = FetchTable(names, list(self.specs))
+        self._set_fetches(names, list(self.specs))
         self._pace = 1  # rounds of a pass's first call
 
     def _queued(self, config: EngineConfig) -> bool:
         """A Python input reaches the step through a queue, except across
         workers (each worker takes its shard of the dataset)."""
         return config.input.queued and not self.multi_worker
-
-    def matches(self, model, key: Any = None) -> bool:
-        """Whether this binding serves ``model`` with the runner's ``key``."""
-        alive = self._model_ref() if self._model_ref is not None else None
-        return alive is model and self._key == key
 
     def _mode(self, config: EngineConfig) -> tuple[str, bool]:
         strategy = self.strategy
@@ -178,8 +103,7 @@ class Binding:
         try:
             concrete = tf.function(fn, autograph=False).get_concrete_function(element_spec)
         except UnknownFetchError as e:
-            users = [inf for inf in config.infs if e.name in inf.get_fetches()]
-            raise UnknownFetchError(e.name, f"{e} Requested by {users[0]!r}." if users else str(e)) from None
+            raise named_fetch_error(e, config) from None
         specs = {k: tf.TensorSpec.from_tensor(v) for k, v in concrete.structured_outputs.items()}
         self.ranks[NUM_SAMPLES] = 0
         for k, spec in specs.items():
@@ -197,17 +121,12 @@ class Binding:
     def is_chief(self) -> bool:
         return is_chief(self.strategy)
 
-    def fetch_table(self, batch: dict, names: Sequence[str], load=None):
-        """``(results, exact, sample_weight)`` for one inferencer's fetches
-        (see :class:`~infer_callbacks.runner.engine.fetch_table.FetchTable`)."""
-        return self._table(batch, names, load)
-
     def can_block(self, names: Sequence[str]) -> bool:
         """Whether these fetches (with their exact pairs and the sample
         weights) can travel as one block per step call: none is a scalar per
         batch and all have static non-batch dimensions."""
-        wanted = self._table.wanted(names)
-        return all(self.ranks.get(n, 0) >= 1 and _static_inner(self.specs[n]) for n in wanted)
+        wanted = self.wanted(names)
+        return all(self.ranks.get(n, 0) >= 1 and static_inner(self.specs[n]) for n in wanted)
 
     def blocks(self, input: Any = None):
         """A generator of ``(dataset batches, Chunk)``, one per step call, in

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from infer_callbacks import Inferencer, InferenceRunner, ScalarStats
-from infer_callbacks.runner.report import Report
+from infer_callbacks.fit.report import Report
 from test_inference_runner import _ds, _model, data  # noqa: F401 (fixture)
 
 

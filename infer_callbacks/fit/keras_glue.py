@@ -16,7 +16,8 @@ callbacks, in list order, before ``on_train_begin``. Each callback of this
 package calls :func:`join` from its ``set_model``; :func:`join` reads the
 *immediate caller's* frame: its ``self`` is the ``CallbackList`` (or a
 wrapper such as ``PeriodicTrigger`` forwarding ``set_model``, whose own
-caller is then read, at most :data:`MAX_WRAPPERS` deep). The list must hold
+caller is then read, at any depth; a subclass that extends ``set_model`` and
+calls ``super().set_model(model)`` is looked through the same way). The list must hold
 the callback (or its wrapper) in its public ``callbacks`` attribute; then the
 callback joins that list's :class:`Run`, the explicit owner the callbacks of
 one ``fit`` meet through (``Monitors`` find the runners' reports there, a
@@ -47,8 +48,6 @@ from typing import Any, Iterable
 import keras
 
 __all__ = ["Run", "join", "unwrap", "is_producer", "ordered_callbacks", "warn_unjoined"]
-
-MAX_WRAPPERS = 3  # a callback, its wrapper, the wrapper's wrapper
 
 _runs: "weakref.WeakKeyDictionary[keras.callbacks.CallbackList, Run]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
@@ -173,9 +172,11 @@ def join(callback: keras.callbacks.Callback, *, depth: int = 1) -> Run | None:
         return None
     inner = callback
     try:
-        for _ in range(MAX_WRAPPERS + 1):
-            if frame is None:
-                return None
+        # A subclass extending ``set_model`` (``super().set_model(m)``):
+        # its own frames stand between the list and this call.
+        while frame is not None and frame.f_locals.get("self") is callback:
+            frame = frame.f_back
+        while frame is not None:
             owner = frame.f_locals.get("self")
             if isinstance(owner, keras.callbacks.CallbackList):
                 if not _holds(owner, callback):
@@ -186,12 +187,12 @@ def join(callback: keras.callbacks.Callback, *, depth: int = 1) -> Run | None:
                         run = _runs[owner] = Run(owner)
                     run._add(callback)
                 return run
-            # A wrapper forwarding set_model: read its caller in turn.
+            # A wrapper forwarding set_model (at any depth): read its caller in turn.
             if not isinstance(owner, keras.callbacks.Callback) or inner not in unwrap(owner)[1:]:
                 return None
             inner, frame = owner, frame.f_back
             while frame is not None and frame.f_locals.get("self") is owner:
-                frame = frame.f_back  # the wrapper's own helper frames
+                frame = frame.f_back  # the wrapper's own helper frames (and its subclasses')
         return None
     finally:
         del frame

@@ -33,7 +33,7 @@ import tensorflow as tf
 from infer_callbacks.distribute.cross_worker import gather_flat, gather_valid
 from infer_callbacks.towers.spec import NUM_SAMPLES_KEY
 
-__all__ = ["NUM_SAMPLES", "make_step"]
+__all__ = ["NUM_SAMPLES", "make_step", "static_inner"]
 
 NUM_SAMPLES = NUM_SAMPLES_KEY
 
@@ -62,7 +62,7 @@ def _flatten_outputs(replica_fn: Callable, names: list[str], dynamic: list[str])
     return fn
 
 
-def _static_inner(spec: tf.TensorSpec) -> bool:
+def static_inner(spec: tf.TensorSpec) -> bool:
     inner = spec.shape.as_list()[1:]
     return all(d is not None for d in inner) and int(np.prod(inner)) > 0
 
@@ -110,7 +110,7 @@ def make_step(replica_fn: Callable, specs: dict[str, tf.TensorSpec], element_spe
     specs = {n: tf.TensorSpec([1], s.dtype) if s.shape.rank == 0 else s for n, s in specs.items()}
     # Outputs whose non-batch dimensions are known travel without shapes:
     # the host gets each batch's rows from its size.
-    dynamic = [n for n in names if not _static_inner(specs[n])]
+    dynamic = [n for n in names if not static_inner(specs[n])]
     flat_fn = _flatten_outputs(replica_fn, names, dynamic)
     # One array write per dtype a round (concatenated values), split per
     # name after the loop: in an overhead-bound pass the ops a round are the cost.

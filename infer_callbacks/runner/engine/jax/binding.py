@@ -5,38 +5,36 @@ the host loop that feeds it.
 | who | owns |
 | --- | --- |
 | :class:`JaxBinding` | the tower, the first (abstract) trace that checks the fetch names, the pass: batches from the input, calls paced by time and bytes, one call in flight while the host hands the previous one to the inferencers |
-| ``jax_tower.JaxTower`` | the tower under ``keras.StatelessScope``, fetch names |
-| ``jax_step.JaxStep`` | the ``jax.jit`` step over the devices, stacking and placing batches |
-| ``jax_sizes.CallSizes`` | each call's size (rounds), so that only a first pass compiles |
-| ``jax_split_step.JaxSplitStep`` | the same under ``keras.distribution.DataParallel``: each batch split across its mesh |
-| ``jax_chunk.JaxChunk`` | one call's outputs on the host, in dataset order |
-| ``jax_snapshot.JaxSnapshot`` | an asynchronous run's copy of the weights |
+| ``tower.JaxTower`` | the tower under ``keras.StatelessScope``, fetch names |
+| ``step.JaxStep`` | the ``jax.jit`` step over the devices, stacking and placing batches |
+| ``sizes.CallSizes`` | each call's size (rounds), so that only a first pass compiles |
+| ``split_step.JaxSplitStep`` | the same under ``keras.distribution.DataParallel``: each batch split across its mesh |
+| ``host_chunk.JaxChunk`` (shared) | one call's outputs on the host, in dataset order |
+| ``snapshot.JaxSnapshot`` | an asynchronous run's copy of the weights |
 
-The interface is :class:`~infer_callbacks.runner.engine.binding.Binding`'s
-(the host side, ``passes.py`` and ``dispatch.py``, serves both engines).
+The interface is :class:`~infer_callbacks.runner.engine.base.Binding`'s
+(the host side, ``runner/passes.py`` and ``runner/dispatch.py``, serves every engine).
 """
 
 from __future__ import annotations
 
 import time
-import weakref
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 import tensorflow as tf
 
-from infer_callbacks.runner.engine.binding import EngineConfig
-from infer_callbacks.runner.engine.fetch_table import FetchTable
-from infer_callbacks.runner.engine.jax_input import Blocks, group_size, grouped, structure
-from infer_callbacks.runner.engine.jax_distribution import BatchSplit
-from infer_callbacks.runner.engine.jax_sizes import CallSizes
-from infer_callbacks.runner.engine.jax_snapshot import JaxSnapshot, current_values
-from infer_callbacks.runner.engine.jax_split_step import JaxSplitStep
-from infer_callbacks.runner.engine.jax_step import JaxStep, capacity
-from infer_callbacks.runner.engine.jax_tower import JaxTower
+from infer_callbacks.runner.engine.base import (Binding, EngineConfig, choose_tower, named_fetch_error,
+                                                require_model_for_snapshot)
+from infer_callbacks.runner.engine.host_blocks import Blocks, group_size, grouped, structure
+from infer_callbacks.runner.engine.jax.distribution import BatchSplit
+from infer_callbacks.runner.engine.jax.sizes import CallSizes
+from infer_callbacks.runner.engine.jax.snapshot import JaxSnapshot, current_values
+from infer_callbacks.runner.engine.jax.split_step import JaxSplitStep
+from infer_callbacks.runner.engine.jax.step import JaxStep, capacity
+from infer_callbacks.runner.engine.jax.tower import JaxTower
 from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
-from infer_callbacks.towers.keras_tower import keras_tower_func
 from infer_callbacks.towers.spec import UnknownFetchError
 
 __all__ = ["JaxBinding"]
@@ -59,7 +57,7 @@ def _abstract_batch(element_spec: Any) -> Any:
     return tf.nest.map_structure(one, element_spec)
 
 
-class JaxBinding:
+class JaxBinding(Binding):
     """What a runner needs to validate ``model`` under Keras's JAX backend.
 
     Args:
@@ -77,47 +75,31 @@ class JaxBinding:
 
     def __init__(self, model, devices: Sequence[jax.Device] | BatchSplit | None, config: EngineConfig,
                  key: Any = None):
-        self._model_ref = weakref.ref(model) if model is not None else None
-        self._key, self._config = key, config
+        super().__init__(model, devices, config, key)
+        self._config = config
         split = devices if isinstance(devices, BatchSplit) else None
         self.devices = split.devices if split else list(devices) if devices else [jax.devices()[0]]
-        self.strategy = devices
-        tower_func, keras_default = self._tower_func(model, config)
+        tower_func, keras_default, input_names = choose_tower(model, config)
         self.variables = list(model.variables) if model is not None else []
-        names = list(dict.fromkeys(n for inf in config.infs for n in inf.get_fetches()))
+        names = config.fetch_names
         element_spec = config.input.dataset.element_spec
         self.tower = JaxTower(tower_func, self.variables, element_spec, names, keras_default=keras_default,
-                              input_names=(list(config.input_names) if config.input_names is not None
-                                           else getattr(tower_func, "input_names", None)))
+                              input_names=input_names)
         self.specs = self._trace(config, element_spec)
         self.ranks = {k: len(s.shape) for k, s in self.specs.items()}
-        self._table = FetchTable(names, list(self.specs))
+        self._set_fetches(names, list(self.specs))
         self.step = (JaxSplitStep(self.tower, split, self.ranks, self.variables) if split
                      else JaxStep(self.tower, self.devices, self.ranks))
         self.max_rounds = config.steps_per_execution or 1024
         self.snapshot = None
         if config.asynchronous:
-            if model is None:
-                raise ValueError("asynchronous=True validates a snapshot of the model's weights; "
-                                 "bind a model first (runner.set_model(model) or model.fit).")
+            require_model_for_snapshot(model)
             self.snapshot = (config.snapshot if config.snapshot is not None
                              else JaxSnapshot(model, self.variables, self.step.place))
         self._pace = 1  # rounds of a pass's first call
         self._group = 8  # batches per read from tf.data (sized by bytes after a pass)
         self._groups: dict = {}
-        self._sizes = CallSizes(self.max_rounds, self.step.per_round)  # see jax_sizes.py
-
-    @staticmethod
-    def _tower_func(model, config: EngineConfig):
-        if config.tower_func is not None:
-            return config.tower_func, False
-        if model is None:
-            raise ValueError("InferenceRunner has no model and no `tower_func`. Use it in "
-                             "`model.fit(callbacks=[...])`, call `runner.set_model(model)`, "
-                             "or pass `tower_func`.")
-        if callable(getattr(model, "inference_tower", None)):
-            return model.inference_tower(), False
-        return keras_tower_func(model), True
+        self._sizes = CallSizes(self.max_rounds, self.step.per_round)  # see sizes.py
 
     def _trace(self, config: EngineConfig, element_spec: Any) -> dict:
         """One abstract trace on the input's structure: checks every fetch
@@ -126,28 +108,17 @@ class JaxBinding:
         try:
             return self.tower.output_shapes(values, _abstract_batch(element_spec))
         except UnknownFetchError as e:
-            users = [inf for inf in config.infs if e.name in inf.get_fetches()]
-            raise UnknownFetchError(e.name, f"{e} Requested by {users[0]!r}." if users else str(e)) from None
-
-    def matches(self, model, key: Any = None) -> bool:
-        """Whether this binding serves ``model`` with the runner's ``key``."""
-        alive = self._model_ref() if self._model_ref is not None else None
-        return alive is model and self._key == key
+            raise named_fetch_error(e, config) from None
 
     @property
     def tracing_count(self) -> int:
         """How many step variants JAX traced (one per batch shape and call size)."""
         return self.step.compiles
 
-    def fetch_table(self, batch: dict, names: Sequence[str], load=None):
-        """``(results, exact, sample_weight)`` for one inferencer's fetches
-        (see :class:`~infer_callbacks.runner.engine.fetch_table.FetchTable`)."""
-        return self._table(batch, names, load)
-
     def can_block(self, names: Sequence[str]) -> bool:
         """Whether these fetches can travel as one block per call: none is a
         scalar per batch (a call's batches share their shapes)."""
-        return all(self.ranks.get(n, 0) >= 1 for n in self._table.wanted(names))
+        return all(self.ranks.get(n, 0) >= 1 for n in self.wanted(names))
 
     def _state(self) -> list:
         """The values this pass validates, on the devices."""
@@ -155,7 +126,7 @@ class JaxBinding:
             if self.snapshot.values is None:
                 raise RuntimeError("The asynchronous snapshot holds no weights yet; take() it before a run.")
             return self.snapshot.values
-        return self.step.place(current_values(self._model_ref() if self._model_ref else None,
+        return self.step.place(current_values(self.model,
                                               self.variables))
 
     def _grouped(self, dataset) -> Any:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Hashable
 
-from infer_callbacks.runner.engine.jax_step import capacity
+from infer_callbacks.runner.engine.jax.step import capacity
 
 __all__ = ["CallSizes"]
 

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
-from infer_callbacks.runner.engine.eval_step import NUM_SAMPLES
+from infer_callbacks.runner.engine.tensorflow.step import NUM_SAMPLES
 
 __all__ = ["Chunk"]
 

@@ -3,7 +3,7 @@ batch's batch dimension split across the distribution's devices (Keras's
 convention, as a ``MirroredStrategy`` model on TensorFlow), several batches
 per ``jax.jit`` call, each batch's outputs kept apart.
 
-As in ``jax_step.py``, the host gets a call's batches stacked (all of one shape:
+As in ``step.py``, the host gets a call's batches stacked (all of one shape:
 a batch of other shapes, such as the partial last one, starts the next
 call) into ``[K, B, ...]`` buffers, and the step runs the tower on slot
 ``0 .. count-1`` in a ``while`` loop. Here the buffers are placed with a
@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infer_callbacks.runner.engine.jax_chunk import JaxChunk
-from infer_callbacks.runner.engine.jax_distribution import BatchSplit
-from infer_callbacks.runner.engine.jax_step import Launched
+from infer_callbacks.runner.engine.host_chunk import JaxChunk
+from infer_callbacks.runner.engine.jax.distribution import BatchSplit
+from infer_callbacks.runner.engine.jax.step import Launched
 
 __all__ = ["JaxSplitStep", "padded_rows"]
 
@@ -60,8 +60,8 @@ class JaxSplitStep:
     """The compiled step of ``tower`` with each batch split over ``split``'s mesh.
 
     Args:
-        tower: a :class:`~infer_callbacks.runner.engine.jax_tower.JaxTower`.
-        split: the :class:`~infer_callbacks.runner.engine.jax_distribution.BatchSplit`.
+        tower: a :class:`~infer_callbacks.runner.engine.jax.tower.JaxTower`.
+        split: the :class:`~infer_callbacks.runner.engine.jax.distribution.BatchSplit`.
         ranks: each output's rank per batch (``0``: a scalar per batch).
         variables: the Keras variables whose values the step takes (for their layouts).
 
