@@ -9,6 +9,8 @@ cost of starting a fit as the process grows is measured by
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import run_python
 
 STRESS = r"""
@@ -115,6 +117,7 @@ print("FITS", fits)
 """
 
 
+@pytest.mark.timeout(1000)  # its subprocess has 900 s: fifty fits on a loaded 2-core machine
 def test_fifty_fits_in_one_process_each_sees_its_own_results(tmp_path):
     out = run_python(STRESS.replace("{TMP}", str(tmp_path)), timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
