@@ -64,9 +64,12 @@ class MonitorsHandle:
 
     Values put are held until the runner :meth:`drain`\\ s them (after
     ``after_inference``) and reports them with the run's results. The
-    history holds ``(global_step, value)`` pairs of everything put or
-    :meth:`record`\\ ed, so ``get_latest('validation_error')`` returns the
-    last run's error, as in tensorpack.
+    history holds one ``(global_step, value)`` pair per scalar and run, of
+    everything put or :meth:`record`\\ ed, so
+    ``get_latest('validation_error')`` returns the last run's error, as in
+    tensorpack. A value put, drained into the results and recorded back with
+    them stays one entry: the recorded value replaces the one put at that
+    step.
 
     Args:
         global_step: the step recorded with values put (the runner keeps it
@@ -78,6 +81,7 @@ class MonitorsHandle:
         self._scalars: dict[str, float] = {}
         self._images: dict[str, np.ndarray] = {}
         self._history: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self._drained: set[str] = set()  # put, drained, not yet recorded back
 
     def put_scalar(self, name: str, value: Any) -> None:
         """Report a scalar with this run's results (and add it to the history)."""
@@ -99,11 +103,22 @@ class MonitorsHandle:
         self._images.update(_as_image(name, image))
 
     def record(self, scalars: dict[str, float], global_step: int | None = None) -> None:
-        """Add a run's results to the history (called by the runner)."""
+        """Add a run's results to the history (called by the runner).
+
+        A scalar put in this run and drained into ``scalars`` is already in
+        the history at this step: its entry takes the recorded value instead
+        of gaining a second one.
+        """
         step = self.global_step if global_step is None else int(global_step)
+        drained, self._drained = self._drained, set()
         for name, value in scalars.items():
-            if isinstance(value, numbers.Real):
-                self._history[name].append((step, float(value)))
+            if not isinstance(value, numbers.Real):
+                continue
+            history = self._history[name]
+            if name in drained and history and history[-1][0] == step:
+                history[-1] = (step, float(value))
+            else:
+                history.append((step, float(value)))
 
     def get_latest(self, name: str) -> float:
         """The last value of scalar ``name``; ``KeyError`` if none yet."""
@@ -121,6 +136,7 @@ class MonitorsHandle:
         """The scalars and images put since the last drain; clears them."""
         scalars, images = self._scalars, self._images
         self._scalars, self._images = {}, {}
+        self._drained = set(scalars)
         return scalars, images
 
 
