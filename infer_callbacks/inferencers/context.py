@@ -29,11 +29,12 @@ Example, what a runner does around one validation run:
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
+
+from infer_callbacks._util import as_scalar, numeric_array
 
 __all__ = ["RunContext", "TrainerHandle", "MonitorsHandle"]
 
@@ -87,14 +88,15 @@ class MonitorsHandle:
         """Report a scalar with this run's results (and add it to the history)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"put_scalar needs a non-empty string name. Received: name={name!r}")
-        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-        if array.shape != () or array.dtype.kind not in "biuf":
+        scalar = as_scalar(value)
+        if scalar is None:
+            array = numeric_array(value)
+            what = f"shape {array.shape} and dtype {array.dtype}" if array is not None else "no numbers"
             raise ValueError(
                 f"put_scalar({name!r}, ...) needs one number. Received: {type(value).__name__} "
-                f"with shape {array.shape} and dtype {array.dtype}; reduce it or put one "
-                "scalar per element.")
-        self._scalars[name] = float(array)
-        self._history[name].append((self.global_step, float(array)))
+                f"with {what}; reduce it or put one scalar per element.")
+        self._scalars[name] = scalar
+        self._history[name].append((self.global_step, scalar))
 
     def put_image(self, name: str, image: Any) -> None:
         """Report an image (HxW, HxWxC or NxHxWxC, values in [0, 255])."""
@@ -112,13 +114,14 @@ class MonitorsHandle:
         step = self.global_step if global_step is None else int(global_step)
         drained, self._drained = self._drained, set()
         for name, value in scalars.items():
-            if not isinstance(value, numbers.Real):
+            value = as_scalar(value)
+            if value is None:
                 continue
             history = self._history[name]
             if name in drained and history and history[-1][0] == step:
-                history[-1] = (step, float(value))
+                history[-1] = (step, value)
             else:
-                history.append((step, float(value)))
+                history.append((step, value))
 
     def get_latest(self, name: str) -> float:
         """The last value of scalar ``name``; ``KeyError`` if none yet."""

@@ -11,10 +11,13 @@ weights and one background run at a time.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable
 
 __all__ = ["AsyncDriver", "BackgroundRun"]
+
+logger = logging.getLogger(__name__)
 
 
 class BackgroundRun:
@@ -117,8 +120,8 @@ class AsyncDriver:
         """Snapshot now and validate in the background; return what the
         previous run (waited for if still going) produced."""
         if self.run is not None and not self.run.done:
-            print(f"[infer_callbacks] waiting for the validation of epoch {self.running_epoch} "
-                  f"before validating epoch {epoch_num}", flush=True)
+            logger.warning("waiting for the validation of epoch %d before validating epoch %d",
+                           self.running_epoch, epoch_num)
         done = self._collect(block=True)
         self.run, self.running_epoch = self._launch(epoch_num, global_step), epoch_num
         return done
