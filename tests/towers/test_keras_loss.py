@@ -183,6 +183,8 @@ def test_batches_without_labels_say_that_loss_needs_x_y_batches(name):
 def test_docstring_examples_run():
     import doctest
 
-    import infer_callbacks.towers.keras_loss as module
+    import infer_callbacks.towers.keras_loss
+    import infer_callbacks.towers.keras_shapes
 
-    assert doctest.testmod(module).failed == 0
+    for module in (infer_callbacks.towers.keras_loss, infer_callbacks.towers.keras_shapes):
+        assert doctest.testmod(module).failed == 0, module
