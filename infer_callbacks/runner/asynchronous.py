@@ -3,7 +3,7 @@ weights and one background run at a time.
 
 | who            | owns                                                       |
 | -------------- | ---------------------------------------------------------- |
-| ``engine.snapshot.Snapshot`` | one private copy of the model's weights, on the model's devices; the tower reads it through ``keras.StatelessScope`` |
+| the engine's ``Snapshot`` (``engine/tensorflow/snapshot.py``, ``engine/jax/snapshot.py``) | one private copy of the model's weights, on the model's devices; the tower reads it through ``keras.StatelessScope`` |
 | :class:`BackgroundRun` | the thread that validates the snapshot; its result or error |
 | :class:`AsyncDriver` | when to snapshot, when to wait; it is handed the runner's launch, foreground pass and publish |
 | runner         | where results go                                           |

@@ -3,10 +3,10 @@ three trainers, which differ only in their ``tf.distribute`` strategy.
 
 | piece | module |
 | --- | --- |
-| ``ModelDesc`` and its Keras face ``DescModel`` | ``model_desc.py`` |
-| ``TrainConfig`` (what, on what, how long) | ``train_config.py`` |
+| ``ModelDesc`` and its Keras face ``DescModel`` | ``towers/model_desc.py`` |
+| ``TrainConfig`` (what, on what, how long) | ``config.py`` |
 | one training step per model kind | ``train_step.py`` |
-| the loop, the ordered ``CallbackList`` (``Trainer``) | ``train_loop.py`` |
+| the loop, the ordered ``CallbackList`` (``Trainer``) | ``loop.py`` |
 | the strategy of each trainer | this module |
 """
 
