@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 # Test modules whose models and data other packages' tests reuse
-# (``from test_trainers import Linear``, ``from test_predictor import Classifier``).
+# (``from helpers.trainer import Linear``, ``from test_predictor import Classifier``).
 for _shared in ("trainer", "predict", "runner"):
     sys.path.insert(0, os.path.join(REPO, "tests", _shared))
 

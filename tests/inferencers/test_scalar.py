@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.inferencers import check_split_invariance, run_inferencer
 from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats
 from infer_callbacks.stats import BinaryStatistics, StatCounter
-from test_base import check_split_invariance, run_inferencer
 
 
 @st.composite

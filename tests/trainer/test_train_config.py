@@ -10,9 +10,9 @@ import keras
 import pytest
 import tensorflow as tf
 
+from helpers.trainer import Linear, train_ds
 from infer_callbacks import TrainConfig
 from infer_callbacks.trainer.config import cluster_from_tf_config
-from test_trainers import Linear, train_ds
 
 pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 
