@@ -1,5 +1,5 @@
 """SidecarEvaluator: a training run writes checkpoints with ModelSaver, the
-sidecar (here in this process; the command line: test_sidecar_cli.py)
+sidecar (here in this process; the command line: test_cli.py)
 evaluates each one in order, exactly once; its numbers equal Keras's and
 numpy's on the weights recorded at each epoch end."""
 
