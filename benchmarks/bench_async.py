@@ -19,7 +19,7 @@ Checks, on the last round:
 * every epoch has a result in both modes, and the asynchronous run's result
   for epoch ``e`` equals a synchronous pass over the weights recorded at the
   end of epoch ``e`` (and the synchronous run's result for epoch ``e``);
-* memory: the snapshot's bytes (``background.Snapshot.nbytes``, one copy of
+* memory: the snapshot's bytes (``InferenceRunner.snapshot_nbytes``, one copy of
   every model weight, trainable or not) against the model's weights.
 
     python benchmarks/bench_async.py [--rounds 3] [--epochs 5] [--json] [--quick]
@@ -43,7 +43,6 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from infer_callbacks import ClassificationError, InferenceRunner, ScalarStats  # noqa: E402
-from infer_callbacks.runner.asynchronous import Snapshot  # noqa: E402
 
 
 class SlowInput(keras.utils.PyDataset):
@@ -163,7 +162,7 @@ def run(rounds: int, epochs: int, steps: int, delay: float, val_samples: int | N
         sync = reports["sync"].get(epoch)
         diffs_sync[epoch] = None if got is None or sync is None else _max_diff(got, sync)
     weight_bytes = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
-    snapshot_bytes = Snapshot(model, None).nbytes
+    snapshot_bytes = runners["async"].snapshot_nbytes
     return {
         "benchmark": "async", "epochs": epochs, "steps_per_epoch": steps, "input_ms_per_batch": delay * 1e3,
         "val_samples": val_samples, "val_batches": -(-val_samples // 256), "rounds": rounds,
@@ -196,10 +195,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--val-samples", type=int, default=None,
                         help="validation samples (default: calibrated to one epoch's time)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 1 round, 3 epochs, 10 steps")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 round, 2 epochs, 4 steps, 256 validation samples")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.epochs, args.steps = 1, 3, 10
+        args.rounds, args.epochs, args.steps, args.delay = 1, 2, 4, 0.005
+        args.val_samples = args.val_samples or 256
     result = run(args.rounds, args.epochs, args.steps, args.delay, args.val_samples)
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                          "python": platform.python_version(), "tensorflow": tf.__version__,

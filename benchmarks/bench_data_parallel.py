@@ -173,7 +173,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--quick", action="store_true", help="a smoke test: 16 batches per workload, 2 rounds")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 16 batches per workload, 1 round")
     parser.add_argument("--fit", action="store_true", help="time the runners inside model.fit")
     parser.add_argument("--gpus", action="store_true",
                         help="use the machine's GPUs instead of logical CPU devices (skipped without GPUs)")
@@ -193,7 +193,7 @@ def main(argv=None) -> dict:
         _split_cpu(_MAX_DEVICES)
         devices = [d.name for d in tf.config.list_logical_devices("CPU")][:_MAX_DEVICES]
         kind = "logical CPU"
-    rounds = 2 if args.quick else args.rounds
+    rounds = 1 if args.quick else args.rounds
     rows = []
     for name in [args.only] if args.only else ["overhead", "compute"]:
         rows.extend(_measure(name, rounds, devices, args.fit, args.quick))

@@ -10,7 +10,7 @@ tower and checking the fetches. Reported per phase (first and last fifth of
 the fits): the fastest and median start, and the ratio of the last fifth's
 median to the first's (flat: about 1).
 
-    python benchmarks/bench_fit_start.py [--fits 50] [--json]
+    python benchmarks/bench_fit_start.py [--fits 50] [--json] [--quick]
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", type=int, default=50, help="fits of each kind")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 fits of each kind")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.fits = 2
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 16)).astype("float32")
     y = rng.integers(0, 3, size=256).astype("int32")

@@ -22,7 +22,7 @@ Columns (all in MiB, above the child's resident size before the run):
   sampled by the parent every millisecond: the memory that cannot be
   reclaimed, the one that causes out-of-memory kills.
 
-    python benchmarks/bench_gather_memory.py [--sizes 64 256 1024] [--budget 64] [--json]
+    python benchmarks/bench_gather_memory.py [--sizes 64 256 1024] [--budget 64] [--json] [--quick]
 """
 
 from __future__ import annotations
@@ -144,7 +144,10 @@ def main() -> None:
                         help="validation set sizes in MiB of gathered outputs")
     parser.add_argument("--budget", type=float, default=64, help="max_memory_mb of the spill mode")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--quick", action="store_true", help="smoke test: a 4 MiB set, spilled at 2 MiB")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.budget = [4], 2
     if not sys.platform.startswith("linux"):
         sys.exit("This benchmark reads /proc (Linux only).")
 

@@ -200,12 +200,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="InferenceRunner speed under Keras's JAX backend")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--quick", action="store_true", help="fewer samples and rounds (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 256 samples (128 for the CNN), one round")
     parser.add_argument("--only", choices=["mlp", "cnn"])
     parser.add_argument("--default-tower", action="store_true", help="the model's default tower")
     args = parser.parse_args(argv)
-    rounds = 2 if args.quick else args.rounds
-    sizes = {"mlp": 2000 if args.quick else 20000, "cnn": 1000 if args.quick else 10000}
+    rounds = 1 if args.quick else args.rounds
+    sizes = {"mlp": 256 if args.quick else 20000, "cnn": 128 if args.quick else 10000}
     results = [bench(name, n, rounds, args.default_tower) for name, n in sizes.items()
                if args.only in (None, name)]
     machine = {"python": platform.python_version(), "jax": jax.__version__, "keras": keras.__version__,

@@ -2,7 +2,7 @@
 (the default, ``compiled=True``) against eager (``compiled=False``), for AUC,
 MeanIoU and top-k accuracy on batches of 64 examples with 10 classes.
 
-    python benchmarks/bench_keras_metric.py [--batches 300] [--json]
+    python benchmarks/bench_keras_metric.py [--batches 300] [--json] [--quick]
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 3 batches, 1 round")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.batches, args.rounds = 3, 1
     rng = np.random.default_rng(0)
     result = {}
     for name, (make, labels) in METRICS.items():

@@ -12,7 +12,7 @@ polling. The first checkpoint also pays for the sidecar's start-up (import,
 tracing) and is reported apart. Expected: about half a poll interval plus
 one validation pass and the writes.
 
-    python benchmarks/bench_sidecar.py [--epochs 8] [--poll 0.1 1.0] [--json]
+    python benchmarks/bench_sidecar.py [--epochs 8] [--poll 0.1 1.0] [--json] [--quick]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 from infer_callbacks import ClassificationError, InferenceRunner, ModelSaver, ScalarStats  # noqa: E402
-from infer_callbacks import checkpoint as ckpt  # noqa: E402
+from infer_callbacks.checkpoints import any_format as ckpt  # noqa: E402
 
 _rng = np.random.default_rng(0)
 X_TRAIN, Y_TRAIN = _rng.normal(size=(512, 32)).astype("float32"), _rng.integers(0, 10, 512)
@@ -143,10 +143,14 @@ def main(argv=None) -> None:
     parser.add_argument("--poll", type=float, nargs="+", default=[0.1, 1.0],
                         help="sidecar poll intervals to measure (default 0.1 1.0; 1.0 is the default)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 2 checkpoints at one poll interval (0.1 s), one baseline pass")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.poll = 2, [0.1]
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2. Received: --epochs {args.epochs}")
-    work = baseline()
+    work = baseline(repeats=1 if args.quick else 7)
     results = [measure(poll, args.epochs) for poll in args.poll]
     if args.json:
         print(json.dumps({"benchmark": "sidecar_delay", "validation_samples": len(X_VAL),

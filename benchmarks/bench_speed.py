@@ -375,17 +375,17 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=20000, help="overhead-bound and epoch-hook workloads")
     parser.add_argument("--compute-samples", type=int, default=10000, help="compute-bound workload")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--quick", action="store_true", help="fewer samples and rounds (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 256 samples, one round")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS (two subprocesses)")
     parser.add_argument("--only", choices=["compute", "overhead", "slow_input", "padded", "train", "memory"],
                         action="append", help="run these workloads only (repeatable)")
     args = parser.parse_args(argv)
-    n, rounds = (2000, 2) if args.quick else (args.samples, args.rounds)
-    nc = 2000 if args.quick else args.compute_samples
+    n, rounds = (256, 1) if args.quick else (args.samples, args.rounds)
+    nc = 256 if args.quick else args.compute_samples
     jobs = {"compute": lambda: [bench_workload("compute", nc, rounds)],
             "overhead": lambda: [bench_workload("overhead", n, rounds)],
             "slow_input": lambda: [bench_slow_input(rounds, "overhead"), bench_slow_input(rounds, "compute")],
-            "padded": lambda: [bench_padded(rounds, 1024 if args.quick else 8192)],
+            "padded": lambda: [bench_padded(rounds, 256 if args.quick else 8192)],
             "train": lambda: [bench_training_overhead(rounds, n)],
             "memory": lambda: [bench_memory()]}
     chosen = args.only or ["compute", "overhead", "slow_input", "padded", "train"] + (["memory"] if args.memory else [])

@@ -8,7 +8,7 @@ Each block trains ``--epochs`` epochs with ``fit`` and with ``SimpleTrainer``
 epoch of each block (tracing) is left out; reported: the median epoch time of
 each trainer divided by ``fit``'s.
 
-    python benchmarks/bench_trainer.py [--rounds 5] [--json]
+    python benchmarks/bench_trainer.py [--rounds 5] [--json] [--quick]
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4, help="timed epochs per block")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 round of 1 timed epoch, 5 steps")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.epochs, args.steps = 1, 1, 5
     rng = np.random.default_rng(0)
     x = rng.random((64 * args.steps, 64), dtype=np.float32)
     y = rng.integers(0, 10, size=len(x)).astype(np.int32)

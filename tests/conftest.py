@@ -44,11 +44,6 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
 
-# Test modules whose models and data other packages' tests reuse
-# (``from test_trainers import Linear``, ``from test_predictor import Classifier``).
-for _shared in ("trainer", "predict", "runner"):
-    sys.path.insert(0, os.path.join(REPO, "tests", _shared))
-
 
 def run_python(code: str, *, timeout: float = 240, env: dict | None = None,
                devices: int | None = None) -> subprocess.CompletedProcess:

@@ -1,11 +1,12 @@
 """Small helpers shared by several modules (not public API); the one
-package any other may import. Files and JSON, numbers, the global step here;
-``copying`` (how callbacks deep-copy) and ``chief`` (tensorpack's
-``chief_only``) beside it. It imports nothing of the package."""
+package any other may import. Files and JSON, what counts as a number, the
+global step here; ``copying`` (how callbacks deep-copy) and ``chief``
+(tensorpack's ``chief_only``) beside it. It imports nothing of the package."""
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import stat
 import tempfile
@@ -190,3 +191,37 @@ def require_tensorflow(feature: str, *, instead: str = "") -> None:
             f"{feature} needs Keras's TensorFlow backend; this process uses KERAS_BACKEND={backend!r}. "
             + (instead + " " if instead else "")
             + "Set KERAS_BACKEND=tensorflow before importing keras to use it.")
+
+
+def numeric_array(value: Any) -> np.ndarray | None:
+    """``value`` (a Python or numpy number, an array, or a tensor with
+    ``.numpy()``) as a numpy array of real numbers (bool, int or float), or
+    ``None`` when it is not numbers (strings, objects, complex, unreadable).
+
+    Example:
+
+    >>> numeric_array(np.float32(2.5)).dtype, numeric_array("a")
+    (dtype('float32'), None)
+    """
+    if isinstance(value, complex):
+        return None
+    try:
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    except Exception:  # noqa: BLE001 - a value we cannot read is not a number
+        return None
+    if array.dtype.kind == "O" and isinstance(value, numbers.Real):  # an int beyond int64
+        array = np.asarray(float(value))
+    return array if array.dtype.kind in "biuf" else None
+
+
+def as_scalar(value: Any) -> float | None:
+    """``value`` as one float if it is one real number (see
+    :func:`numeric_array`), else ``None``.
+
+    Example:
+
+    >>> as_scalar(np.array(3)), as_scalar(True), as_scalar([1, 2]), as_scalar(None)
+    (3.0, 1.0, None, None)
+    """
+    array = numeric_array(value)
+    return float(array) if array is not None and array.shape == () else None

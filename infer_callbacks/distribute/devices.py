@@ -7,13 +7,13 @@ inferencers.
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from infer_callbacks.distribute.cluster import chief_task, tf_config_task
 
 __all__ = [
     "available_devices",
@@ -167,21 +167,7 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     With a multi-worker strategy, its task; else ``TF_CONFIG``'s task (chief,
     or worker 0 when there is no chief); without either, ``True``.
     """
-    task_type = task_id = None
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is not None and resolver.task_type is not None:
-        task_type, task_id = resolver.task_type, resolver.task_id
-        cluster = resolver.cluster_spec().as_dict()
-    else:
-        try:
-            config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
-        except ValueError:
-            return True
-        task = config.get("task") or {}
-        task_type, task_id = task.get("type"), task.get("index", 0)
-        cluster = config.get("cluster") or {}
-    if task_type is None:
-        return True
-    if task_type == "chief":
-        return True
-    return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
+        return chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
+    return chief_task(*tf_config_task())

@@ -33,7 +33,7 @@ what will be missing and the fix. The explicit path needs no frame:
 passed to ``fit`` is joined like ``fit``'s own list.
 
 This is the only module that reads an interpreter frame or looks into a
-``CallbackList``; ``tests/runner/test_keras_glue.py`` pins its behaviour on
+``CallbackList``; ``tests/fit/test_keras_glue.py`` pins its behaviour on
 the installed Keras.
 """
 

@@ -1,13 +1,15 @@
 """The ``Inferencer`` plugin protocol (tensorpack's, on numpy).
 
-Inferencers see numpy arrays only; the runner owns TensorFlow. The built-ins
-live in :mod:`infer_callbacks.inferencers.scalar`, :mod:`infer_callbacks.inferencers.keras_metric`,
+Inferencers see numpy arrays only; the runner owns the backend. What an
+inferencer reports is made ``{str: float}`` by
+:mod:`infer_callbacks.inferencers.results`; the names it fetches are checked
+by :mod:`infer_callbacks.inferencers.fetches`. The built-ins live in
+:mod:`infer_callbacks.inferencers.scalar`, :mod:`infer_callbacks.inferencers.keras_metric`,
 :mod:`infer_callbacks.inferencers.gather` and :mod:`infer_callbacks.inferencers.confusion`.
 """
 
 from __future__ import annotations
 
-import numbers
 import warnings
 import weakref
 from typing import Any, Sequence
@@ -16,8 +18,10 @@ import numpy as np
 
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.inferencers.context import RunContext, TrainerHandle
+from infer_callbacks.inferencers.fetches import check_fetches, tensor_names
+from infer_callbacks.inferencers.results import element_keys, scalar_results
 
-__all__ = ["Inferencer"]
+__all__ = ["Inferencer", "element_keys", "tensor_names"]
 
 _warned_renames: set = set()
 
@@ -33,18 +37,6 @@ def _warn_renamed(obj: Any, old: str, new: str) -> None:
         warnings.warn(
             f"{type(obj).__name__}.{old}() is tensorpack's old name of {new}(); it still works, "
             f"but rename it to {new}().", UserWarning, stacklevel=4)
-
-
-def _looks_like_tensor(value: Any) -> bool:
-    module = type(value).__module__ or ""
-    return module.split(".")[0] in ("tensorflow", "keras", "tf_keras") or (
-        hasattr(value, "dtype") and hasattr(value, "op") and hasattr(value, "name"))
-
-
-def element_keys(key: str, shape: tuple) -> list[str]:
-    """Keys for the elements of a non-scalar result: ``key_<i>`` (``key_<i>_<j>``
-    for a matrix), the same convention as :class:`~infer_callbacks.KerasMetric`."""
-    return [f"{key}_{'_'.join(str(i) for i in index)}" for index in np.ndindex(*shape)]
 
 
 class Inferencer:
@@ -243,21 +235,7 @@ class Inferencer:
             fetches = self._get_output_tensors()
         else:
             fetches = self._get_fetches()
-        who = f"{type(self).__name__}._get_fetches()"
-        if isinstance(fetches, str) or not isinstance(fetches, (list, tuple)):
-            hint = " (a list, even for one name)" if isinstance(fetches, str) else ""
-            raise TypeError(f"{who} must return a list of tensor names{hint}. It returned {fetches!r:.200}.")
-        if not fetches:
-            raise ValueError(f"{who} returned an empty list; an inferencer needs at least one tensor name.")
-        for name in fetches:
-            if _looks_like_tensor(name):
-                raise TypeError(
-                    f"{who} returned a tensor or op ({name!r:.120}), a TF1 habit that cannot carry "
-                    "over: return the tensor names as strings, e.g. 'wrong-top1'; compute extra "
-                    "tensors in the tower function.")
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"{who} must return non-empty strings. It returned {name!r} in {list(fetches)!r}.")
-        return list(fetches)
+        return check_fetches(fetches, f"{type(self).__name__}._get_fetches()")
 
     def on_fetches(self, results: list[np.ndarray], num_samples: int | None = None, *,
                    exact: Sequence | None = None, sample_weight: np.ndarray | None = None) -> None:
@@ -281,7 +259,7 @@ class Inferencer:
     def after_inference(self) -> dict[str, float]:
         """``_after_inference()`` as ``{str: float}``; never raises over a value."""
         self._batch = Inferencer._batch
-        return self._sanitize(self._after_inference())
+        return scalar_results(self._after_inference(), f"{self!r}._after_inference()")
 
     def after_inference_images(self) -> dict[str, np.ndarray]:
         """Images of this run, ``{name: HxWxC uint8 array}``. Default: none."""
@@ -304,25 +282,6 @@ class Inferencer:
         (used to detect clashes before training). ``None`` if unknown."""
         return None
 
-    # -- helpers -------------------------------------------------------------
-
-    def _sanitize(self, results: Any) -> dict[str, float]:
-        if results is None:
-            return {}
-        who = f"{self!r}._after_inference()"
-        if not hasattr(results, "items"):
-            warnings.warn(f"{who} returned {type(results).__name__} {results!r:.200}, not a dict of "
-                          "{name: scalar}; nothing is reported.", UserWarning, stacklevel=3)
-            return {}
-        clean: dict[str, float] = {}
-        for key, value in results.items():
-            if not isinstance(key, str):
-                warnings.warn(f"{who} returned the non-string key {key!r}; reported as {str(key)!r}.",
-                              UserWarning, stacklevel=3)
-                key = str(key)
-            clean.update(_scalars(key, value, who))
-        return clean
-
     def __repr__(self) -> str:
         try:
             names = ", ".join(repr(n) for n in self._get_fetches())
@@ -331,31 +290,5 @@ class Inferencer:
         return f"{type(self).__name__}({names})"
 
 
-def _scalars(key: str, value: Any, who: str) -> dict[str, float]:
-    if isinstance(value, (numbers.Real, np.number, np.bool_)) and not isinstance(value, complex):
-        return {key: float(value)}
-    try:
-        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-    except Exception:  # noqa: BLE001 - a value we cannot read is dropped, not fatal
-        array = np.asarray(None, dtype=object)
-    if array.dtype.kind not in "biuf":
-        warnings.warn(f"{who}[{key!r}] is not a number ({type(value).__name__} {value!r:.80}); "
-                      "it is not reported.", UserWarning, stacklevel=4)
-        return {}
-    if array.shape == ():
-        return {key: float(array)}
-    keys = element_keys(key, array.shape)
-    warnings.warn(f"{who}[{key!r}] has shape {array.shape}, not one number; reported as one key "
-                  f"per element: {keys[0]!r}, ... Reduce it or name the elements to silence this.",
-                  UserWarning, stacklevel=4)
-    return dict(zip(keys, (float(v) for v in array.ravel())))
-
-
-def _names(names: str | Sequence[str], arg: str) -> list[str]:
-    """A tensor name or a non-empty list of names, as a list (for ``__init__``s)."""
-    if isinstance(names, str):
-        names = [names]
-    names = list(names)
-    if not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"`{arg}` must be a tensor name or a non-empty list of names. Received: {names!r}")
-    return names
+# The old private name, for code written before ``tensor_names`` was public.
+_names = tensor_names

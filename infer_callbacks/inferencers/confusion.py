@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from infer_callbacks.inferencers.base import Inferencer, _names
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.inferencers.fetches import tensor_names
 
 __all__ = ["ConfusionMatrix"]
 
@@ -117,8 +118,8 @@ class ConfusionMatrix(Inferencer):
 
     def __init__(self, label: str, pred: str, num_classes: int, *, prefix: str = "validation",
                  class_names: Sequence[str] | None = None, image: bool = True):
-        self.label = _names(label, "label")[0]
-        self.pred = _names(pred, "pred")[0]
+        self.label = tensor_names(label, "label")[0]
+        self.pred = tensor_names(pred, "pred")[0]
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
                 or num_classes < 1:
             raise ValueError(

@@ -29,11 +29,12 @@ Example, what a runner does around one validation run:
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
+
+from infer_callbacks._util import as_scalar, numeric_array
 
 __all__ = ["RunContext", "TrainerHandle", "MonitorsHandle"]
 
@@ -64,9 +65,12 @@ class MonitorsHandle:
 
     Values put are held until the runner :meth:`drain`\\ s them (after
     ``after_inference``) and reports them with the run's results. The
-    history holds ``(global_step, value)`` pairs of everything put or
-    :meth:`record`\\ ed, so ``get_latest('validation_error')`` returns the
-    last run's error, as in tensorpack.
+    history holds one ``(global_step, value)`` pair per scalar and run, of
+    everything put or :meth:`record`\\ ed, so
+    ``get_latest('validation_error')`` returns the last run's error, as in
+    tensorpack. A value put, drained into the results and recorded back with
+    them stays one entry: the recorded value replaces the one put at that
+    step.
 
     Args:
         global_step: the step recorded with values put (the runner keeps it
@@ -78,19 +82,21 @@ class MonitorsHandle:
         self._scalars: dict[str, float] = {}
         self._images: dict[str, np.ndarray] = {}
         self._history: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self._drained: set[str] = set()  # put, drained, not yet recorded back
 
     def put_scalar(self, name: str, value: Any) -> None:
         """Report a scalar with this run's results (and add it to the history)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"put_scalar needs a non-empty string name. Received: name={name!r}")
-        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-        if array.shape != () or array.dtype.kind not in "biuf":
+        scalar = as_scalar(value)
+        if scalar is None:
+            array = numeric_array(value)
+            what = f"shape {array.shape} and dtype {array.dtype}" if array is not None else "no numbers"
             raise ValueError(
                 f"put_scalar({name!r}, ...) needs one number. Received: {type(value).__name__} "
-                f"with shape {array.shape} and dtype {array.dtype}; reduce it or put one "
-                "scalar per element.")
-        self._scalars[name] = float(array)
-        self._history[name].append((self.global_step, float(array)))
+                f"with {what}; reduce it or put one scalar per element.")
+        self._scalars[name] = scalar
+        self._history[name].append((self.global_step, scalar))
 
     def put_image(self, name: str, image: Any) -> None:
         """Report an image (HxW, HxWxC or NxHxWxC, values in [0, 255])."""
@@ -99,11 +105,23 @@ class MonitorsHandle:
         self._images.update(_as_image(name, image))
 
     def record(self, scalars: dict[str, float], global_step: int | None = None) -> None:
-        """Add a run's results to the history (called by the runner)."""
+        """Add a run's results to the history (called by the runner).
+
+        A scalar put in this run and drained into ``scalars`` is already in
+        the history at this step: its entry takes the recorded value instead
+        of gaining a second one.
+        """
         step = self.global_step if global_step is None else int(global_step)
+        drained, self._drained = self._drained, set()
         for name, value in scalars.items():
-            if isinstance(value, numbers.Real):
-                self._history[name].append((step, float(value)))
+            value = as_scalar(value)
+            if value is None:
+                continue
+            history = self._history[name]
+            if name in drained and history and history[-1][0] == step:
+                history[-1] = (step, value)
+            else:
+                history.append((step, value))
 
     def get_latest(self, name: str) -> float:
         """The last value of scalar ``name``; ``KeyError`` if none yet."""
@@ -121,6 +139,7 @@ class MonitorsHandle:
         """The scalars and images put since the last drain; clears them."""
         scalars, images = self._scalars, self._images
         self._scalars, self._images = {}, {}
+        self._drained = set(scalars)
         return scalars, images
 
 

@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from infer_callbacks._util import describe_arrays
-from infer_callbacks.inferencers.base import Inferencer, _names
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.inferencers.fetches import tensor_names
 
 __all__ = ["GatherOutputs"]
 
@@ -80,7 +81,7 @@ class GatherOutputs(Inferencer):
 
     def __init__(self, fetches: Sequence[str] | str, score_fn: Callable[[dict], Mapping[str, Any]],
                  *, max_memory_mb: float = 512, tmpdir: str | os.PathLike | None = None):
-        self.fetches = _names(fetches, "fetches")
+        self.fetches = tensor_names(fetches, "fetches")
         if len(set(self.fetches)) != len(self.fetches):
             raise ValueError(f"`fetches` lists a name twice: {self.fetches!r}")
         if not callable(score_fn):

@@ -16,7 +16,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from infer_callbacks._util import describe_arrays
-from infer_callbacks.inferencers.base import Inferencer, _names, element_keys
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.inferencers.fetches import tensor_names
+from infer_callbacks.inferencers.results import element_keys
 
 __all__ = ["KerasMetric"]
 
@@ -106,10 +108,10 @@ class KerasMetric(Inferencer):
         self.metric = metric
         if isinstance(fetches, Mapping):
             self._keywords = [str(k) for k in fetches]
-            self.fetches = _names(list(fetches.values()), "fetches")
+            self.fetches = tensor_names(list(fetches.values()), "fetches")
         else:
             self._keywords = None
-            self.fetches = _names(fetches, "fetches")
+            self.fetches = tensor_names(fetches, "fetches")
             self._warn_swapped_order()
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")

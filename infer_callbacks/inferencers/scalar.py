@@ -28,7 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from infer_callbacks.inferencers.base import Inferencer, _names
+from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.inferencers.fetches import tensor_names
 from infer_callbacks.inferencers.stats import BinaryStatistics, RatioCounter, StatCounter
 
 __all__ = ["ScalarStats", "ClassificationError", "BinaryClassificationStats"]
@@ -102,7 +103,7 @@ class ScalarStats(Inferencer):
     """
 
     def __init__(self, names: str | Sequence[str], prefix: str = "validation"):
-        self.names = _names(names, "names")
+        self.names = tensor_names(names, "names")
         self.prefix = prefix
         self.stats = [StatCounter() for _ in self.names]
         self._exact = [None for _ in self.names]
@@ -177,7 +178,7 @@ class ClassificationError(Inferencer):
     """
 
     def __init__(self, wrong_tensor_name: str = "wrong-top1", summary_name: str = "validation_error"):
-        self.wrong_tensor_name = _names(wrong_tensor_name, "wrong_tensor_name")[0]
+        self.wrong_tensor_name = tensor_names(wrong_tensor_name, "wrong_tensor_name")[0]
         self.summary_name = summary_name
         self.err_stat = RatioCounter()
 
@@ -252,8 +253,8 @@ class BinaryClassificationStats(Inferencer):
     """
 
     def __init__(self, pred_tensor_name: str, label_tensor_name: str, prefix: str = "val"):
-        self.pred_tensor_name = _names(pred_tensor_name, "pred_tensor_name")[0]
-        self.label_tensor_name = _names(label_tensor_name, "label_tensor_name")[0]
+        self.pred_tensor_name = tensor_names(pred_tensor_name, "pred_tensor_name")[0]
+        self.label_tensor_name = tensor_names(label_tensor_name, "label_tensor_name")[0]
         self.prefix = prefix
         self.stat = BinaryStatistics()
 

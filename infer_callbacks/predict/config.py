@@ -1,6 +1,6 @@
 """``PredictConfig``: which model, which weights, which inputs are fed and
 which outputs are fetched, checked when it is made (the predictor and the
-exporter in ``predict.py`` / ``export.py`` turn it into a function)."""
+exporter in ``predictor.py`` / ``export.py`` turn it into a function)."""
 
 from __future__ import annotations
 

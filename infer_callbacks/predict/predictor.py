@@ -1,4 +1,4 @@
-"""After training: ``OfflinePredictor``, ``get_predictor`` and ``restore_weights``.
+"""After training: ``OfflinePredictor`` and ``get_predictor``.
 
 A :class:`~infer_callbacks.PredictConfig` says which model, which weights,
 which inputs are fed and which outputs are fetched. An
@@ -10,29 +10,27 @@ Output names resolve by the runner's rules (see :class:`~infer_callbacks.towers.
 a key of the dict the tower returns, an input name, or a tensor named in the
 tower with ``tf.identity(t, name=...)``.
 
-Weights come from one of two layouts: :mod:`infer_callbacks.checkpoints.layout`'s
-(what ``ModelSaver`` writes, matched by variable names) or a Keras weights
-file (matched by Keras's own traversal). Both report every missing, extra and
-mis-shaped variable (:class:`CheckpointMismatchError`).
+Weights are restored by :mod:`infer_callbacks.predict.restore` (either
+layout, every mismatch reported: :class:`CheckpointMismatchError`); a
+predictor's ``device=`` is resolved by :mod:`infer_callbacks.predict.placement`.
+Both names stay importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import warnings
 from typing import Any, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from infer_callbacks.checkpoints import layout as checkpoint
-from infer_callbacks.checkpoints.keras_weights import is_keras_weights_path, restore_keras_weights
 from infer_callbacks.checkpoints.mismatch import CheckpointMismatchError
-from infer_callbacks.distribute.devices import available_devices, canonical_device
-from infer_callbacks.towers.model_desc import DescModel, ModelDesc
+from infer_callbacks.distribute.devices import canonical_device
 from infer_callbacks.predict.config import PredictConfig
+from infer_callbacks.predict.placement import predictor_device
+from infer_callbacks.predict.restore import restore_weights
+from infer_callbacks.towers.model_desc import DescModel, ModelDesc
 from infer_callbacks.towers.spec import TowerSpec, UnknownFetchError
 
 __all__ = [
@@ -43,26 +41,6 @@ __all__ = [
     "CheckpointMismatchError",
     "restore_weights",
 ]
-
-
-def restore_weights(model: Any, path: str | os.PathLike, *, ignore_mismatch: bool = False) -> None:
-    """Restore ``model``'s weights from ``path``, checking that they match.
-
-    Args:
-        model: a :class:`~infer_callbacks.ModelDesc` or a ``keras.Model``,
-            with its variables created.
-        path: a checkpoint prefix (``train_log/ckpt-120``), a ``ModelSaver``
-            directory (its latest checkpoint), a Keras ``.weights.h5`` file,
-            or the weights of a ``.keras`` model file.
-        ignore_mismatch: restore what matches and warn about the rest instead
-            of raising :class:`CheckpointMismatchError`.
-
-    Example: ``restore_weights(Model(), "train_log")`` after building its layers.
-    """
-    if is_keras_weights_path(path):
-        restore_keras_weights(model, os.fspath(path), ignore_mismatch=ignore_mismatch)
-    else:
-        checkpoint.restore(model, path, ignore_mismatch=ignore_mismatch)
 
 
 def _depends_on(tensor: tf.Tensor, targets: dict) -> list[str]:
@@ -246,41 +224,6 @@ class OfflinePredictor:
     def __repr__(self) -> str:
         where = "" if self.device is None else f", device={self.device!r}"
         return f"OfflinePredictor(inputs={self.input_names}, outputs={self.output_names}{where})"
-
-
-def predictor_device(device: int | str | None) -> str | None:
-    """The device a predictor asked for with ``device=`` runs on.
-
-    ``None``: TensorFlow's placement. An int is a GPU id as in tensorpack
-    (``-1`` is ``'/cpu:0'``); a GPU id this machine does not have falls back
-    to TensorFlow's placement with a warning naming it (tensorpack ran with
-    soft placement). A device string must name an existing device.
-
-    Example:
-
-    >>> predictor_device(None) is None
-    True
-    """
-    if device is None:
-        return None
-    if isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_)):
-        if device == -1:
-            return canonical_device("/cpu:0")
-        if device < -1:
-            raise ValueError(f"`device` must be a GPU id >= 0, -1 for '/cpu:0', or a device string "
-                             f"such as '/gpu:1'. Received: device={device}")
-        try:
-            return canonical_device(int(device))
-        except ValueError:
-            warnings.warn(
-                f"get_predictor(device={int(device)}): this machine has no GPU {int(device)} "
-                f"(devices: {available_devices()}); the predictor uses TensorFlow's default "
-                "placement instead, as tensorpack's soft placement did.", stacklevel=3)
-            return None
-    if not isinstance(device, str):
-        raise TypeError(f"`device` must be an int GPU id, -1 for '/cpu:0', a device string such as "
-                        f"'/gpu:1', or None. Received: device={device!r}")
-    return canonical_device(device)
 
 
 def get_predictor(model: ModelDesc | DescModel | keras.Model, input_names: Sequence[str] | None = None,

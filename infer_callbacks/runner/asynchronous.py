@@ -3,7 +3,7 @@ weights and one background run at a time.
 
 | who            | owns                                                       |
 | -------------- | ---------------------------------------------------------- |
-| ``engine.snapshot.Snapshot`` | one private copy of the model's weights, on the model's devices; the tower reads it through ``keras.StatelessScope`` |
+| the engine's ``Snapshot`` (``engine/tensorflow/snapshot.py``, ``engine/jax/snapshot.py``) | one private copy of the model's weights, on the model's devices; the tower reads it through ``keras.StatelessScope`` |
 | :class:`BackgroundRun` | the thread that validates the snapshot; its result or error |
 | :class:`AsyncDriver` | when to snapshot, when to wait; it is handed the runner's launch, foreground pass and publish |
 | runner         | where results go                                           |
@@ -11,10 +11,13 @@ weights and one background run at a time.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable
 
 __all__ = ["AsyncDriver", "BackgroundRun"]
+
+logger = logging.getLogger(__name__)
 
 
 class BackgroundRun:
@@ -117,8 +120,8 @@ class AsyncDriver:
         """Snapshot now and validate in the background; return what the
         previous run (waited for if still going) produced."""
         if self.run is not None and not self.run.done:
-            print(f"[infer_callbacks] waiting for the validation of epoch {self.running_epoch} "
-                  f"before validating epoch {epoch_num}", flush=True)
+            logger.warning("waiting for the validation of epoch %d before validating epoch %d",
+                           self.running_epoch, epoch_num)
         done = self._collect(block=True)
         self.run, self.running_epoch = self._launch(epoch_num, global_step), epoch_num
         return done

@@ -4,7 +4,7 @@ combination.
 | who | owns |
 | --- | --- |
 | :class:`ValidationSet` | one named input and its own inferencers |
-| :func:`set_key` | where a set's name goes in a result's key |
+| :func:`set_key` | where a set's name goes in a result's key (``fit/set_keys.py``, which the monitors read too) |
 | :class:`Combination` | one more key per result, from every set's value |
 | the runner | when the sets run (one after another, in one run) |
 
@@ -23,36 +23,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from infer_callbacks.fit.set_keys import set_key, split_set_key
+
 __all__ = ["ValidationSet", "set_key", "split_set_key", "Combination", "check_set_names"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
-_PREFIXES = ("validation_", "val_")
-
-
-def set_key(key: str, name: str | None) -> str:
-    """``key`` of the set ``name`` (``None``: the only set, key unchanged)."""
-    if name is None:
-        return key
-    for prefix in _PREFIXES:
-        if key.startswith(prefix) and len(key) > len(prefix):
-            return f"{prefix}{name}_{key[len(prefix):]}"
-    return f"{name}_{key}"
-
-
-def split_set_key(key: str, names: Sequence[str]) -> tuple[str, str] | None:
-    """``(unnamed key, set name)`` when ``key`` is :func:`set_key` of one of
-    ``names``, else ``None``: ``split_set_key("validation_clean_loss",
-    ["clean"]) == ("validation_loss", "clean")``."""
-    for name in names:
-        for prefix in _PREFIXES:
-            head = f"{prefix}{name}_"
-            if key.startswith(head) and len(key) > len(head):
-                return prefix + key[len(head):], name
-        if key.startswith(name + "_") and len(key) > len(name) + 1:
-            return key[len(name) + 1:], name
-    return None
-
-
 def check_set_names(names: Sequence[Any]) -> list[str]:
     """The set names, checked: non-empty strings of letters, digits, ``_``
     and ``-``, none a prefix of another followed by ``_`` (their keys could

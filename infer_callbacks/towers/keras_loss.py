@@ -1,6 +1,8 @@
 """Keras's compiled loss of one validation batch, as exact sums.
 
-The loss half of the default Keras tower (:mod:`~infer_callbacks.towers.keras_tower`):
+The loss half of the default Keras tower (:mod:`~infer_callbacks.towers.keras_tower`;
+the shape, mask and weight rules both use are in
+:mod:`~infer_callbacks.towers.keras_shapes`, and importable from here):
 which labels, weights and ``Loss`` go with which output (:func:`terms`), and
 each term's per-example numerator and denominator (:func:`loss_outputs`), so
 that ``sum_k(sum_i num[i, k] / sum_i den[i, k])`` over the batches of a
@@ -43,6 +45,8 @@ from typing import Any, NamedTuple
 import keras
 from keras import ops
 
+from infer_callbacks.towers.keras_shapes import (align, broadcast_weight, keras_mask, rank, row_means,
+                                                 row_sums)
 from infer_callbacks.towers.spec import exact_keys
 
 __all__ = ["Term", "terms", "loss_outputs", "loss_weights", "loss_name", "keras_mask", "align",
@@ -84,72 +88,12 @@ def _shape_errors() -> tuple[type[Exception], ...]:
     return ValueError, TypeError
 
 
-# ---------------------------------------------------------------- shapes and weights
-
-def rank(t: Any) -> int | None:
-    """The static rank of ``t`` (``None`` if unknown, as a TF tensor of unknown shape)."""
-    try:
-        return len(t.shape)
-    except (TypeError, ValueError):
-        return None
-
+# ---------------------------------------------------------------- names
 
 def loss_name(loss: Any) -> str:
     """A loss's name, lower-cased without ``_`` (``"sparsecategoricalcrossentropy"``)."""
     name = getattr(loss, "name", None) or getattr(loss, "__name__", None) or str(loss)
     return str(name).lower().replace("_", "")
-
-
-try:  # Keras 3.15 has no public getter: JAX arrays keep their mask in a table by id
-    from keras.src.backend import get_keras_mask as _get_keras_mask
-except ImportError:  # pragma: no cover - another Keras layout
-    def _get_keras_mask(t):
-        return getattr(t, "_keras_mask", None)
-
-
-def keras_mask(t: Any) -> Any:
-    """The Keras mask of ``t`` (``Embedding(mask_zero=True)`` ...), if any, on any backend."""
-    return _get_keras_mask(t)
-
-
-def align(a: Any, b: Any) -> tuple[Any, Any]:
-    """Keras's rule for ranks that differ by one: drop or add a last axis of 1."""
-    ra, rb = rank(a), rank(b)
-    if ra is None or rb is None:
-        return a, b
-    if ra == rb + 1 and a.shape[-1] == 1:
-        return (a, ops.expand_dims(b, -1)) if rb == 1 else (ops.squeeze(a, -1), b)
-    if rb == ra + 1 and b.shape[-1] == 1:
-        return (ops.expand_dims(a, -1), b) if ra == 1 else (a, ops.squeeze(b, -1))
-    return a, b
-
-
-def broadcast_weight(weight: Any, values: Any) -> Any:
-    """Per-element weights of ``values``; a per-example weight spreads over
-    the example's elements (Keras 3.15 raises for ``[B]`` weights on ``[B, T]``
-    losses, or multiplies along the wrong axis when ``B == T``)."""
-    if weight is None:
-        return ops.ones_like(values)
-    values, weight = align(values, ops.cast(weight, values.dtype))
-    while rank(weight) < rank(values):
-        weight = ops.expand_dims(weight, -1)
-    return ops.broadcast_to(weight, ops.shape(values))
-
-
-def row_sums(values: Any) -> Any:
-    """Sum every axis but the first: ``[B, ...] -> [B]``."""
-    r = rank(values)
-    return ops.sum(values, axis=tuple(range(1, r))) if r > 1 else values
-
-
-def row_means(values: Any, batch_size: Any = None) -> Any:
-    """Mean over every axis but the first: ``[B, ...] -> [B]``; ``[]`` -> ``[B]``."""
-    r = rank(values)
-    if r == 0:
-        return ops.full((batch_size,), ops.cast(values, "float32"))
-    if r == 1:
-        return values
-    return ops.mean(values, axis=tuple(range(1, r)))
 
 
 # ---------------------------------------------------------------- the loss of each output

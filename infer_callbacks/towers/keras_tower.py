@@ -41,9 +41,8 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-from infer_callbacks.towers.keras_loss import (Term, align, broadcast_weight, keras_mask, loss_name,
-                                               loss_outputs, loss_weights, rank, row_means, row_sums,
-                                               terms)
+from infer_callbacks.towers.keras_loss import Term, loss_name, loss_outputs, loss_weights, terms
+from infer_callbacks.towers.keras_shapes import align, broadcast_weight, keras_mask, rank, row_means, row_sums
 from infer_callbacks.towers.spec import SAMPLE_WEIGHT_KEY, exact_keys
 
 __all__ = ["keras_tower_func"]

@@ -5,6 +5,7 @@ callbacks it is given), and tensorpack's ``Callback`` base class (usable in
 ``model.fit`` too; it lives here because ``self.trainer.get_predictor`` needs
 ``predict``).
 
-May import: every package below it (``towers``, ``runner``, ``checkpoints``,
-``monitors``, ``predict``, ``distribute``, ``_util``).
+May import: every package below it (``fit``, ``data``, ``distribute``,
+``towers``, ``inferencers``, ``runner``, ``monitors``, ``checkpoints``,
+``predict``, ``_util``); never ``sidecar``.
 """

@@ -1,15 +1,15 @@
-"""``TrainConfig``: what to train, on what, for how long; and the checks of
-``TF_CONFIG`` that ``DistributedTrainer`` relies on."""
+"""``TrainConfig``: what to train, on what, for how long. (``TF_CONFIG`` is
+read and checked in :mod:`infer_callbacks.distribute.cluster`.)"""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Sequence
 
 import keras
 
 from infer_callbacks._util import require_tensorflow
+from infer_callbacks.distribute.cluster import cluster_from_tf_config  # noqa: F401 - its old home
 from infer_callbacks.towers.model_desc import ModelDesc
 
 __all__ = ["TrainConfig"]
@@ -78,38 +78,3 @@ class TrainConfig:
         self.starting_epoch = starting_epoch
         self.session_init = session_init
         self.verbose = verbose
-
-
-def cluster_from_tf_config() -> tuple[dict, str, int]:
-    """Parse and check ``TF_CONFIG``; ``(cluster, task_type, task_index)``."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        raise ValueError(
-            "DistributedTrainer found no cluster: pass a strategy "
-            "(DistributedTrainer(strategy)), train a Keras model built under one, or set "
-            "TF_CONFIG, e.g. TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", "
-            "\"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'.")
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({e}). Received: TF_CONFIG={raw!r}") from None
-    cluster = config.get("cluster") if isinstance(config, dict) else None
-    task = config.get("task") if isinstance(config, dict) else None
-    if not isinstance(cluster, dict) or not cluster:
-        raise ValueError("TF_CONFIG must have a non-empty 'cluster' dict, e.g. {\"worker\": "
-                         f"[\"host1:12345\", \"host2:12345\"]}}. Received: TF_CONFIG={raw!r}")
-    if not isinstance(task, dict) or "type" not in task or "index" not in task:
-        raise ValueError("TF_CONFIG must have a 'task' dict with 'type' and 'index', e.g. "
-                         f"{{\"type\": \"worker\", \"index\": 0}}. Received: TF_CONFIG={raw!r}")
-    task_type, index = task["type"], task["index"]
-    for job, addresses in cluster.items():
-        if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
-            raise ValueError(f"TF_CONFIG cluster job {job!r} must be a list of 'host:port' strings. "
-                             f"Received: {addresses!r}")
-    if task_type not in cluster:
-        raise ValueError(f"TF_CONFIG task type {task_type!r} is not a job of the cluster "
-                         f"{sorted(cluster)}.")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
-        raise ValueError(f"TF_CONFIG task index {index!r} is out of range for job {task_type!r} with "
-                         f"{len(cluster[task_type])} tasks.")
-    return cluster, task_type, index

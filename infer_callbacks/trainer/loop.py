@@ -1,5 +1,5 @@
 """The loop of the tensorpack-style trainer host (``Trainer``); the three
-trainers and ``launch_train_with_config`` are in ``trainer.py``.
+trainers and ``launch_train_with_config`` are in ``trainers.py``.
 
 One loop drives everything (:meth:`Trainer.train_with_config`)::
 
@@ -17,11 +17,11 @@ Who owns what:
 
 | piece | owner |
 | --- | --- |
-| ``TrainConfig`` (what, on what, how long) | ``train_config.py`` |
+| ``TrainConfig`` (what, on what, how long) | ``config.py`` |
 | one training step per model kind | ``train_step.py`` |
-| ``ModelDesc`` and its Keras face ``DescModel`` | ``model_desc.py`` |
+| ``ModelDesc`` and its Keras face ``DescModel`` | ``towers/model_desc.py`` |
 | the loop, the ``CallbackList`` and its order, the strategy | this module |
-| restoring ``session_init`` | ``checkpoint.py`` |
+| restoring ``session_init`` | ``checkpoints/layout.py`` |
 
 The trainer builds its own ``keras.callbacks.CallbackList`` from the given
 callbacks, ordered explicitly: validation producers (callbacks with a

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import keras
 
+from infer_callbacks._util import global_step
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.inferencers.context import MonitorsHandle, TrainerHandle
 from infer_callbacks.predict.predictor import OfflinePredictor, get_predictor
@@ -117,9 +118,7 @@ class Callback(keras.callbacks.Callback):
     @property
     def global_step(self) -> int:
         """The optimizer's ``iterations``: training steps done so far."""
-        model = self.__dict__.get("_model")
-        iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
-        return int(iterations.numpy()) if iterations is not None else 0
+        return global_step(self.__dict__.get("_model"))
 
     @property
     def local_step(self) -> int:

@@ -3,7 +3,7 @@
 Each builder returns ``(model, step, reset, epoch_logs)``: the Keras model
 the callbacks see, ``step(batch) -> logs`` (traced by the trainer's loop
 inside a ``tf.function``), the metric reset run at each epoch's start, and
-``last logs -> epoch logs``. ``trainer.py`` owns the loop; this module owns
+``last logs -> epoch logs``. ``loop.py`` owns the loop; this module owns
 what one step computes.
 """
 

@@ -3,24 +3,24 @@ three trainers, which differ only in their ``tf.distribute`` strategy.
 
 | piece | module |
 | --- | --- |
-| ``ModelDesc`` and its Keras face ``DescModel`` | ``model_desc.py`` |
-| ``TrainConfig`` (what, on what, how long) | ``train_config.py`` |
+| ``ModelDesc`` and its Keras face ``DescModel`` | ``towers/model_desc.py`` |
+| ``TrainConfig`` (what, on what, how long) | ``config.py`` |
 | one training step per model kind | ``train_step.py`` |
-| the loop, the ordered ``CallbackList`` (``Trainer``) | ``train_loop.py`` |
+| the loop, the ordered ``CallbackList`` (``Trainer``) | ``loop.py`` |
 | the strategy of each trainer | this module |
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from infer_callbacks.distribute.cluster import cluster_from_tf_config, has_tf_config
 from infer_callbacks.distribute.devices import canonical_device, gpu_devices, model_strategy
 from infer_callbacks.towers.model_desc import ModelDesc
-from infer_callbacks.trainer.config import TrainConfig, cluster_from_tf_config
+from infer_callbacks.trainer.config import TrainConfig
 from infer_callbacks.trainer.loop import Trainer
 
 __all__ = [
@@ -110,7 +110,7 @@ class DistributedTrainer(Trainer):
         self._given = strategy
         self.collective_timeout = collective_timeout
         self._strategy = None
-        if strategy is None and os.environ.get("TF_CONFIG"):
+        if strategy is None and has_tf_config():
             self._strategy = self._multi_worker()
 
     def _multi_worker(self) -> tf.distribute.Strategy:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.models import classifier
 from infer_callbacks import (DataParallelInferenceRunner, InferenceRunner, JSONWriter, MaxSaver, MinSaver,
                              ModelSaver, Monitors, PeriodicTrigger, ScalarPrinter, ScalarStats)
 
@@ -24,11 +25,7 @@ def _val():
 
 
 def _model():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
+    return classifier(optimizer=keras.optimizers.SGD(0.01))
 
 
 CALLBACKS = {  # name -> (constructor, tensorpack-compatible default)

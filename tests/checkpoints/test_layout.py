@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.predict import Classifier, log_softmax, x  # noqa: F401 (x: a fixture)
+from helpers.trainer import Linear, train_ds
 from infer_callbacks import (ModelSaver, OfflinePredictor, PredictConfig, SimpleTrainer, TrainConfig,
                              get_current_tower_context, launch_train_with_config)
 from infer_callbacks.checkpoints import layout as checkpoint
 from infer_callbacks.checkpoints.layout import CheckpointMismatchError
-from test_predictor import Classifier, log_softmax, x  # noqa: F401 (fixture)
-from test_trainers import Linear, train_ds
 
 pytestmark = pytest.mark.tensorflow_only("TensorFlow checkpoint layout (tf.train.Checkpoint, ModelDesc, PredictConfig restore)")
 

@@ -12,10 +12,10 @@ import keras
 import numpy as np
 import pytest
 
+from helpers.savers import STEPS, fit, model, stems
+from helpers.trainer import Linear, Recorder, train_ds
 from infer_callbacks import ModelSaver, SimpleTrainer, TrainConfig, launch_train_with_config
 from infer_callbacks.checkpoints import any_format, layout as checkpoint
-from test_savers import STEPS, fit, model, stems
-from test_trainers import Linear, Recorder, train_ds
 
 
 def test_a_resumed_fit_continues_exactly_as_an_uninterrupted_one(tmp_path):

@@ -13,14 +13,14 @@ import keras
 import numpy as np
 import pytest
 
+from helpers.savers import STEPS, stems
+from helpers.trainer import train_ds, val_ds
 from infer_callbacks import MinSaver, ModelSaver
 from infer_callbacks.checkpoints import any_format as checkpoint
 from infer_callbacks.checkpoints.layout import read_finished_marker
-from test_savers import STEPS, stems
-from test_trainers import train_ds, val_ds
 
 
-def _model(seed):
+def dense_classifier(seed):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
     model.compile(optimizer=keras.optimizers.SGD(0.1),
@@ -34,7 +34,7 @@ def _fit(model, ckdir, epochs, initial_epoch=0):
 
 
 def _restored(ckdir_or_prefix):
-    fresh = _model(99)
+    fresh = dense_classifier(99)
     fresh.optimizer.build(fresh.trainable_variables)
     ModelSaver.restore(fresh, ckdir_or_prefix)
     return fresh.get_weights()
@@ -52,14 +52,14 @@ def _state(path):
 
 def test_a_new_run_keeps_the_earlier_runs_checkpoints_and_measures_its_own_best(tmp_path):
     ckdir = tmp_path / "ckpt"
-    first = _model(0)
+    first = dense_classifier(0)
     history1 = _fit(first, ckdir, 3)
     first_weights = first.get_weights()
     first_best = _state(ckdir / "min-val_loss.json")
     first_listed = [(i.epoch, i.global_step) for i in checkpoint.list_checkpoints(ckdir)]
     assert first_listed == [(2, 2 * STEPS), (3, 3 * STEPS)]
 
-    second = _model(1)  # a fresh model at global step 0: a new run
+    second = dense_classifier(1)  # a fresh model at global step 0: a new run
     with pytest.warns(RuntimeWarning, match=r"another run \(this run starts at global step 0: nothing was restored\).*run-1"):
         history2 = _fit(second, ckdir, 2)
 
@@ -84,16 +84,16 @@ def test_a_new_run_keeps_the_earlier_runs_checkpoints_and_measures_its_own_best(
 
     # A third run never overwrites an earlier one kept aside.
     with pytest.warns(RuntimeWarning, match="run-2"):
-        _fit(_model(2), ckdir, 1)
+        _fit(dense_classifier(2), ckdir, 1)
     _assert_same(_restored(kept), first_weights)
     _assert_same(_restored(ckdir / "run-2"), second.get_weights())
 
 
 def test_a_resume_continues_in_place(tmp_path):
     ckdir = tmp_path / "ckpt"
-    history1 = _fit(_model(0), ckdir, 2)
+    history1 = _fit(dense_classifier(0), ckdir, 2)
     before = sorted(os.listdir(ckdir))
-    model = _model(1)
+    model = dense_classifier(1)
     model.optimizer.build(model.trainable_variables)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # nothing moved, nothing to say
@@ -113,8 +113,8 @@ def test_a_resume_continues_in_place(tmp_path):
 
 def test_restoring_an_older_checkpoint_is_a_new_run(tmp_path):
     ckdir = tmp_path / "ckpt"
-    _fit(_model(0), ckdir, 2)
-    model = _model(1)
+    _fit(dense_classifier(0), ckdir, 2)
+    model = dense_classifier(1)
     model.optimizer.build(model.trainable_variables)
     older = checkpoint.list_checkpoints(ckdir)[0].path
     ModelSaver.restore(model, older)

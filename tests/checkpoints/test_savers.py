@@ -9,41 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf  # tf.data input: both backends' fit take it
 
+from helpers.savers import STEPS, fit, model, stems  # noqa: F401
 from infer_callbacks import InferenceRunner, MaxSaver, MinSaver, ModelSaver, PeriodicTrigger, ScalarStats
 from infer_callbacks.checkpoints import any_format as checkpoint
-from test_trainers import train_ds
-
-STEPS = 13  # train_ds(): 400 examples in batches of 32
-_FILE = re.compile(r"\.(index|data-\d+-of-\d+|weights\.h5)$")
-
-
-def stems(directory, start=""):
-    """The checkpoints in ``directory`` whose names start with ``start``, by
-    stem (``min-score-2``), whichever the format (TensorFlow's
-    ``.index``/``.data-*`` files, or one Keras ``.weights.h5`` file)."""
-    return sorted({_FILE.sub("", n) for n in os.listdir(directory) if n.startswith(start) and _FILE.search(n)})
-
-
-def model(seed=0):
-    """A compiled Keras softmax regression on train_ds()'s digits."""
-    keras.utils.set_random_seed(seed)
-    net = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
-    net.compile(optimizer=keras.optimizers.Adam(0.01),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return net
-
-
-def fit(callbacks, epochs, net=None, initial_epoch=0):
-    net = model() if net is None else net
-    net.fit(train_ds(), epochs=epochs, initial_epoch=initial_epoch, verbose=0, callbacks=callbacks)
-    return net
 
 
 def resumable(directory_or_path):

@@ -1,5 +1,5 @@
 """cross_worker: each worker's share of the batches. The fixed-shape
-collectives are exercised on a 3-device strategy in test_multiworker.py
+collectives are exercised on a 3-device strategy in test_trainers_multiworker.py
 (several chunks per value) and across two worker processes there."""
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from helpers.runner import batched, data, dense_classifier  # noqa: F401 (data: a fixture)
 from infer_callbacks import Inferencer, InferenceRunner, ScalarStats
 from infer_callbacks.fit.report import Report
-from test_inference_runner import _ds, _model, data  # noqa: F401 (fixture)
 
 
 class Counting(Inferencer):
@@ -75,9 +75,9 @@ def test_report_carries_epoch_step_logs_and_monitor_only_scalars():
 
 def test_reports_for_monitors(data):
     (x, y), (xv, yv) = data
-    model = _model()
-    runner = InferenceRunner(_ds(xv, yv, 16), [ScalarStats("loss")])
-    history = model.fit(_ds(x, y, 64), epochs=2, verbose=0, callbacks=[runner])
+    model = dense_classifier()
+    runner = InferenceRunner(batched(xv, yv, 16), [ScalarStats("loss")])
+    history = model.fit(batched(x, y, 64), epochs=2, verbose=0, callbacks=[runner])
     reports = runner.pop_reports()
     assert [(r.epoch_num, r.global_step) for r in reports] == [(1, 4), (2, 8)]
     assert [r.scalars["validation_loss"] for r in reports] == history.history["validation_loss"]

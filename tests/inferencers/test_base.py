@@ -1,10 +1,8 @@
 """The Inferencer protocol and ports of tensorpack client patterns, driven
 through the runner-facing methods on numpy batches and compared with numpy /
-scikit-learn over the whole set (the built-ins: test_scalar.py).
-
-``run_inferencer`` and ``check_split_invariance`` are the shared helpers
-(torchmetrics' MetricTester idea) that test_keras_metric.py, test_gather.py and
-test_confusion.py use too, with ``feed`` and ``random_splits``.
+scikit-learn over the whole set (the built-ins: test_scalar.py). The shared
+drivers (``run_inferencer``, ``check_split_invariance``) are in
+helpers/inferencers.py.
 """
 
 from __future__ import annotations
@@ -15,71 +13,10 @@ import warnings
 import numpy as np
 import pytest
 
-from infer_callbacks.inferencers.context import RunContext
+from helpers.inferencers import check_split_invariance, run_inferencer
 from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.inferencers.context import RunContext
 from infer_callbacks.stats import BinaryStatistics, StatCounter
-
-# --------------------------------------------------------------------------
-# Shared helpers
-
-
-def run_inferencer(inf, arrays, sizes, *, exact=None, sample_weight=None, ctx=None):
-    """One validation run of ``inf`` as the runner drives it.
-
-    ``arrays``: fetch name -> per-example array; ``sizes``: batch sizes (0 is
-    an empty replica slice); ``exact``: name -> ``(num, den)`` per-example
-    arrays; ``sample_weight``: ``[N]``. Returns ``(logs, monitor_only, images)``.
-    """
-    names = inf.get_fetches()
-    ctx = ctx or RunContext(epoch_num=1, global_step=10)
-    inf.setup_run(ctx)
-    inf.set_run_context(ctx)
-    inf.before_inference()
-    start = 0
-    for size in sizes:
-        part = slice(start, start + size)
-        extras = None if exact is None else [
-            (exact[k][0][part], exact[k][1][part]) if k in exact else None for k in names]
-        inf.on_fetches([arrays[k][part] for k in names], size, exact=extras,
-                       sample_weight=None if sample_weight is None else sample_weight[part])
-        start += size
-    assert start == len(next(iter(arrays.values()))), "batch sizes must cover the set"
-    logs = inf.after_inference()
-    return logs, inf.monitor_only_results(), inf.after_inference_images()
-
-
-def check_split_invariance(make, arrays, expected, sizes, *, expected_monitor=None, exact=None,
-                           sample_weight=None, rtol=1e-9):
-    """A fresh inferencer fed ``sizes`` and one fed the whole set in one batch
-    both report ``expected`` (numpy over the whole set), and agree."""
-    n = len(next(iter(arrays.values())))
-    outs = [run_inferencer(make(), arrays, s, exact=exact, sample_weight=sample_weight)
-            for s in (sizes, [n])]
-    for logs, monitor, _ in outs:
-        assert set(logs) == set(expected)
-        for key, value in expected.items():
-            np.testing.assert_allclose(logs[key], value, rtol=rtol, atol=1e-12, err_msg=key)
-        for key, value in (expected_monitor or {}).items():
-            np.testing.assert_allclose(monitor[key], value, rtol=rtol, atol=1e-12, err_msg=key)
-    np.testing.assert_allclose([outs[0][0][k] for k in expected], [outs[1][0][k] for k in expected],
-                               rtol=rtol)
-    return outs[0][0]
-
-
-def feed(inf, arrays, sizes, **kwargs):
-    """One validation run of ``inf``: ``(logs, images)``."""
-    logs, _, images = run_inferencer(inf, arrays, sizes, **kwargs)
-    return logs, images
-
-
-def random_splits(rng, n, max_batch):
-    """Random batch sizes in [0, max_batch] covering ``n`` (0: an empty replica slice)."""
-    sizes = []
-    while sum(sizes) < n:
-        sizes.append(int(rng.integers(0, max_batch + 1)))
-    sizes[-1] -= sum(sizes) - n
-    return sizes
-
 
 # --------------------------------------------------------------------------
 # Ports of tensorpack client patterns
@@ -275,8 +212,3 @@ def test_results_never_raise(result, logs, match):
         assert not caught
     else:
         assert len(caught) == 1 and __import__("re").search(match, str(caught[0].message))
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)

@@ -16,14 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
+from conftest import random_splits
+from helpers.inferencers import check_split_invariance, feed, reference_confusion
 from infer_callbacks.inferencers.confusion import ConfusionMatrix, render_matrix
-from test_base import check_split_invariance, feed, random_splits
-
-
-def reference_confusion(label, pred, k):
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (label, pred), 1)
-    return cm
 
 
 @pytest.mark.filterwarnings("ignore:A single label was found")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from infer_callbacks import InferenceRunner, Inferencer, ScalarStats
 from infer_callbacks.inferencers.context import MonitorsHandle, RunContext, TrainerHandle
 
 
@@ -48,3 +49,36 @@ def test_put_image_forms():
     assert images["gray"].max() == 255 and images["one"].shape == (4, 5, 3)
     with pytest.raises(ValueError, match=r"'bad'.*shape \(4, 4, 2\)"):
         m.put_image("bad", np.zeros((4, 4, 2)))
+
+
+class _PutsScalar(Inferencer):
+    """Puts one scalar per run, as tensorpack inferencers do."""
+
+    def _get_fetches(self):
+        return ["loss"]
+
+    def _before_inference(self):
+        self.total = 0.0
+
+    def _on_fetches(self, results):
+        self.total += float(np.sum(results[0]))
+
+    def _after_inference(self):
+        self.trainer.monitors.put_scalar("val_loss_sum", self.total)
+
+
+def test_put_scalar_is_one_history_entry_per_run_through_a_runner():
+    import keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3)).astype("float32"), rng.normal(size=(12, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    inf = _PutsScalar()
+    runner = InferenceRunner((x, y), [inf, ScalarStats("loss")], verbose=False)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[runner])
+    monitors = inf.trainer.monitors
+    steps = [3, 6, 9]
+    assert [s for s, _ in monitors.get_history("val_loss_sum")] == steps
+    assert [s for s, _ in monitors.get_history("validation_loss")] == steps
+    assert [v for _, v in monitors.get_history("val_loss_sum")] == history.history["val_loss_sum"]

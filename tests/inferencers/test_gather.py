@@ -23,13 +23,11 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_score, recall_score
 from sklearn.metrics import roc_auc_score
 
-from conftest import REPO, run_python
+from conftest import REPO, random_splits, run_python
+from helpers.inferencers import check_split_invariance, feed, numpy_mean_iou, reference_confusion
 from infer_callbacks.inferencers.confusion import ConfusionMatrix, render_matrix
 from infer_callbacks.inferencers.gather import GatherOutputs
 from infer_callbacks.inferencers.keras_metric import KerasMetric
-from test_confusion import reference_confusion
-from test_base import check_split_invariance, feed, random_splits
-from test_keras_metric import numpy_mean_iou
 
 
 class Recorder:

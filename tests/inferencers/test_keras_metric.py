@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_score, roc_auc_score
 
+from conftest import random_splits
+from helpers.inferencers import check_split_invariance, feed, numpy_mean_iou
 from infer_callbacks.inferencers.keras_metric import KerasMetric
-from test_base import check_split_invariance, feed, random_splits
 
 
 def test_keras_auc_matches_sklearn_roc_auc(rng):
@@ -28,14 +29,6 @@ def test_keras_auc_matches_sklearn_roc_auc(rng):
         check_split_invariance(lambda: KerasMetric(keras.metrics.AUC(from_logits=True), ["label", "output"]),
                          {"label": label, "output": logits}, {"validation_auc": expected},
                          sizes, rtol=5e-3)
-
-
-def numpy_mean_iou(label, pred, k):
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (label.ravel(), pred.ravel()), 1)
-    tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1) - tp
-    return float(np.mean(tp[denom > 0] / denom[denom > 0]))
 
 
 def test_keras_mean_iou_matches_numpy_on_segmentation_maps(rng):

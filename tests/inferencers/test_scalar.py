@@ -1,7 +1,7 @@
 """The built-in inferencers (ScalarStats, ClassificationError,
 BinaryClassificationStats), driven through the runner-facing methods on numpy
 batches and compared with numpy / scikit-learn / Keras over the whole set.
-The shared helpers are test_base.py's."""
+The shared drivers are in helpers/inferencers.py and conftest.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import check_inferencer, random_splits
+from helpers.inferencers import check_split_invariance, run_inferencer
 from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats
 from infer_callbacks.stats import BinaryStatistics, StatCounter
-from test_base import check_split_invariance, run_inferencer
 
 
 @st.composite
@@ -208,3 +209,18 @@ def test_subclass_without_super_init_works():
 def test_bad_names(names):
     with pytest.raises(ValueError, match="names"):
         ScalarStats(names)
+
+
+def test_builtins_any_random_split_equal_numpy_over_the_whole_set(rng):
+    n = 53
+    loss = rng.random(n)
+    wrong = (rng.random(n) < 0.3).astype("float32")
+    pred, label = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    for make, arrays, reference in [
+        (lambda: ScalarStats("loss"), {"loss": loss}, {"validation_loss": loss.mean()}),
+        (ClassificationError, {"wrong-top1": wrong}, {"validation_error": wrong.mean(dtype=np.float64)}),
+        (lambda: BinaryClassificationStats("pred", "label"), {"pred": pred, "label": label},
+         {"val_precision": (pred & label).sum() / max(pred.sum(), 1),
+          "val_recall": (pred & label).sum() / max(label.sum(), 1)}),
+    ]:
+        check_inferencer(make, arrays, reference, random_splits(rng, n, 9))

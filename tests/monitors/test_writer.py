@@ -13,12 +13,12 @@ import warnings
 import pytest
 
 from conftest import run_python
+from helpers.monitors import read_scalars, classifier_and_data, read_stats
 from infer_callbacks import InferenceRunner, JSONWriter, Monitors, ScalarStats, TFEventWriter
-from test_monitors import _read_scalars, _setup, _stats
 
 
 def _fit_fresh(logdir, epochs=2, seed=0, **writer_kw):
-    model, ds = _setup(seed)
+    model, ds = classifier_and_data(seed)
     model.fit(ds, epochs=epochs, verbose=0, callbacks=[
         InferenceRunner(ds, ScalarStats("loss")), Monitors([JSONWriter(logdir, **writer_kw)])])
     return model, ds
@@ -26,7 +26,7 @@ def _fit_fresh(logdir, epochs=2, seed=0, **writer_kw):
 
 def test_json_resume_appends_and_replaces_rerun_epochs(tmp_path):
     logdir = str(tmp_path)
-    model, ds = _setup()
+    model, ds = classifier_and_data()
     model.fit(ds, epochs=3, verbose=0, callbacks=[InferenceRunner(ds, ScalarStats("loss")),
                                                   Monitors([JSONWriter(logdir)])])
     with pytest.warns(RuntimeWarning, match="replacing 1 entries from epoch 3"):
@@ -41,7 +41,7 @@ def test_json_resume_appends_and_replaces_rerun_epochs(tmp_path):
 def test_corrupt_or_foreign_stats_json_refused_and_kept(tmp_path, content):
     path = tmp_path / "stats.json"
     path.write_text(content)
-    model, ds = _setup()
+    model, ds = classifier_and_data()
     with pytest.raises(ValueError, match="stats.json exists but .* left untouched"):
         model.fit(ds, epochs=1, verbose=0, callbacks=[Monitors([JSONWriter(str(tmp_path))])])
     assert path.read_text() == content
@@ -103,17 +103,17 @@ def test_stats_json_keeps_readable_permissions(tmp_path):
 def test_rerun_keeps_previous_stats_json_beside_the_new_one(tmp_path):
     logdir = str(tmp_path)
     _fit_fresh(logdir, epochs=3, seed=0)
-    first = _stats(logdir)
+    first = read_stats(logdir)
     with pytest.warns(RuntimeWarning, match=r"held 3 epochs of another run.*kept as .*stats-1\.json"):
         _fit_fresh(logdir, epochs=2, seed=1)
-    assert _stats(logdir, "stats-1.json") == first
-    second = _stats(logdir)
+    assert read_stats(logdir, "stats-1.json") == first
+    second = read_stats(logdir)
     assert [s["epoch_num"] for s in second] == [1, 2]
     with pytest.warns(RuntimeWarning, match=r"stats-2\.json"):
         _fit_fresh(logdir, epochs=1, seed=2)
-    assert _stats(logdir, "stats-1.json") == first      # an older backup is never overwritten
-    assert _stats(logdir, "stats-2.json") == second
-    assert len(_stats(logdir)) == 1
+    assert read_stats(logdir, "stats-1.json") == first      # an older backup is never overwritten
+    assert read_stats(logdir, "stats-2.json") == second
+    assert len(read_stats(logdir)) == 1
 
 
 def test_backup_skips_a_name_that_is_taken(tmp_path):
@@ -129,20 +129,20 @@ def test_overwrite_discards_the_old_file(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         _fit_fresh(str(tmp_path), epochs=1, overwrite=True)
-    assert len(_stats(str(tmp_path))) == 1
+    assert len(read_stats(str(tmp_path))) == 1
     assert sorted(os.listdir(tmp_path)) == ["stats.json"]
 
 
 def test_resume_whose_steps_do_not_continue_the_file_starts_a_new_one(tmp_path):
     logdir = str(tmp_path)
     _fit_fresh(logdir, epochs=3)                           # epochs 1-3 end at steps 3, 6, 9
-    model, ds = _setup()
+    model, ds = classifier_and_data()
     model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)  # another model, at step 1
     with pytest.warns(RuntimeWarning, match=r"steps do not lead to step 1: step 3 is recorded.*stats-1\.json"):
         model.fit(ds, epochs=3, initial_epoch=2, verbose=0,
                   callbacks=[InferenceRunner(ds, ScalarStats("loss")), Monitors([JSONWriter(logdir)])])
-    assert [s["epoch_num"] for s in _stats(logdir, "stats-1.json")] == [1, 2, 3]
-    assert [s["epoch_num"] for s in _stats(logdir)] == [3]
+    assert [s["epoch_num"] for s in read_stats(logdir, "stats-1.json")] == [1, 2, 3]
+    assert [s["epoch_num"] for s in read_stats(logdir)] == [3]
 
 
 def test_a_write_whose_step_is_before_an_earlier_epochs_starts_a_new_file(tmp_path):
@@ -154,8 +154,8 @@ def test_a_write_whose_step_is_before_an_earlier_epochs_starts_a_new_file(tmp_pa
     again.setup(None)  # step unknown: decided at the first write
     with pytest.warns(RuntimeWarning, match=r"do not lead to step 4 at epoch 3: step 6 is recorded.*stats-1\.json"):
         again.write(3, 4, {"a": 30.0})
-    assert [s["epoch_num"] for s in _stats(str(tmp_path), "stats-1.json")] == [1, 2, 3]
-    assert _stats(str(tmp_path)) == [{"epoch_num": 3, "global_step": 4, "a": 30.0}]
+    assert [s["epoch_num"] for s in read_stats(str(tmp_path), "stats-1.json")] == [1, 2, 3]
+    assert read_stats(str(tmp_path)) == [{"epoch_num": 3, "global_step": 4, "a": 30.0}]
 
 
 def test_standalone_setup_without_a_model_resumes(tmp_path):
@@ -166,7 +166,7 @@ def test_standalone_setup_without_a_model_resumes(tmp_path):
     w = JSONWriter(str(tmp_path))
     w.setup(None)
     w.write(2, 20, {"a": 2.0})
-    assert [s["epoch_num"] for s in _stats(str(tmp_path))] == [1, 2]
+    assert [s["epoch_num"] for s in read_stats(str(tmp_path))] == [1, 2]
     assert os.listdir(tmp_path) == ["stats.json"]
 
 
@@ -184,17 +184,17 @@ def test_disk_full_names_file_and_writer_and_keeps_previous_file(tmp_path, monke
         w.write(2, 20, {"validation_loss": 0.5})
     assert info.value.errno == errno.ENOSPC
     monkeypatch.undo()
-    assert _stats(str(tmp_path)) == [{"epoch_num": 1, "global_step": 10, "validation_loss": 1.0}]
+    assert read_stats(str(tmp_path)) == [{"epoch_num": 1, "global_step": 10, "validation_loss": 1.0}]
     assert os.listdir(tmp_path) == ["stats.json"]          # no temporary file left
 
 
 def test_tfevent_writer_rerun_adds_an_event_file(tmp_path):
     for seed in (0, 1):
-        model, ds = _setup(seed)
+        model, ds = classifier_and_data(seed)
         model.fit(ds, epochs=1, verbose=0, callbacks=[
             InferenceRunner(ds, ScalarStats("loss")), Monitors([TFEventWriter(str(tmp_path))])])
     assert len(glob.glob(str(tmp_path / "events.out.tfevents.*"))) == 2
-    assert len(_read_scalars(str(tmp_path))["validation_loss"]) == 2
+    assert len(read_scalars(str(tmp_path))["validation_loss"]) == 2
 
 
 def test_rows_are_keyed_by_epoch_and_step_and_kept_sorted(tmp_path):
@@ -205,7 +205,7 @@ def test_rows_are_keyed_by_epoch_and_step_and_kept_sorted(tmp_path):
     w.write(1, 3, {"validation_loss": 0.9})      # written later, sorted before
     w.write(2, 16, {"loss": 0.5})
     w.write(1, 8, {"validation_recall_0": 0.25})
-    assert _stats(str(tmp_path)) == [
+    assert read_stats(str(tmp_path)) == [
         {"epoch_num": 1, "global_step": 3, "validation_loss": 0.9},
         {"epoch_num": 1, "global_step": 8, "loss": 1.0, "validation_loss": 0.7, "validation_recall_0": 0.25},
         {"epoch_num": 2, "global_step": 16, "loss": 0.5}]

@@ -8,8 +8,9 @@ import os
 import pytest
 import tensorflow as tf
 
+from conftest import make_keras
+from helpers.predict import Classifier
 from infer_callbacks import PredictConfig
-from test_predictor import Classifier, make_keras
 
 pytestmark = pytest.mark.tensorflow_only("PredictConfig, OfflinePredictor and export need TensorFlow")
 

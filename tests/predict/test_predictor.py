@@ -7,47 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from infer_callbacks import OfflinePredictor, PredictConfig, get_current_tower_context
+from conftest import make_keras, trained_keras  # noqa: F401
+from helpers.predict import Classifier, log_softmax, x  # noqa: F401
+from infer_callbacks import OfflinePredictor, PredictConfig
 from infer_callbacks.checkpoints import layout as checkpoint
-from infer_callbacks.towers.model_desc import ModelDesc
 from infer_callbacks.predict.predictor import get_predictor, restore_weights
 
-from conftest import make_keras, trained_keras  # noqa: F401
-
 pytestmark = pytest.mark.tensorflow_only("PredictConfig, OfflinePredictor and export need TensorFlow")
-
-
-class Classifier(ModelDesc):
-    """The tensorpack way: layers in __init__, names by tf.identity."""
-
-    def __init__(self, hidden=6):
-        self.net = keras.Sequential([keras.layers.Dense(hidden, activation="relu"),
-                                     keras.layers.Dropout(0.5), keras.layers.Dense(3)])
-
-    def inputs(self):
-        return [tf.TensorSpec((None, 4), tf.float32, "x"), tf.TensorSpec((None,), tf.int32, "label")]
-
-    def build_graph(self, x, label):
-        logits = self.net(x, training=get_current_tower_context().is_training)
-        logits = tf.identity(logits, name="logits")
-        tf.nn.softmax(logits, name="prob")
-        pred = tf.argmax(logits, axis=1, output_type=tf.int32)
-        tf.cast(tf.not_equal(pred, label), tf.float32, name="wrong")
-        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits)
-        return tf.reduce_mean(loss, name="cost")
-
-    def optimizer(self):
-        return keras.optimizers.Adam(0.01)
-
-
-def log_softmax(z):
-    z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-@pytest.fixture
-def x(rng):
-    return rng.normal(size=(11, 4)).astype("float32")
 
 
 def test_keras_checkpoint_dir_restores_latest_any_batch_size_one_trace(keras_ckpt, x, rng):

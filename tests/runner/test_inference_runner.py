@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import BACKEND, assert_step_threads_end, run_python
+from helpers.runner import N_VAL, random_data, batched, dense_classifier, data  # noqa: F401
 from infer_callbacks import (
     BinaryClassificationStats,
     ClassificationError,
@@ -23,40 +24,12 @@ from infer_callbacks import (
     ScalarStats,
 )
 
-N_VAL = 101  # prime: no batch size divides it
-
-
-def _data(n, seed, classes=6, dim=8):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, dim)).astype("float32"), rng.integers(0, classes, size=n).astype("int32")
-
-
-def _model(classes=6, dropout=0.0, lr=1e-2, seed=0, hidden=16, optimizer=None, **compile_kwargs):
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((8,)), keras.layers.Dense(hidden, activation="relu")]
-    if dropout:
-        layers.append(keras.layers.Dropout(dropout))
-    layers.append(keras.layers.Dense(classes))
-    model = keras.Sequential(layers)
-    model.compile(optimizer=optimizer or keras.optimizers.SGD(lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **compile_kwargs)
-    return model
-
 
 def _np_sparse_ce(logits, y):
     logits = logits.astype(np.float64)
     z = logits - logits.max(1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
     return -logp[np.arange(len(y)), y]
-
-
-@pytest.fixture(scope="module")
-def data():
-    return _data(256, 0), _data(N_VAL, 1)
-
-
-def _ds(x, y, batch):
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
 
 
 class Recorder(keras.callbacks.Callback):
@@ -108,15 +81,15 @@ class Batches(Inferencer):
 
 def test_fit_matches_numpy_and_evaluate(data):
     (x, y), (xv, yv) = data
-    model = _model(dropout=0.5)
-    runner = InferenceRunner(_ds(xv, yv, 10), [ScalarStats("loss"), ClassificationError(),
+    model = dense_classifier(dropout=0.5)
+    runner = InferenceRunner(batched(xv, yv, 10), [ScalarStats("loss"), ClassificationError(),
                                                 ClassificationError("wrong-top5", "validation_top5_error")])
-    history = model.fit(_ds(x, y, 32), epochs=2, verbose=0, callbacks=[runner])
+    history = model.fit(batched(x, y, 32), epochs=2, verbose=0, callbacks=[runner])
     assert len(history.history["validation_loss"]) == 2
     logits = model.predict(xv, verbose=0)  # dropout off
     np.testing.assert_allclose(history.history["validation_loss"][-1], _np_sparse_ce(logits, yv).mean(), rtol=1e-5)
     np.testing.assert_allclose(history.history["validation_loss"][-1],
-                               model.evaluate(_ds(xv, yv, 10), verbose=0), rtol=1e-5)
+                               model.evaluate(batched(xv, yv, 10), verbose=0), rtol=1e-5)
     assert history.history["validation_error"][-1] == pytest.approx(np.mean(logits.argmax(1) != yv), abs=1e-12)
     top5 = np.argsort(-logits, 1)[:, :5]
     assert history.history["validation_top5_error"][-1] == pytest.approx(np.mean(~(top5 == yv[:, None]).any(1)))
@@ -128,8 +101,8 @@ def test_fit_matches_numpy_and_evaluate(data):
 @given(n=st.integers(1, 60), batch=st.integers(1, 17), steps=st.integers(1, 5))
 def test_property_any_set_any_batch_same_numbers(n, batch, steps):
     model = _property_model()
-    xv, yv = _data(n, n)
-    runner = InferenceRunner(_ds(xv, yv, batch), [ScalarStats("loss"), ClassificationError()],
+    xv, yv = random_data(n, n)
+    runner = InferenceRunner(batched(xv, yv, batch), [ScalarStats("loss"), ClassificationError()],
                              steps_per_execution=steps)
     runner.set_model(model)
     got = runner.trigger()
@@ -143,16 +116,16 @@ _PROPERTY_MODEL = []
 
 def _property_model():
     if not _PROPERTY_MODEL:
-        _PROPERTY_MODEL.append(_model())
+        _PROPERTY_MODEL.append(dense_classifier())
     return _PROPERTY_MODEL[0]
 
 
 @pytest.mark.parametrize("steps, pipeline", [(1, False), (3, True), (64, True), (1000, False)])
 def test_inferencers_see_the_same_batches_whatever_the_call_size(data, steps, pipeline):
     (_, _), (xv, yv) = data
-    model = _model()
+    model = dense_classifier()
     inf = Batches(["label", "loss", "output"])
-    runner = InferenceRunner(_ds(xv, yv, 7), [inf, ScalarStats("loss")], steps_per_execution=steps,
+    runner = InferenceRunner(batched(xv, yv, 7), [inf, ScalarStats("loss")], steps_per_execution=steps,
                              pipeline=pipeline)
     runner.set_model(model)
     results = runner.trigger()
@@ -184,9 +157,9 @@ class Compiles(keras.callbacks.Callback):
 
 def test_no_retrace_across_epochs_and_a_partial_last_batch(data):
     (x, y), (xv, yv) = data
-    runner = InferenceRunner(_ds(xv, yv, 7), [ScalarStats("loss")], steps_per_execution=4)
+    runner = InferenceRunner(batched(xv, yv, 7), [ScalarStats("loss")], steps_per_execution=4)
     compiles = Compiles(runner)
-    _model().fit(_ds(x, y, 64), epochs=3, verbose=0, callbacks=[runner, compiles])
+    dense_classifier().fit(batched(x, y, 64), epochs=3, verbose=0, callbacks=[runner, compiles])
     # JAX: full batches in calls of 1 and 4, the partial last one alone; nothing new after epoch 1
     assert compiles.counts == [compiles.counts[0]] * 3
     assert 1 <= compiles.counts[0] <= _most_compiles(3)
@@ -242,7 +215,7 @@ def test_padded_batches_reach_a_custom_inferencer_as_they_are():
 
 def test_callbacks_placed_before_the_runner_see_its_results(data, tmp_path):
     (x, y), (xv, yv) = data
-    model = _model(lr=0.0)  # nothing learns: the loss never improves
+    model = dense_classifier(lr=0.0)  # nothing learns: the loss never improves
     recorder = Recorder()
     path = tmp_path / "log.csv"
     callbacks = [
@@ -251,11 +224,11 @@ def test_callbacks_placed_before_the_runner_see_its_results(data, tmp_path):
         keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="validation_loss",
                                         mode="min", save_best_only=True),
         keras.callbacks.CSVLogger(str(path)),
-        InferenceRunner(_ds(xv, yv, 16), [ScalarStats("loss"), ClassificationError()]),  # last on purpose
+        InferenceRunner(batched(xv, yv, 16), [ScalarStats("loss"), ClassificationError()]),  # last on purpose
     ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = model.fit(_ds(x, y, 64), epochs=10, verbose=0, callbacks=callbacks)
+        history = model.fit(batched(x, y, 64), epochs=10, verbose=0, callbacks=callbacks)
     # ModelCheckpoint and EarlyStopping warn when their monitor is missing from the logs
     assert not [w for w in caught if "validation_loss" in str(w.message)], [str(w.message) for w in caught]
     assert len(history.history["validation_loss"]) == 2  # EarlyStopping saw it: stopped after patience
@@ -269,8 +242,8 @@ def test_callbacks_placed_before_the_runner_see_its_results(data, tmp_path):
 def test_on_test_hooks_fire_around_each_run_before_epoch_end(data):
     (x, y), (xv, yv) = data
     recorder = Recorder()
-    _model().fit(_ds(x, y, 64), epochs=2, verbose=0, callbacks=[
-        recorder, InferenceRunner(_ds(xv, yv, 16), ScalarStats("loss"), steps_per_execution=2)])
+    dense_classifier().fit(batched(x, y, 64), epochs=2, verbose=0, callbacks=[
+        recorder, InferenceRunner(batched(xv, yv, 16), ScalarStats("loss"), steps_per_execution=2)])
     assert recorder.events == ["test_begin", "test_batch", "test_end", "epoch_end"] * 2
 
 
@@ -284,27 +257,27 @@ def test_swap_ema_weights_validates_the_ema_weights_like_keras(data):
         def on_epoch_end(self, epoch, logs=None):
             raw.append(self.model.get_weights())
 
-    model = _model(optimizer=keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.9))
-    history = model.fit(_ds(x, y, 32), epochs=2, verbose=0, validation_data=_ds(xv, yv, 16), callbacks=[
-        keras.callbacks.SwapEMAWeights(), InferenceRunner(_ds(xv, yv, 16), [ScalarStats("loss")]), RawWeights()])
+    model = dense_classifier(optimizer=keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.9))
+    history = model.fit(batched(x, y, 32), epochs=2, verbose=0, validation_data=batched(xv, yv, 16), callbacks=[
+        keras.callbacks.SwapEMAWeights(), InferenceRunner(batched(xv, yv, 16), [ScalarStats("loss")]), RawWeights()])
     np.testing.assert_allclose(history.history["validation_loss"], history.history["val_loss"], rtol=1e-5)
     # fit ends by writing the EMA weights into the model
     np.testing.assert_allclose(history.history["validation_loss"][-1],
-                               model.evaluate(_ds(xv, yv, 16), verbose=0), rtol=1e-5)
-    plain = _model()
+                               model.evaluate(batched(xv, yv, 16), verbose=0), rtol=1e-5)
+    plain = dense_classifier()
     plain.set_weights(raw[-1])
-    raw_loss = plain.evaluate(_ds(xv, yv, 16), verbose=0)
+    raw_loss = plain.evaluate(batched(xv, yv, 16), verbose=0)
     assert abs(raw_loss - history.history["val_loss"][-1]) > 1e-3, "EMA and raw weights should differ here"
 
 
 def test_runner_reused_in_two_fits_validates_each_model(data):
     (x, y), (xv, yv) = data
-    runner = InferenceRunner(_ds(xv, yv, 16), [ScalarStats("loss"), ClassificationError()])
-    first, second = _model(seed=1), _model(seed=2, hidden=12, lr=0.1)
+    runner = InferenceRunner(batched(xv, yv, 16), [ScalarStats("loss"), ClassificationError()])
+    first, second = dense_classifier(seed=1), dense_classifier(seed=2, hidden=12, lr=0.1)
     for model in (first, second):
-        history = model.fit(_ds(x, y, 64), epochs=1, verbose=0, callbacks=[runner])
+        history = model.fit(batched(x, y, 64), epochs=1, verbose=0, callbacks=[runner])
         np.testing.assert_allclose(history.history["validation_loss"][0],
-                                   model.evaluate(_ds(xv, yv, 16), verbose=0), rtol=1e-5)
+                                   model.evaluate(batched(xv, yv, 16), verbose=0), rtol=1e-5)
         assert history.history["validation_error"][0] == pytest.approx(
             np.mean(model.predict(xv, verbose=0).argmax(1) != yv))
     # The second model's own step (JAX: full batches in calls of 1 and 4, the
@@ -315,11 +288,11 @@ def test_runner_reused_in_two_fits_validates_each_model(data):
 
 def test_standalone_runner_outside_fit(data):
     (_, _), (xv, yv) = data
-    model = _model()
-    runner = InferenceRunner(_ds(xv, yv, 16), [ScalarStats("loss")])
+    model = dense_classifier()
+    runner = InferenceRunner(batched(xv, yv, 16), [ScalarStats("loss")])
     runner.set_model(model)
     results = runner.trigger()
-    np.testing.assert_allclose(results["validation_loss"], model.evaluate(_ds(xv, yv, 16), verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(results["validation_loss"], model.evaluate(batched(xv, yv, 16), verbose=0), rtol=1e-5)
     assert runner.trigger() == results
 
 
@@ -331,8 +304,8 @@ def test_key_taken_by_keras_validation_metrics_raises_naming_it(data):
     model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[keras.metrics.Precision(name="precision")])
     yb, yvb = (y % 2).astype("float32"), (yv % 2).astype("float32")
     with pytest.raises(ValueError, match=r"reports \['val_precision'\].*already hold"):
-        model.fit(_ds(x, yb, 64), epochs=1, verbose=0, validation_data=_ds(xv, yvb, 16),
-                  callbacks=[InferenceRunner(_ds(xv, yvb, 16), BinaryClassificationStats("pred", "label"))])
+        model.fit(batched(x, yb, 64), epochs=1, verbose=0, validation_data=batched(xv, yvb, 16),
+                  callbacks=[InferenceRunner(batched(xv, yvb, 16), BinaryClassificationStats("pred", "label"))])
 
 
 def test_publish_refuses_to_replace_a_key():
@@ -347,15 +320,15 @@ def test_publish_refuses_to_replace_a_key():
 
 def test_progress_bar_quiet_when_not_a_tty(data, capsys):
     (x, y), (xv, yv) = data
-    _model().fit(_ds(x, y, 64), epochs=1, verbose=0, callbacks=[InferenceRunner(_ds(xv, yv, 8), ScalarStats("loss"))])
+    dense_classifier().fit(batched(x, y, 64), epochs=1, verbose=0, callbacks=[InferenceRunner(batched(xv, yv, 8), ScalarStats("loss"))])
     captured = capsys.readouterr()
     assert "InferenceTower" not in captured.out + captured.err
 
 
 def test_device_argument_runs_there(data):
     (_, _), (xv, yv) = data
-    model = _model()
-    runner = InferenceRunner(_ds(xv, yv, 10), ClassificationError(), device="/cpu:0")
+    model = dense_classifier()
+    runner = InferenceRunner(batched(xv, yv, 10), ClassificationError(), device="/cpu:0")
     runner.set_model(model)
     assert runner.trigger()["validation_error"] == pytest.approx(np.mean(model.predict(xv, verbose=0).argmax(1) != yv))
 
@@ -380,8 +353,8 @@ class CountingReset:
 def test_dataflow_reset_once_and_reiterated_each_epoch(data):
     (x, y), (xv, yv) = data
     df = CountingReset(xv, yv, 16)
-    model = _model()
-    history = model.fit(_ds(x, y, 64), epochs=2, verbose=0, callbacks=[
+    model = dense_classifier()
+    history = model.fit(batched(x, y, 64), epochs=2, verbose=0, callbacks=[
         InferenceRunner(df, [ScalarStats("loss"), ClassificationError()])])
     assert df.resets == 1
     assert history.history["validation_error"][-1] == pytest.approx(
@@ -391,7 +364,7 @@ def test_dataflow_reset_once_and_reiterated_each_epoch(data):
 def test_len_differs_from_what_it_yields_warns(data):
     (_, _), (xv, yv) = data
     runner = InferenceRunner(CountingReset(xv, yv, 16, length=9), ScalarStats("loss"))
-    runner.set_model(_model())
+    runner.set_model(dense_classifier())
     with pytest.warns(RuntimeWarning, match="reports 9 batches .* but yielded 7"):
         runner.trigger()
     assert runner.num_samples_last_run == N_VAL
@@ -400,7 +373,7 @@ def test_len_differs_from_what_it_yields_warns(data):
 # -- errors -------------------------------------------------------------------
 
 def _tiny_batches():
-    x, y = _data(40, 3)
+    x, y = random_data(40, 3)
     return [(x[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)]
 
 
@@ -432,9 +405,9 @@ def test_a_backend_without_an_engine_is_refused_at_construction(monkeypatch):
 
 
 def test_unbatched_dataset_is_refused_before_training():
-    x, y = _data(10, 0)
+    x, y = random_data(10, 0)
     runner = InferenceRunner(tf.data.Dataset.from_tensor_slices((x, y)), ScalarStats("loss"))  # no .batch()
-    runner.set_model(_model())
+    runner.set_model(dense_classifier())
     with pytest.raises(ValueError, match=r"looks unbatched.*\.batch\(64\)"):
         runner.setup()
 
@@ -472,7 +445,7 @@ class Flaky(Inferencer):
 def test_inferencer_error_names_the_inferencer_and_leaves_the_runner_usable(hook):
     batches = _tiny_batches()
     runner = InferenceRunner(batches, [Flaky(hook), ScalarStats("loss")], steps_per_execution=2)
-    runner.set_model(_model())
+    runner.set_model(dense_classifier())
     with pytest.raises(KeyError, match="flaky") as info:
         runner.trigger()
     notes = getattr(info.value, "__notes__", [])
@@ -491,7 +464,7 @@ def test_input_error_names_the_batch_and_stops_the_step_thread():
             yield np.full((3, 8), i, "float32"), np.zeros(3, "int32")
 
     runner = InferenceRunner(flow, [ScalarStats("loss")], steps_per_execution=8)
-    runner.set_model(_model())
+    runner.set_model(dense_classifier())
     with pytest.raises(Exception, match="disk went away") as info:
         runner.trigger()
     assert any("validation batch 5" in note for note in getattr(info.value, "__notes__", []))
@@ -510,7 +483,7 @@ def test_duplicate_keys_at_run_time():
             return {"validation_x": 1.0}
 
     runner = InferenceRunner(_tiny_batches(), [Same(), Same()])
-    runner.set_model(_model())
+    runner.set_model(dense_classifier())
     with pytest.raises(ValueError, match="same key 'validation_x'"):
         runner.trigger()
 
@@ -523,14 +496,14 @@ def _nan_tower(x, label):
 def test_nonfinite_results_warn_and_training_goes_on(data):
     (x, y), _ = data
     with pytest.warns(RuntimeWarning, match="NaN"):
-        history = _model().fit(_ds(x, y, 64), epochs=2, verbose=0, callbacks=[
+        history = dense_classifier().fit(batched(x, y, 64), epochs=2, verbose=0, callbacks=[
             InferenceRunner(_tiny_batches(), ScalarStats("loss"), tower_func=_nan_tower)])
     assert len(history.history["validation_loss"]) == 2 and np.isnan(history.history["validation_loss"]).all()
 
 
 def test_nonfinite_results_can_raise_instead():
     runner = InferenceRunner(_tiny_batches(), ScalarStats("loss"), tower_func=_nan_tower, on_nonfinite="raise")
-    runner.set_model(_model())
+    runner.set_model(dense_classifier())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(FloatingPointError, match="validation_loss"):
@@ -598,8 +571,8 @@ def test_keyboard_interrupt_in_an_inferencer_stops_the_run():
 def test_after_fit_a_standalone_run_leaves_that_fits_callbacks_alone(data):
     (x, y), (xv, yv) = data
     recorder = Recorder()
-    runner = InferenceRunner(_ds(xv, yv, 16), ScalarStats("loss"))
-    _model().fit(_ds(x, y, 64), epochs=1, verbose=0, callbacks=[recorder, runner])
+    runner = InferenceRunner(batched(xv, yv, 16), ScalarStats("loss"))
+    dense_classifier().fit(batched(x, y, 64), epochs=1, verbose=0, callbacks=[recorder, runner])
     events = list(recorder.events)
     runner.trigger()  # fit is over: its callbacks get no on_test_* any more
     assert recorder.events == events

@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.models import classifier
 from infer_callbacks import Inferencer, InferenceRunner, PeriodicTrigger, ScalarStats
 
 
 def _model(steps_per_execution=1):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(optimizer=keras.optimizers.SGD(0.01), steps_per_execution=steps_per_execution,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
+    return classifier(optimizer=keras.optimizers.SGD(0.01), steps_per_execution=steps_per_execution)
 
 
 def _ds(n, batch, seed=0):

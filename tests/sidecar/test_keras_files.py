@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.models import classifier
 from infer_callbacks import ClassificationError, ScalarStats
 from infer_callbacks.sidecar.evaluator import STATE_FILENAME, SidecarEvaluator
 from infer_callbacks.sidecar.keras_files import FINISHED_MARKER, KerasFiles, epoch_of
@@ -29,10 +30,8 @@ Y_VAL = _rng.integers(0, 3, 40)
 
 
 def build_model() -> keras.Model:
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(3, activation="softmax")])
-    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return classifier(seed=None, hidden=8, activation="softmax", optimizer=keras.optimizers.SGD(0.5),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
 def val_data() -> tf.data.Dataset:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
-from tower_backend import tower_fetches
 
+from helpers.models import classifier
+from helpers.towers import tower_fetches
 from infer_callbacks.towers.spec import UnknownFetchError, exact_keys
 
 RTOL = 1e-5
@@ -51,8 +52,7 @@ def test_a_loss_returning_one_scalar_per_batch_is_evaluate_on_the_same_batches(w
     x = rng.normal(size=(37, 4)).astype("float32")
     y = rng.normal(size=(37, 1)).astype("float32")
     sw = rng.uniform(0.2, 2.0, size=37).astype("float32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(loss=_mean_square)
+    model = classifier(1, seed=None, optimizer="rmsprop", loss=_mean_square)
     val = tf.data.Dataset.from_tensor_slices((x, y, sw) if weighted else (x, y)).batch(8)  # 8 ... 5
     outs = _fetch(model, val, ["loss"], graph=True)
     np.testing.assert_allclose(_epoch(outs, "loss"), model.evaluate(val, verbose=0), rtol=RTOL)
@@ -161,8 +161,7 @@ def test_unknown_name_lists_labels_and_no_internal_op_names():
 
 def test_one_hot_labels_with_a_sparse_loss_name_the_labels_shape_and_the_loss():
     keras.utils.set_random_seed(15)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = classifier(seed=None, optimizer="rmsprop")
     x = np.zeros((6, 4), "float32")
     val = tf.data.Dataset.from_tensor_slices((x, np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2]])).batch(4)
     with pytest.raises(ValueError, match=r"SparseCategoricalCrossentropy.*validation set's batches: labels of "
@@ -172,8 +171,7 @@ def test_one_hot_labels_with_a_sparse_loss_name_the_labels_shape_and_the_loss():
 
 @pytest.mark.parametrize("name", ["loss", "wrong-top1"])
 def test_batches_without_labels_say_that_loss_needs_x_y_batches(name):
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = classifier(seed=None, optimizer="rmsprop")
     val = tf.data.Dataset.from_tensor_slices(np.zeros((6, 4), "float32")).batch(4)
     with pytest.raises(UnknownFetchError, match=rf"'{name}'.*\['input', 'output'\].*carry no labels.*\(x, y\)"):
         _fetch(model, val, [name])
@@ -183,6 +181,8 @@ def test_batches_without_labels_say_that_loss_needs_x_y_batches(name):
 def test_docstring_examples_run():
     import doctest
 
-    import infer_callbacks.towers.keras_loss as module
+    import infer_callbacks.towers.keras_loss
+    import infer_callbacks.towers.keras_shapes
 
-    assert doctest.testmod(module).failed == 0
+    for module in (infer_callbacks.towers.keras_loss, infer_callbacks.towers.keras_shapes):
+        assert doctest.testmod(module).failed == 0, module

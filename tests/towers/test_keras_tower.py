@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tower_backend import compiled, to_numpy, tower_fetches
 
+from helpers.towers import compiled, to_numpy, tower_fetches
 from infer_callbacks.towers.keras_tower import keras_tower_func
 from infer_callbacks.towers.spec import SAMPLE_WEIGHT_KEY, exact_keys
 

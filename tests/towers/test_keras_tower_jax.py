@@ -105,8 +105,9 @@ for fn in (keras_tower_func(model), jitted(model)):
 
 # the modules' examples run on JAX too
 import doctest
-import infer_callbacks.towers.keras_loss, infer_callbacks.towers.keras_tower
-for module in (infer_callbacks.towers.keras_loss, infer_callbacks.towers.keras_tower):
+import infer_callbacks.towers.keras_loss, infer_callbacks.towers.keras_shapes, infer_callbacks.towers.keras_tower
+for module in (infer_callbacks.towers.keras_loss, infer_callbacks.towers.keras_shapes,
+               infer_callbacks.towers.keras_tower):
     assert doctest.testmod(module).failed == 0, module
 ''')
 

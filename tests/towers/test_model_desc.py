@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.trainer import W0, XV, YV, Linear, ce_and_logits
 from infer_callbacks import ModelDesc
-from test_trainers import W0, XV, YV, Linear, ce_and_logits
 
 
 def test_inference_tower_of_a_model_desc():

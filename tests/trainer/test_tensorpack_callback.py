@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.models import classifier
+from helpers.trainer import XV, Linear
 from infer_callbacks import Callback, PeriodicTrigger, SimpleTrainer, TrainConfig, launch_train_with_config
-from test_trainers import XV, Linear
 
 pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 
@@ -24,10 +25,7 @@ Y = (X[:, 0] > 0).astype("int32")
 
 
 def dense_model():
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.compile(optimizer=keras.optimizers.SGD(0.5),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
+    return classifier(2, seed=None, optimizer=keras.optimizers.SGD(0.5))
 
 
 class EvalCallback(Callback):

@@ -1,18 +1,13 @@
 """TrainConfig (what, on what, how long) refuses bad values when it is made,
-naming them; ``cluster_from_tf_config`` reads TF_CONFIG as TensorFlow's own
-``TFConfigClusterResolver`` does, and refuses what it cannot use."""
+naming them (TF_CONFIG's checks: tests/distribute/test_cluster.py)."""
 
 from __future__ import annotations
 
-import json
-
 import keras
 import pytest
-import tensorflow as tf
 
+from helpers.trainer import Linear, train_ds
 from infer_callbacks import TrainConfig
-from infer_callbacks.trainer.config import cluster_from_tf_config
-from test_trainers import Linear, train_ds
 
 pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 
@@ -39,24 +34,3 @@ def test_train_config_keeps_its_arguments_and_names_bad_ones():
     ]:
         with pytest.raises(error, match=match):
             TrainConfig(**kwargs)
-
-
-def test_cluster_from_tf_config_agrees_with_tensorflow(monkeypatch):
-    tf_config = {"cluster": {"chief": ["host0:2222"], "worker": ["host1:2222", "host2:2222"]},
-                 "task": {"type": "worker", "index": 1}}
-    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    cluster, task_type, index = cluster_from_tf_config()
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    assert cluster == resolver.cluster_spec().as_dict()
-    assert (task_type, index) == (resolver.task_type, resolver.task_id) == ("worker", 1)
-    for bad, match in [({"cluster": {"worker": ["a:1"]}}, "'task' dict"),
-                       ({"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}},
-                        "'ps' is not a job"),
-                       ({"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}},
-                        "list of 'host:port'")]:
-        monkeypatch.setenv("TF_CONFIG", json.dumps(bad))
-        with pytest.raises(ValueError, match=match):
-            cluster_from_tf_config()
-    monkeypatch.delenv("TF_CONFIG")
-    with pytest.raises(ValueError, match="found no cluster"):
-        cluster_from_tf_config()

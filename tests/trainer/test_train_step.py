@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
+from helpers.trainer import (XT, XV, YT, YV, Linear, Recorder, keras_model, batches_of, ce_and_logits,
+                          numpy_sgd, train_ds, val_ds)
 from infer_callbacks import (ClassificationError, InferenceRunner, ScalarStats, SimpleTrainer, TrainConfig,
                              launch_train_with_config)
-from test_trainers import (XT, XV, YT, YV, Linear, Recorder, _keras_model, batches_of, ce_and_logits,
-                          numpy_sgd, train_ds, val_ds)
 
 pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 
@@ -50,13 +50,13 @@ def test_modeldesc_matches_numpy_sgd_and_validation(tmp_path):
 
 def test_keras_model_same_as_fit_and_same_hooks():
     keras.utils.set_random_seed(1)
-    ref = _keras_model()
+    ref = keras_model()
     init = ref.get_weights()
     rec_fit = Recorder()
     fit_hist = ref.fit(train_ds(), epochs=2, verbose=0, shuffle=False, callbacks=[
         rec_fit, InferenceRunner(val_ds(), [ScalarStats("loss"), ClassificationError()], verbose=False)])
 
-    model = _keras_model()
+    model = keras_model()
     model.set_weights(init)
     rec = Recorder()
     config = TrainConfig(model=model, data=train_ds(), max_epoch=2, verbose=0, callbacks=[

@@ -1,9 +1,7 @@
-"""The tensorpack-style trainers (trainer.py): their strategies, several
+"""The tensorpack-style trainers (trainers.py): their strategies, several
 devices giving the numbers of single-device numpy SGD, clear errors before the
-first step, the ported example. The shared fixtures of the trainer tests
-(digits, ``Linear``, numpy SGD, ``Recorder``) live here: test_train_step.py,
-test_train_loop.py, test_model_desc.py, test_savers.py, ... import them, and a
-subprocess below does ``from test_trainers import *``."""
+first step, the ported example. The shared data and models of the trainer
+tests (digits, ``Linear``, numpy SGD, ``Recorder``) are in helpers/trainer.py."""
 
 from __future__ import annotations
 
@@ -16,126 +14,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_python
-from infer_callbacks import (ClassificationError, DistributedTrainer, InferenceRunner, ModelDesc,  # noqa: F401
-                             ScalarStats, SimpleTrainer, SyncMultiGPUTrainer, TrainConfig,
-                             get_current_tower_context, launch_train_with_config)
+from helpers.trainer import XT, XV, YT, Linear, batches_of, keras_model, numpy_sgd, train_ds
+from infer_callbacks import DistributedTrainer, SimpleTrainer, TrainConfig, launch_train_with_config
 
 pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
-# (every name above is used by the subprocess's `from test_trainers import *`)
-
-LR = 0.5
-
-
-def digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return (d.data / 16).astype(np.float32), d.target.astype(np.int32)
-
-
-X, Y = digits()
-XT, YT, XV, YV = X[:400], Y[:400], X[1500:], Y[1500:]  # 400 = 12 x 32 + 16; 297 = 5 x 50 + 47
-W0 = (np.random.default_rng(0).normal(size=(64, 10)) * 0.05).astype(np.float32)
-
-
-class Linear(ModelDesc):
-    """Softmax regression, the tensorpack way (the issue's snippet)."""
-
-    def __init__(self):
-        self.net = keras.layers.Dense(10, kernel_initializer=keras.initializers.Constant(W0))
-        self.modes = []
-
-    def inputs(self):
-        return [tf.TensorSpec((None, 64), tf.float32, "x"), tf.TensorSpec((None,), tf.int32, "label")]
-
-    def build_graph(self, x, label):
-        training = get_current_tower_context().is_training
-        self.modes.append(training)
-        logits = self.net(x, training=training)
-        tf.identity(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) != label, tf.float32), name="wrong-top1")
-        tf.identity(logits, name="logits")
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits), name="cost")
-
-    def optimizer(self):
-        return keras.optimizers.SGD(LR)
-
-
-def ce_and_logits(w, b, x, y):
-    logits = x.astype(np.float64) @ w + b
-    z = logits - logits.max(1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return -logp[np.arange(len(y)), y], logits
-
-
-def numpy_sgd(batches, epochs, w=W0, b=np.zeros(10)):
-    """Plain SGD on mean cross-entropy; returns weights and per-epoch mean loss
-    (weighted by batch size, measured before each step, as Keras reports)."""
-    w, b = w.astype(np.float64), b.astype(np.float64)
-    losses = []
-    for _ in range(epochs):
-        total = count = 0.0
-        for xb, yb in batches:
-            ce, logits = ce_and_logits(w, b, xb, yb)
-            total, count = total + ce.sum(), count + len(yb)
-            p = np.exp(logits - logits.max(1, keepdims=True))
-            p /= p.sum(1, keepdims=True)
-            p[np.arange(len(yb)), yb] -= 1
-            w, b = w - LR * xb.T @ p / len(yb), b - LR * p.mean(0)
-        losses.append(total / count)
-    return w, b, losses
-
-
-def batches_of(x, y, size):
-    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
-
-
-def train_ds(batch=32):
-    return tf.data.Dataset.from_tensor_slices((XT, YT)).batch(batch)
-
-
-def val_ds():
-    return tf.data.Dataset.from_tensor_slices((XV, YV)).batch(50)
-
-
-class Recorder(keras.callbacks.Callback):
-    """Records every hook with its index and its logs' keys."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def _rec(self, name, index=None, logs=None):
-        self.calls.append((name, index, tuple(sorted(logs or {}))))
-
-    def on_train_begin(self, logs=None):
-        self._rec("train_begin", None, logs)
-
-    def on_train_end(self, logs=None):
-        self._rec("train_end", None, logs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._rec("epoch_begin", epoch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._rec("epoch_end", epoch, logs)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._rec("batch_begin", batch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._rec("batch_end", batch, logs)
-
-
-# --------------------------------------------------------------------------
-
-
-def _keras_model():
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(10)])
-    model.compile(optimizer=keras.optimizers.SGD(0.3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
 
 
 def test_bad_inputs_fail_before_the_first_step(monkeypatch):
@@ -181,9 +63,11 @@ def test_sync_multi_gpu_trainer_two_devices():
     empty): the same weights as single-device numpy SGD, exact validation."""
     code = """
         import json, sys
-        sys.path[:0] = ["tests/trainer", "tests"]
+        sys.path[:0] = ["tests"]
         import numpy as np, tensorflow as tf
-        from test_trainers import *
+        from helpers.trainer import *
+        from infer_callbacks import (ClassificationError, InferenceRunner, ScalarStats, SyncMultiGPUTrainer,
+                                     TrainConfig, launch_train_with_config)
         x, y = XT[:385], YT[:385]
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
         runner = InferenceRunner(val_ds(), [ScalarStats("cost"), ClassificationError("wrong-top1")], verbose=False)
@@ -214,7 +98,7 @@ def test_distributed_trainer_takes_the_given_or_the_models_strategy(monkeypatch)
     monkeypatch.delenv("TF_CONFIG", raising=False)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
-        model = _keras_model()
+        model = keras_model()
     trainer = DistributedTrainer()
     launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), trainer)
     assert trainer.strategy is strategy

@@ -1,9 +1,9 @@
 """The default Keras tower run the way each backend's engine runs it, for
-the towers' tests (a helper module, not a test).
+the towers' tests.
 
 - TensorFlow: ``TowerSpec.replica_fn`` (towers/spec.py), eagerly or in a
   ``tf.function`` with the batches' signature;
-- JAX: ``JaxTower`` (runner/engine/jax_tower.py), eagerly or in ``jax.jit``
+- JAX: ``JaxTower`` (runner/engine/jax/tower.py), eagerly or in ``jax.jit``
   with the model's variable values as arguments, as the JAX engine runs it.
 
 Both resolve the same names and return the same exact pairs; results come

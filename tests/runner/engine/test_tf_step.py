@@ -1,5 +1,5 @@
 """step: the compiled multi-round validation step, compared with the batches
-the dataset yields (numpy; the host side is tested in test_chunk.py); several
+the dataset yields (numpy; the host side is tested in test_tf_chunk.py); several
 devices are covered in test_data_parallel.py (subprocess)."""
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.models import classifier
 from infer_callbacks import (InferenceRunner, JSONWriter, Monitors, PeriodicTrigger, ScalarPrinter,
                              ScalarStats, TFEventWriter)
 
@@ -29,11 +30,7 @@ VAL = tf.data.Dataset.from_tensor_slices((XV, YV)).batch(5)
 
 
 def _model():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
+    return classifier(optimizer=keras.optimizers.SGD(0.1))
 
 
 def _val_loss(model):

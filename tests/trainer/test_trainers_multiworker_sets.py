@@ -9,9 +9,9 @@ import json
 import textwrap
 
 import numpy as np
-
-from test_multiworker import _start_workers
 import pytest
+
+from helpers.multiworker import start_workers
 
 pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 
@@ -59,7 +59,7 @@ def test_two_workers_take_the_same_decisions_with_the_same_numbers(tmp_path):
     y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
     data = tmp_path / "data.npz"
     np.savez(data, xt=x[:128], yt=y[:128], xa=x[128:178], ya=y[128:178], xb=x[178:], yb=y[178:])
-    results = _start_workers(2, [str(data), str(tmp_path / "log")], timeout=170, script=WORKER)
+    results = start_workers(2, [str(data), str(tmp_path / "log")], timeout=170, script=WORKER)
     reports = []
     for i, (code, out, err) in enumerate(results):
         assert code == 0, f"worker {i} failed:\n{err[-3000:]}"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.trainer import (W0, XT, XV, YT, YV, Linear, Recorder, keras_model, batches_of, ce_and_logits,
+                          numpy_sgd, train_ds, val_ds)
 from infer_callbacks import (ClassificationError, InferenceRunner, ScalarStats, SimpleTrainer, TrainConfig,
                              get_current_tower_context, launch_train_with_config)
-from test_trainers import (W0, XT, XV, YT, YV, Linear, Recorder, _keras_model, batches_of, ce_and_logits,
-                          numpy_sgd, train_ds, val_ds)
 
 pytestmark = pytest.mark.tensorflow_only("the ModelDesc trainer host needs TensorFlow")
 
@@ -112,7 +112,7 @@ def test_dataflow_input_and_batchnorm_untouched_by_validation():
 
 
 def test_keras_model_predictor():
-    model = _keras_model()
+    model = keras_model()
     trainer = SimpleTrainer()
     launch_train_with_config(TrainConfig(model=model, data=train_ds(), max_epoch=1, verbose=0), trainer)
     (out,) = trainer.get_predictor(["input"], ["output"])(XV)

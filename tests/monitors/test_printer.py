@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import io
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from helpers.models import classifier
 from infer_callbacks import InferenceRunner, Monitors, ScalarPrinter, ScalarStats, ClassificationError
 
 
@@ -19,8 +19,7 @@ def test_one_column_per_set():
     y = (x[:, 0] > 0).astype("int32")
     sets = {"clean": tf.data.Dataset.from_tensor_slices((x[60:], y[60:])).batch(8),
             "noisy": tf.data.Dataset.from_tensor_slices((x[60:] + 1, y[60:])).batch(8)}
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = classifier(2, seed=None)
     out = io.StringIO()
     history = model.fit(x[:60], y[:60], epochs=1, verbose=0, callbacks=[
         Monitors([ScalarPrinter(file=out)]),

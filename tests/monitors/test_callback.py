@@ -4,54 +4,21 @@ runners' reports (the writers themselves: test_writer.py)."""
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from conftest import run_python
+from helpers.monitors import read_events, read_scalars, classifier_and_data, read_stats  # noqa: F401
 from infer_callbacks import (ClassificationError, InferenceRunner, JSONWriter, Monitors, MonitorWriter,
                              ScalarPrinter, ScalarStats, TFEventWriter)
 
 
-def _setup(seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(96, 4)).astype("float32")
-    y = rng.integers(0, 3, size=96).astype("int32")
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    return model, ds
-
-
-def _read_events(logdir):
-    """{tag: [(step, value or image bytes)]} from every event file in logdir."""
-    values = {}
-    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for v in event.summary.value:
-                array = tf.make_ndarray(v.tensor)
-                value = float(array) if array.shape == () else array
-                values.setdefault(v.tag, []).append((event.step, value))
-    return values
-
-
-def _read_scalars(logdir):
-    return {k: v for k, v in _read_events(logdir).items() if not isinstance(v[0][1], np.ndarray)}
-
-
-def _stats(logdir, name="stats.json"):
-    with open(os.path.join(logdir, name)) as f:
-        return json.load(f)
-
-
 def test_json_and_events_written_each_epoch(tmp_path, capsys):
-    model, ds = _setup()
+    model, ds = classifier_and_data()
     logdir = str(tmp_path / "log")
     history = model.fit(ds, epochs=3, verbose=0, callbacks=[
         InferenceRunner(ds, [ScalarStats("loss"), ClassificationError()]),
@@ -61,7 +28,7 @@ def test_json_and_events_written_each_epoch(tmp_path, capsys):
     assert [s["global_step"] for s in stats] == [3, 6, 9]
     assert [s["validation_loss"] for s in stats] == history.history["validation_loss"]
     assert [s["validation_error"] for s in stats] == history.history["validation_error"]
-    scalars = _read_scalars(logdir)
+    scalars = read_scalars(logdir)
     assert [step for step, _ in scalars["validation_loss"]] == [3, 6, 9]
     np.testing.assert_allclose([v for _, v in scalars["validation_loss"]], history.history["validation_loss"],
                                rtol=1e-6)
@@ -118,7 +85,7 @@ def siblings_found():
 
 
 def _fit_with(runner, writers, holder, epochs=3, verbose=0):
-    model, ds = _setup()
+    model, ds = classifier_and_data()
     if holder is not None:
         holder["sources"] = [runner]
     monitors = Monitors(writers)
@@ -131,10 +98,10 @@ def test_reports_monitor_scalars_and_images_go_to_the_writers_not_logs(tmp_path,
     monitors, history = _fit_with(_FakeRunner(), [JSONWriter(logdir), TFEventWriter(logdir)],
                                   siblings_found)
     assert "validation_recall_0" not in history.history
-    stats = _stats(logdir)
+    stats = read_stats(logdir)
     assert [s["validation_recall_0"] for s in stats] == [0.1, 0.2, 0.3]
     assert [s["validation_x"] for s in stats] == [10.0, 20.0, 30.0]
-    events = _read_events(logdir)
+    events = read_events(logdir)
     assert [step for step, _ in events["validation_image"]] == [3, 6, 9]
     assert [step for step, _ in events["validation_recall_1"]] == [3, 6, 9]
     assert monitors.get_latest("validation_recall_0") == 0.3
@@ -156,16 +123,16 @@ def test_late_reports_are_written_under_their_epoch(tmp_path, siblings_found):
         original_end(logs)
     runner.on_train_end = flush
     _fit_with(runner, [JSONWriter(logdir), TFEventWriter(logdir)], siblings_found)
-    stats = _stats(logdir)
+    stats = read_stats(logdir)
     assert [s["epoch_num"] for s in stats] == [1, 2, 3]
     assert [s.get("validation_x") for s in stats] == [10.0, 20.0, 30.0]
     assert [s["global_step"] for s in stats] == [3, 6, 9]
     assert all("loss" in s for s in stats)
-    assert _read_scalars(logdir)["validation_x"] == [(3, 10.0), (6, 20.0), (9, 30.0)]
+    assert read_scalars(logdir)["validation_x"] == [(3, 10.0), (6, 20.0), (9, 30.0)]
 
 
 def test_images_are_never_read_from_the_model(tmp_path):
-    model, ds = _setup()
+    model, ds = classifier_and_data()
     model.fit(ds, epochs=1, verbose=0)
     seen = []
 
@@ -208,7 +175,7 @@ def test_console_with_keras_progress_output_prints_each_value_once(capsys, sibli
 
 
 def test_console_verbose_0_prints_everything(capsys):
-    model, ds = _setup()
+    model, ds = classifier_and_data()
     model.fit(ds, epochs=2, verbose=0, callbacks=[
         InferenceRunner(ds, [ScalarStats("loss"), ClassificationError()]), Monitors([ScalarPrinter()])])
     lines = _lines(capsys.readouterr().out)
@@ -247,7 +214,7 @@ def test_monitors_standalone_open_write_close(tmp_path, capsys):
     monitors.write(4, 400, {"validation_loss": 0.5}, {"img": np.zeros((2, 2), np.uint8)})
     monitors.write(4, 400, {"validation_error": 0.25}, console_skip=["validation_error"])
     monitors.close()
-    assert _stats(str(tmp_path)) == [
+    assert read_stats(str(tmp_path)) == [
         {"epoch_num": 4, "global_step": 400, "validation_loss": 0.5, "validation_error": 0.25}]
     out = capsys.readouterr().out
     assert "validation_loss" in out and "validation_error" not in out

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.models import classifier
 from infer_callbacks import DataParallelInferenceRunner, InferenceRunner, ScalarStats
 
 
@@ -23,9 +23,7 @@ def test_a_missing_gpu_id_warns_once_and_validates_on_the_default_placement():
         runner = InferenceRunner(val, ScalarStats("loss"), device=gpus)
     assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
     assert runner.device is None
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = classifier()
     history = model.fit(*_data(16, 0), batch_size=4, epochs=1, verbose=0, callbacks=[runner])
     assert history.history["validation_loss"][-1] == pytest.approx(model.evaluate(val, verbose=0), rel=1e-5)
 

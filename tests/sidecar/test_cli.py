@@ -1,8 +1,8 @@
 """The sidecar's command line (``python -m infer_callbacks.sidecar``,
 ``sidecar_cli.main``): concurrent with a training process, its exit code and
 summary, SIGTERM, and errors naming the bad argument. The user's functions it
-names (``test_evaluator:build_model``, ``test_evaluator:val_data``) and the
-shared helpers are test_evaluator.py's."""
+names (``helpers.sidecar:build_model``, ``helpers.sidecar:val_data``) and the
+shared helpers are in helpers/sidecar.py."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import time
 import keras
 import pytest
 
-from infer_callbacks.monitors.callback import MonitorWriter
-from infer_callbacks.sidecar.evaluator import STATE_FILENAME
-from infer_callbacks.sidecar.cli import main as cli_main
-from test_evaluator import (ROOT, STEPS_PER_EPOCH, _epochs, check_rows, ckdir, evaluator, stats,  # noqa: F401
+from helpers.sidecar import (ROOT, STEPS_PER_EPOCH, epochs_in, check_rows, ckdir, evaluator, stats,  # noqa: F401
                           train, trained)
+from infer_callbacks.monitors.callback import MonitorWriter
+from infer_callbacks.sidecar.cli import main as cli_main
+from infer_callbacks.sidecar.evaluator import STATE_FILENAME
 
 pytestmark = pytest.mark.tensorflow_only("the command line reads TensorFlow checkpoints")
 
@@ -39,7 +39,7 @@ class _WaitForRow(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 != self.epoch_num:
             return
-        while self.epoch_num not in _epochs(self.stats_path):
+        while self.epoch_num not in epochs_in(self.stats_path):
             assert self.proc.poll() is None, "the sidecar exited early"
             assert time.monotonic() < self.deadline, "the sidecar never evaluated epoch 1"
             time.sleep(0.05)  # polling for a file, with a deadline (not synchronisation by sleep)
@@ -47,10 +47,10 @@ class _WaitForRow(keras.callbacks.Callback):
 
 def sidecar_process(ckdir, logdir, *args) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "tests", "sidecar"), os.path.join(ROOT, "tests"), ROOT]))
+               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "tests"), ROOT]))
     return subprocess.Popen(
-        [sys.executable, "-m", "infer_callbacks.sidecar", "--model", "test_evaluator:build_model",
-         "--input", "test_evaluator:val_data", "--checkpoint-dir", str(ckdir), "--logdir", str(logdir),
+        [sys.executable, "-m", "infer_callbacks.sidecar", "--model", "helpers.sidecar:build_model",
+         "--input", "helpers.sidecar:val_data", "--checkpoint-dir", str(ckdir), "--logdir", str(logdir),
          "--poll-seconds", "0.05", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -93,7 +93,7 @@ def test_command_line_concurrent_with_training_then_restart(tmp_path):
 
 def test_stops_after_timeout_without_marker(tmp_path, capsys):
     os.makedirs(tmp_path / "ckpt")  # training "running", nothing written yet
-    argv = ["--model", "test_evaluator:build_model", "--input", "test_evaluator:val_data",
+    argv = ["--model", "helpers.sidecar:build_model", "--input", "helpers.sidecar:val_data",
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--logdir", str(tmp_path / "log"),
             "--timeout", "0.3", "--poll-seconds", "0.05"]
     with pytest.warns(RuntimeWarning, match=r"no new checkpoint .*timeout=0\.3.*before evaluating any"):
@@ -123,10 +123,10 @@ def test_command_line_sigterm_finishes_the_evaluation_under_way(ckdir):
 @pytest.mark.parametrize("argv, match", [
     (["--model", "no_colon"], "--model must name a function as 'package.module:function'"),
     (["--model", "no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
-    (["--model", "test_evaluator:nope"], "has no 'nope'"),
+    (["--model", "helpers.sidecar:nope"], "has no 'nope'"),
 ])
 def test_command_line_errors_name_the_value(tmp_path, capsys, argv, match):
-    base = ["--model", "test_evaluator:build_model", "--input", "test_evaluator:val_data",
+    base = ["--model", "helpers.sidecar:build_model", "--input", "helpers.sidecar:val_data",
             "--checkpoint-dir", str(tmp_path), "--logdir", str(tmp_path / "log")]
     with pytest.raises(SystemExit) as e:
         cli_main(base + argv)
@@ -136,7 +136,7 @@ def test_command_line_errors_name_the_value(tmp_path, capsys, argv, match):
 
 def test_command_line_bad_number(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli_main(["--model", "test_evaluator:build_model", "--input", "test_evaluator:val_data",
+        cli_main(["--model", "helpers.sidecar:build_model", "--input", "helpers.sidecar:val_data",
                   "--checkpoint-dir", str(tmp_path), "--logdir", str(tmp_path / "l"),
                   "--max-evaluations", "0"])
     assert "max_evaluations=0" in capsys.readouterr().err
