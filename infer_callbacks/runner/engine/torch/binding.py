@@ -34,6 +34,7 @@ from infer_callbacks.runner.engine.pipeline import Pacer, pipelined
 from infer_callbacks.runner.engine.torch.snapshot import TorchSnapshot
 from infer_callbacks.runner.engine.torch.step import TorchStep
 from infer_callbacks.runner.engine.torch.tower import TorchTower
+from infer_callbacks.towers.keras_tower import keras_tower_func
 from infer_callbacks.towers.spec import UnknownFetchError
 
 __all__ = ["TorchBinding"]
@@ -76,14 +77,17 @@ class TorchBinding(Binding):
         self.variables = list(model.variables) if model is not None else []
         names = config.fetch_names
         element_spec = config.input.dataset.element_spec
-        self.tower = TorchTower(tower_func, self.variables, element_spec, names, keras_default=keras_default,
-                                input_names=input_names)
+        full = TorchTower(tower_func, self.variables, element_spec, names, keras_default=keras_default,
+                          input_names=input_names)
+        # Eagerly, the tower computes all it returns: the default one computes only what is fetched.
+        self.tower = (TorchTower(keras_tower_func(model, names), self.variables, element_spec, names,
+                                 keras_default=True, input_names=input_names) if keras_default else full)
         self.step = TorchStep(self.tower, self.devices)
         self.snapshot = None
         if config.asynchronous:
             require_model_for_snapshot(model)
             self.snapshot = config.snapshot if config.snapshot is not None else TorchSnapshot(model, self.variables)
-        self.ranks = self._trace(config, element_spec)
+        self.ranks = self._trace(config, element_spec, full)
         self.step.ranks = dict(self.ranks)
         self._set_fetches(names, list(self.ranks))
         self.max_rounds = config.steps_per_execution or 1024
@@ -91,16 +95,22 @@ class TorchBinding(Binding):
         self._group = 8  # batches per read from tf.data (sized by bytes after a pass)
         self._groups: dict = {}
 
-    def _trace(self, config: EngineConfig, element_spec: Any) -> dict[str, int]:
+    def _trace(self, config: EngineConfig, element_spec: Any, full: TorchTower) -> dict[str, int]:
         """One small batch of zeros through the tower, on the current
         weights (before any training step): checks every fetch name and
-        records each output's rank."""
-        leaves = _zero_batch(element_spec)
-        pack = structure(element_spec)
+        records each output's rank. An unknown name is reported by the
+        whole tower, so that the error lists every name there is."""
+        leaves, pack, states = _zero_batch(element_spec), structure(element_spec), self._states(live=True)
         try:
-            outputs = self.step.outputs(self._states(live=True), leaves, pack)
+            outputs = self.step.outputs(states, leaves, pack)
         except UnknownFetchError as e:
-            raise named_fetch_error(e, config) from None
+            if full is self.tower:
+                raise named_fetch_error(e, config) from None
+            self.tower = self.step.tower = full
+            try:
+                outputs = self.step.outputs(states, leaves, pack)
+            except UnknownFetchError as e:
+                raise named_fetch_error(e, config) from None
         return {k: int(np.ndim(v)) for k, v in outputs.items()}
 
     @property
