@@ -17,32 +17,41 @@ import pytest  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKEND = keras.backend.backend()
 
-# -- the two backends --------------------------------------------------------
+# -- the three backends ------------------------------------------------------
 # ``pytest`` runs the suite under the backend ``KERAS_BACKEND`` names (Keras's
-# own switch; TensorFlow by default). Under JAX a test runs unless it is marked
-# ``tensorflow_only(reason)``: a feature that stays TensorFlow-only (the
-# trainer host, export, TF checkpoints, ``tf.distribute``), a test of the
-# TensorFlow engine's internals, or a test that starts its own processes on
-# both backends (tests/jax, the docs). Such tests are deselected, not skipped.
+# own switch; TensorFlow by default). Under JAX and PyTorch a test runs unless
+# it is marked ``tensorflow_only(reason)``: a feature that stays
+# TensorFlow-only (the trainer host, export, TF checkpoints, ``tf.distribute``),
+# a test of the TensorFlow engine's internals, or a test that starts its own
+# processes on every backend (tests/jax, the docs, the same-numbers test).
+# ``not_on_backend(name, ..., reason=...)`` deselects a shared test under the
+# backends it names (used sparingly, each with its reason). Such tests are
+# deselected, not skipped.
 
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "tensorflow_only(reason): runs only under KERAS_BACKEND=tensorflow (deselected under JAX)")
+        "markers", "tensorflow_only(reason): runs only under KERAS_BACKEND=tensorflow "
+                   "(deselected under every other backend)")
+    config.addinivalue_line(
+        "markers", "not_on_backend(*backends, reason): deselected under the Keras backends named")
 
 
 def pytest_report_header(config):
     return f"Keras backend: {BACKEND} (KERAS_BACKEND)"
 
 
+def _deselected(item) -> bool:
+    if BACKEND != "tensorflow" and item.get_closest_marker("tensorflow_only") is not None:
+        return True
+    return any(BACKEND in mark.args for mark in item.iter_markers("not_on_backend"))
+
+
 def pytest_collection_modifyitems(config, items):
-    if BACKEND == "tensorflow":
-        return
-    kept = [item for item in items if item.get_closest_marker("tensorflow_only") is None]
-    dropped = [item for item in items if item.get_closest_marker("tensorflow_only") is not None]
+    dropped = [item for item in items if _deselected(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+        items[:] = [item for item in items if not _deselected(item)]
 
 
 def run_python(code: str, *, timeout: float = 240, env: dict | None = None,

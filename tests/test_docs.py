@@ -78,7 +78,7 @@ def test_ci_runs_the_readmes_two_commands():
     section = readme.split("## Two commands", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
-    assert commands == ["pip install -e '.[test]'", "pytest -q && KERAS_BACKEND=jax pytest -q"], commands
+    assert commands == ["pip install -e '.[test]'", "pytest -q && KERAS_BACKEND=jax pytest -q && KERAS_BACKEND=torch pytest -q"], commands
     with open(os.path.join(REPO, ".ci", "run")) as f:
         ci = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
     assert ci[-2:] == commands, ci

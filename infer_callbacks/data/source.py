@@ -11,7 +11,9 @@ Accepted inputs:
   batch is an array, a tuple/list of arrays or a dict of arrays;
 * a zero-argument function returning one of the above (called at every run);
 * Keras-style arrays, a *tuple* ``(x, y)`` or ``(x, y, sample_weight)``,
-  batched by ``batch_size`` (see ``arrays.py``).
+  batched by ``batch_size`` (see ``arrays.py``);
+* a ``torch.utils.data.DataLoader``, or any of the above holding torch
+  tensors: they become numpy (see ``torch_loader.py``).
 
 One-shot iterators (generators, ``iter(...)`` results) are refused: the runner
 needs to start again from the first batch at every run.
@@ -30,6 +32,7 @@ from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.data.arrays import ArrayBatches, array_dataset, check_batch_size, is_array_data
 from infer_callbacks.data.dataflow import _DataFlowInput
 from infer_callbacks.data.queue_feed import Feed
+from infer_callbacks.data.torch_loader import is_torch_tensor, torch_arrays_to_numpy, torch_to_numpy
 
 __all__ = ["InputSource"]
 
@@ -55,6 +58,8 @@ def _to_structure(batch: Any) -> Any:
         return tuple(_to_structure(v) for v in batch)
     if isinstance(batch, tf.Tensor):
         return batch.numpy()
+    if is_torch_tensor(batch):
+        return torch_to_numpy(batch)
     return np.asarray(batch)
 
 
@@ -111,6 +116,7 @@ class InputSource:
                  limit_batches: int | float | None = None):
         if isinstance(source, _DataFlowInput):
             source = source.dataflow
+        source = torch_arrays_to_numpy(source)
         check_batch_size(batch_size, source)
         arrays = source if is_array_data(source) else None
         if arrays is not None:
@@ -134,7 +140,7 @@ class InputSource:
             self.dataset = (source if self.limit is None else source.take(self.limit)).prefetch(prefetch_n)
             self.arrays = ArrayBatches(arrays, batch_size, self.limit) if arrays is not None else None
             return
-        if isinstance(source, (tf.Tensor, np.ndarray, str, bytes)):
+        if isinstance(source, (tf.Tensor, np.ndarray, str, bytes)) or is_torch_tensor(source):
             raise TypeError(
                 f"`input` must be a tf.data.Dataset, a DataFlow or a re-iterable "
                 f"of batches. Received a single {_describe(source)}; wrap arrays "

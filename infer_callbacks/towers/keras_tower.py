@@ -36,7 +36,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 from keras import ops
@@ -100,14 +100,14 @@ def _wrong(term: Term, kind: str, threshold: float, k: int) -> Any:
     return ops.reshape(ops.cast(wrong, "float32"), ops.shape(labels))
 
 
-def _classification(term: Term, prefix: str) -> dict[str, Any]:
+def _classification(term: Term, prefix: str, wanted: Callable[[str], bool]) -> dict[str, Any]:
     found = _classifier_kind(term)
     if found is None:
         return {}
     kind, threshold = found
     out = {}
     for k in (1, 5):
-        if k == 5 and (kind == "binary" or term.y_pred.shape[-1] < 5):
+        if (k == 5 and (kind == "binary" or term.y_pred.shape[-1] < 5)) or not wanted(f"{prefix}wrong-top{k}"):
             continue
         wrong = _wrong(term, kind, threshold, k)
         mask = keras_mask(term.y_pred)
@@ -125,7 +125,7 @@ def _classification(term: Term, prefix: str) -> dict[str, Any]:
         weight = broadcast_weight(term.sample_weight, wrong) * valid
         out[name] = ops.divide_no_nan(row_sums(wrong * valid), row_sums(valid))
         out[exact_keys(name)[0]], out[exact_keys(name)[1]] = row_sums(wrong * weight), row_sums(weight)
-    if kind == "binary":
+    if kind == "binary" and wanted(f"{prefix}pred"):
         out[f"{prefix}pred"] = ops.cast(ops.greater(ops.squeeze(term.y_pred, -1), threshold), "int32")
     return out
 
@@ -181,8 +181,14 @@ def _named_outputs(model: keras.Model, y_pred: Any) -> tuple[list[str], list[Any
     return [given[i] if i < len(given) else fallback[i] for i in range(len(flat))], flat
 
 
-def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
+def keras_tower_func(model: keras.Model, names: Sequence[str] | None = None) -> Callable[..., dict]:
     """The default tower of a Keras model (or ``model.inference_tower()`` if it has one).
+
+    With ``names`` (fetch names), the tower computes only the losses and
+    classification outputs among them (with their exact pairs), for an
+    engine that runs it eagerly (PyTorch): a compiled step drops what is
+    not fetched by itself. The model's outputs, labels and sample weights
+    are always returned (they cost nothing).
 
     Names it returns, for a batch ``x``, ``(x, y)`` or ``(x, y, sample_weight)``:
 
@@ -215,6 +221,12 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
     # strategy reads variables with collectives; every worker must run those
     # at the same point.
     weights_of_losses = loss_weights(model) if getattr(model, "loss", None) is not None else None
+    asked = None if names is None else {n[:-2] if n.endswith(":0") else n for n in names}
+
+    def wanted(name: str) -> bool:
+        return asked is None or name in asked
+
+    any_loss = asked is None or any(n == "loss" or n.endswith("_loss") for n in asked)
 
     def tower(*batch):
         with _collecting_losses(model):
@@ -238,8 +250,9 @@ def keras_tower_func(model: keras.Model) -> Callable[..., dict]:
         for term in found:
             if len(preds) > 1:
                 out[f"label/{term.name}"] = term.y_true
-            out.update(_classification(term, "" if len(preds) == 1 else term.name + "/"))
-        out.update(loss_outputs(model, [t for t in found if t.loss is not None], ops.shape(preds[0])[0]))
+            out.update(_classification(term, "" if len(preds) == 1 else term.name + "/", wanted))
+        if any_loss:
+            out.update(loss_outputs(model, [t for t in found if t.loss is not None], ops.shape(preds[0])[0]))
         return out
 
     return tower

@@ -4,9 +4,11 @@ the towers' tests.
 - TensorFlow: ``TowerSpec.replica_fn`` (towers/spec.py), eagerly or in a
   ``tf.function`` with the batches' signature;
 - JAX: ``JaxTower`` (runner/engine/jax/tower.py), eagerly or in ``jax.jit``
-  with the model's variable values as arguments, as the JAX engine runs it.
+  with the model's variable values as arguments, as the JAX engine runs it;
+- PyTorch: ``TorchTower`` (runner/engine/torch/tower.py) under
+  ``torch.no_grad``, eagerly (torch compiles nothing), as the PyTorch engine runs it.
 
-Both resolve the same names and return the same exact pairs; results come
+All resolve the same names and return the same exact pairs; results come
 back as numpy.
 """
 
@@ -25,7 +27,11 @@ BACKEND = keras.backend.backend()
 
 
 def compiled(fn: Callable) -> Callable:
-    """``fn`` compiled as the backend compiles a step: ``tf.function`` or ``jax.jit``."""
+    """``fn`` compiled as the backend compiles a step: ``tf.function`` or
+    ``jax.jit``; under PyTorch, ``fn`` without autograd (the engine's step is eager)."""
+    if BACKEND == "torch":
+        import torch
+        return torch.no_grad()(fn)
     if BACKEND == "jax":
         import jax
         return jax.jit(fn)
@@ -53,6 +59,15 @@ def tower_fetches(model: keras.Model, element_spec: Any, names: Sequence[str], b
 
         def run(batch):
             return fn(values, tf.nest.map_structure(to_numpy, batch))
+    elif BACKEND == "torch":
+        import torch
+
+        from infer_callbacks.runner.engine.torch.tower import TorchTower
+        torch_tower = TorchTower(tower, model.variables, element_spec, names, keras_default=True)
+
+        def run(batch):
+            with torch.no_grad():
+                return torch_tower(None, tf.nest.map_structure(lambda t: torch.from_numpy(np.array(to_numpy(t))), batch))
     else:
         run = TowerSpec(tower, element_spec, keras_default=True).replica_fn(names)
         if graph:

@@ -280,6 +280,7 @@ def test_fit_writes_confusion_image_to_tensorboard_only(digits_fit):
     assert "validation_recall_3" in f["printed"] and "confusion_matrix" not in f["printed"]
 
 
+@pytest.mark.not_on_backend("torch", reason="PyTorch has one CPU device; several devices need GPUs")
 def test_gather_order_across_two_logical_devices():
     result = run_python("""
         import numpy as np, tensorflow as tf, keras

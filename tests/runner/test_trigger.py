@@ -55,6 +55,7 @@ class EpochLogs(keras.callbacks.Callback):
         self.logs.append(dict(logs))
 
 
+@pytest.mark.not_on_backend("torch", reason="Keras's PyTorch trainer refuses steps_per_execution > 1")
 @pytest.mark.parametrize("every_k_steps", [4, 3])
 def test_every_k_steps_with_steps_per_execution(every_k_steps):
     # 2 epochs of 8 steps, 4 steps per training call: the trigger sees the

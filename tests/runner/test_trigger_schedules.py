@@ -87,6 +87,7 @@ def test_quarters_of_an_epoch():
     assert [logs["validation_runs"] for logs in seen.logs] == [4.0, 8.0]  # the latest run's
 
 
+@pytest.mark.not_on_backend("torch", reason="Keras's PyTorch trainer refuses steps_per_execution > 1")
 def test_fraction_with_steps_per_execution_and_steps_per_epoch():
     when = WhenRun()
     _model(steps_per_execution=3).fit(_ds(64, 4).repeat(), epochs=1, steps_per_epoch=12, verbose=0,

@@ -18,6 +18,7 @@ __all__ = ["ENGINES", "current_engine", "require_engine"]
 ENGINES = {
     "tensorflow": ("infer_callbacks.runner.engine.tensorflow", "TensorFlowEngine"),
     "jax": ("infer_callbacks.runner.engine.jax", "JaxEngine"),
+    "torch": ("infer_callbacks.runner.engine.torch", "TorchEngine"),
 }
 
 _made: dict[str, Engine] = {}
@@ -28,7 +29,7 @@ def require_engine() -> str:
     backend = keras.backend.backend()
     if backend not in ENGINES:
         raise RuntimeError(
-            f"infer_callbacks has validation engines for Keras's {' and '.join(sorted(ENGINES))} backends; "
+            f"infer_callbacks has validation engines for Keras's {', '.join(sorted(ENGINES))} backends; "
             f"this process uses KERAS_BACKEND={backend!r}. Set KERAS_BACKEND to one of "
             f"{sorted(ENGINES)} before importing keras.")
     return backend

@@ -14,19 +14,17 @@ Example:
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
 import jax
-import numpy as np
+
+from infer_callbacks.distribute.device_names import USAGE, is_gpu_id, parse_device
 
 __all__ = ["jax_device", "soft_jax_device", "jax_devices", "jax_name", "available_jax_devices"]
 
-_USAGE = ("Pass an int (the first N GPUs), a list of GPU ids such as [0, 1], or "
-          "a list of device strings such as ['/cpu:0', '/cpu:1'].")
-_DEVICE = re.compile(r"^/?(?:device:)?(?:job:[^/]+/)?(?:replica:\d+/)?(?:task:\d+/)?(?:device:)?"
-                     r"(?P<kind>cpu|gpu|tpu):(?P<index>\d+)$", re.IGNORECASE)
+_USAGE = USAGE
+_is_int = is_gpu_id
 
 
 def available_jax_devices() -> list[str]:
@@ -47,10 +45,6 @@ def jax_name(device: jax.Device) -> str:
     return f"/{kind}:{local.index(device)}"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def jax_device(device: str | int | jax.Device) -> jax.Device:
     """The ``jax.Device`` a device string or GPU id names.
 
@@ -59,16 +53,7 @@ def jax_device(device: str | int | jax.Device) -> jax.Device:
     """
     if isinstance(device, jax.Device):
         return device
-    if _is_int(device):
-        if device < 0:
-            raise ValueError(f"A GPU id must be >= 0. Received: device={device}")
-        kind, index = "gpu", int(device)
-    elif isinstance(device, str) and _DEVICE.match(device.strip()):
-        match = _DEVICE.match(device.strip())
-        kind, index = match["kind"].lower(), int(match["index"])
-    else:
-        raise TypeError(f"A device must be a string such as '/cpu:0' or an int GPU id. "
-                        f"Received: {device!r}")
+    kind, index = parse_device(device)
     try:
         found = jax.devices(kind)
     except RuntimeError:
