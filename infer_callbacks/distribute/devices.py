@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from infer_callbacks.distribute.jax_processes import jax_process
+
 __all__ = [
     "available_devices",
     "canonical_device",
@@ -165,8 +167,12 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Whether this process is the chief: the one that writes files.
 
     With a multi-worker strategy, its task; else ``TF_CONFIG``'s task (chief,
-    or worker 0 when there is no chief); without either, ``True``.
+    or worker 0 when there is no chief); under JAX's distributed runtime
+    (several processes), process 0; without any of these, ``True``.
     """
+    process = jax_process()
+    if process is not None:
+        return process[0] == 0
     task_type = task_id = None
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is not None and resolver.task_type is not None:
