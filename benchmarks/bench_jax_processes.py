@@ -158,7 +158,8 @@ def main(argv=None) -> None:
     two = launch(2, 2, args)
     results, leftover = [], two[0].pop("leftover_keys", None)
     for name in one:
-        same = all(abs(p[name]["results"][k] - one[name]["results"][k]) <= 1e-5 * max(1, abs(one[name]["results"][k]))
+        ref = one[name]["results"]
+        same = all(abs(p[name]["results"][k] - ref[k]) <= 1e-5 * max(1, abs(ref[k]))
                    for p in two for k in one[name]["results"])
         results.append({"runner": name, "one_process_s": one[name]["fastest_s"],
                         "two_processes_s": max(p[name]["fastest_s"] for p in two),

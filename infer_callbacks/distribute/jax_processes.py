@@ -106,14 +106,19 @@ class Channel:
         name: the pass's unique name (the same on every process).
         timeout: the most seconds any read waits.
         process: ``(index, count)`` (default: JAX's).
+        client: the key-value store (default: JAX's coordination service
+            client); anything with its ``key_value_set_bytes``,
+            ``blocking_key_value_get_bytes``, ``key_value_increment`` and
+            ``key_value_delete`` (tests pass an in-memory one).
     """
 
-    def __init__(self, name: str, timeout: float = DEFAULT_TIMEOUT, process: tuple[int, int] | None = None):
+    def __init__(self, name: str, timeout: float = DEFAULT_TIMEOUT, process: tuple[int, int] | None = None,
+                 client: Any = None):
         if not timeout or timeout <= 0:
             raise ValueError(f"`collective_timeout` must be a positive number of seconds. Received: {timeout!r}")
         self.index, self.count = process or jax_process() or (0, 1)
         self.name, self.timeout = name, float(timeout)
-        self._client = _client()
+        self._client = client if client is not None else _client()
         self._sent = 0
         self._read = [0] * self.count
         self.bytes_sent = 0

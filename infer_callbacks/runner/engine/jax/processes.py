@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from infer_callbacks.distribute.jax_processes import Channel, Message, ProcessError
+from infer_callbacks.distribute.jax_processes import Channel, Message
 from infer_callbacks.inferencers.merging import is_mergeable, load_merged, state_of
 from infer_callbacks.runner.engine.host_chunk import JaxChunk
 
@@ -224,5 +224,3 @@ class ProcessPass:
         """Tell the other processes this one failed, naming the cause."""
         self.channel.fail(error)
 
-
-__all__ += ["ProcessError"]
