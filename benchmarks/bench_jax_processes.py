@@ -99,16 +99,23 @@ def worker(args) -> dict:
             sent.append(process_pass.channel.bytes_sent if process_pass is not None else 0)
         out[name] = {"fastest_s": min(times), "median_s": statistics.median(times), "bytes_sent": max(sent),
                      "results": results}
-    if args.processes > 1:  # process 0 runs the coordination service: it leaves last
+    return out
+
+
+def finish(args, out: dict) -> None:
+    """Print ``out``; process 0 runs the coordination service, so it leaves
+    last (after counting the messages left in the store: none, as the last
+    reader of each deletes it)."""
+    if args.processes > 1:
         from jax._src.distributed import global_state
         if args.process_id:
+            print(json.dumps(out, default=float), flush=True)
             global_state.client.key_value_set(f"bench_done/{args.process_id}", "1")
-        else:
-            for i in range(1, args.processes):
-                global_state.client.blocking_key_value_get(f"bench_done/{i}", 600_000)
-            # every message was read by all: the last reader deleted it
-            out["leftover_keys"] = len(global_state.client.key_value_dir_get_bytes("infer_callbacks/"))
-    return out
+            return
+        for i in range(1, args.processes):
+            global_state.client.blocking_key_value_get(f"bench_done/{i}", 600_000)
+        out["leftover_keys"] = len(global_state.client.key_value_dir_get_bytes("infer_callbacks/"))
+    print(json.dumps(out, default=float), flush=True)
 
 
 def launch(processes: int, devices: int, args) -> list[dict]:
@@ -150,7 +157,7 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args), default=float), flush=True)
+        finish(args, worker(args))
         os._exit(0)  # the distributed runtime's shutdown is not part of the measurement
     if args.quick:
         args.samples, args.rounds = 1000, 1
