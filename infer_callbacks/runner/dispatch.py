@@ -73,7 +73,7 @@ def run_pass(binding, plan, ctx, source, *, hooks: Callable, progress, backgroun
         for count, chunk in _located(blocks, source, lambda: stats.batches, steps_per_execution):
             if background is not None and background.should_stop:
                 raise RuntimeError("The background validation was cancelled.")
-            if chunk is None:  # batches another process accounts for (engine/jax/processes.py)
+            if chunk is None:  # batches another process accounts for (engine/host_processes.py)
                 stats.batches += count
                 progress.update(count)
                 continue

@@ -6,41 +6,11 @@ two processes, is exercised by tests/jax/test_jax_processes.py.)"""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 from infer_callbacks.distribute.jax_processes import Channel, Message, ProcessError
-
-
-class MemoryStore:
-    """JAX's coordination-service client, in memory (timeouts raise as JAX's do)."""
-
-    def __init__(self):
-        self.values: dict = {}
-        self.changed = threading.Condition()
-
-    def key_value_set_bytes(self, key, value, allow_overwrite=False):
-        with self.changed:
-            assert key not in self.values, key
-            self.values[key] = bytes(value)
-            self.changed.notify_all()
-
-    def blocking_key_value_get_bytes(self, key, timeout_in_ms):
-        with self.changed:
-            if not self.changed.wait_for(lambda: key in self.values, timeout_in_ms / 1000):
-                raise RuntimeError(f"DEADLINE_EXCEEDED: GetKeyValue() timed out with key: {key}")
-            return self.values[key]
-
-    def key_value_increment(self, key, increment):
-        with self.changed:
-            self.values[key] = int(self.values.get(key, 0)) + increment
-            return self.values[key]
-
-    def key_value_delete(self, key):
-        with self.changed:
-            self.values.pop(key, None)
+from memory_store import MemoryStore
 
 
 def test_messages_arrive_in_order_whole_and_are_deleted_by_the_last_reader():

@@ -25,7 +25,9 @@ What every engine shares lives here and in the host-side modules of
 :func:`choose_tower`, :func:`named_fetch_error`, ``fetch_table.py`` (exact
 pairs), ``pipeline.py`` (the pace of calls, the background thread),
 ``host_blocks.py`` and ``host_chunk.py`` (numpy blocks of batches in, a
-call's outputs out, for the engines whose step is fed from the host).
+call's outputs out, for the engines whose step is fed from the host),
+``host_processes.py`` (several processes: each its share of whole batches,
+combined on the host).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 | ``snapshot.py`` | an asynchronous run's copy of the weights |
 | ``devices.py`` | device strings and GPU ids as ``jax.Device`` |
 | ``distribution.py`` | what a Keras distribution means for the runner |
-| ``processes.py`` | several JAX processes: each validates its share of whole batches, then they combine |
+| ``../host_processes.py`` (shared) | several JAX processes: each validates its share of whole batches, then they combine on the host |
 
 Imported only under Keras's JAX backend (a TensorFlow user need not have
 JAX installed): nothing here imports ``jax`` at module level but the
@@ -58,7 +58,7 @@ class JaxEngine(Engine):
         from infer_callbacks.runner.engine.jax.devices import jax_device
         process = jax_process()
         if process is not None:  # several JAX processes: whole batches on this one's devices
-            from infer_callbacks.runner.engine.jax.processes import ProcessShare
+            from infer_callbacks.runner.engine.host_processes import ProcessShare
             return ProcessShare(tuple(self._process_devices(device, devices)), *process)
         if devices is not None:
             return [jax_device(d) for d in devices]

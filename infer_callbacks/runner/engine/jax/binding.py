@@ -29,7 +29,7 @@ from infer_callbacks.runner.engine.base import (Binding, EngineConfig, choose_to
                                                 require_model_for_snapshot)
 from infer_callbacks.runner.engine.host_blocks import Blocks, group_size, grouped, structure
 from infer_callbacks.runner.engine.jax.distribution import BatchSplit
-from infer_callbacks.runner.engine.jax.processes import ProcessPass, ProcessShare, Share
+from infer_callbacks.runner.engine.host_processes import ProcessPass, ProcessShare, Share
 from infer_callbacks.runner.engine.jax.sizes import CallSizes
 from infer_callbacks.runner.engine.jax.snapshot import JaxSnapshot, current_values
 from infer_callbacks.runner.engine.jax.split_step import JaxSplitStep
@@ -153,7 +153,7 @@ class JaxBinding(Binding):
 
     def pass_blocks(self, input: Any, plan):
         """:meth:`blocks`; across JAX processes, this process's share of
-        whole batches combined with the others' (``processes.py``)."""
+        whole batches combined with the others' (``host_processes.py``)."""
         if self.processes is None:
             return self.blocks(input)
         share = Share(self.processes.index, self.processes.count)

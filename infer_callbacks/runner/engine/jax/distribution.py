@@ -10,7 +10,7 @@ lays out the variables and the data; ``split_step.JaxSplitStep`` runs
 it. Any other distribution (``ModelParallel``, a subclass of one's own) is
 refused at setup, naming it and what is supported. A ``DataParallel`` that
 spans several JAX processes is not split per batch: each process validates
-whole batches on its own devices (:func:`process_devices`, ``processes.py``).
+whole batches on its own devices (:func:`process_devices`, ``host_processes.py``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _describe(distribution: Any) -> str:
 def process_devices(distribution: Any) -> list:
     """This process's devices of a ``keras.distribution.DataParallel`` that
     spans several JAX processes (each validates whole batches on its own
-    devices: ``processes.py``).
+    devices: ``host_processes.py``).
 
     Raises:
         ValueError: ``distribution`` is another kind; the message names it.

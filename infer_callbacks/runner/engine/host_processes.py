@@ -1,4 +1,6 @@
-"""Validation across the processes of a JAX job (``keras.distribution.initialize``).
+"""Validation across processes, on the host: today the JAX engine's, under
+JAX's distributed runtime (``keras.distribution.initialize``); nothing here
+depends on the backend but the wire's default store.
 
 Every process passes the same whole validation set; batch ``k`` belongs to
 process ``k mod P`` (of ``P``), which runs it whole on one of its local
@@ -81,11 +83,16 @@ class ProcessPass:
         plan: ``[(inferencer, fetch names)]`` of the pass.
         ranks: each fetch's rank per batch.
         timeout: the most seconds any wait lasts.
+        client: the key-value store (default: JAX's; see :class:`Channel`).
+        name: the pass's name, the same on every process (default: the
+            next of this process's passes, which every process counts alike).
     """
 
-    def __init__(self, local: Iterator, share: Share, plan: list, ranks: dict, timeout: float):
+    def __init__(self, local: Iterator, share: Share, plan: list, ranks: dict, timeout: float,
+                 client: Any = None, name: str | None = None):
         self.local, self.share, self.plan, self.ranks = local, share, plan, ranks
-        self.channel = Channel(f"pass{next(_passes)}", timeout, (share.index, share.count))
+        name = name or f"pass{next(_passes)}"
+        self.channel = Channel(name, timeout, (share.index, share.count), client)
         self.merge = all(is_mergeable(inf) for inf, _ in plan)
 
     @property
