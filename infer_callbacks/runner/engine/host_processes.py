@@ -121,13 +121,14 @@ class ProcessPass:
             yield total - position, None
         states = [state_of(inf) for inf, _ in self.plan]
         arrays = {f"{i}|{k}": v for i, s in enumerate(states) for k, v in s.items()}
-        self.channel.send(Message("state", {"batches": total}, arrays))
+        self.channel.send(Message("state", {"batches": total, "infs": self._signature()}, arrays))
         every = []
         for q in range(n):
             if q == p:
                 every.append(states)
                 continue
             message = self.channel.receive(q, "its validation state")
+            self._same_plan(q, message)
             self._same_set(q, message.meta["batches"], total)
             theirs = [{} for _ in self.plan]
             for key, value in message.arrays.items():
@@ -136,6 +137,20 @@ class ProcessPass:
             every.append(theirs)
         for i, (inf, _) in enumerate(self.plan):
             load_merged(inf, [process[i] for process in every])
+
+    def _signature(self) -> list[str]:
+        return [f"{type(inf).__name__}{inf.result_names() or []}" for inf, _ in self.plan]
+
+    def _same_plan(self, q: int, message: Message) -> None:
+        """Refuses a process that combines otherwise or runs other inferencers."""
+        theirs = "state" if message.kind == "state" else "batches"
+        if theirs != self.mode or (theirs == "state" and message.meta.get("infs") != self._signature()):
+            raise ValueError(
+                f"process {q} and process {self.share.index} run different inferencers in this validation "
+                f"(process {self.share.index}: {self._signature()}; process {q} combines by {theirs}"
+                + (f": {message.meta.get('infs')}" if theirs == "state" else "") + "). Every process must "
+                "run the same inferencers (an inferencer with chief_only=True runs on process 0 only and "
+                "cannot be combined across JAX processes).")
 
     def _same_set(self, q: int, theirs: int, mine: int) -> None:
         """Refuses sets of different sizes, naming both processes' counts."""
@@ -185,6 +200,8 @@ class ProcessPass:
                     running = self._produce(mine)
                 if not theirs[owner] and owner not in ended:
                     message = self.channel.receive(owner, f"validation batch {k + 1}")
+                    if message.kind == "state":
+                        self._same_plan(owner, message)
                     if message.kind == "end":
                         ended[owner] = message.meta["batches"]
                     else:
@@ -202,6 +219,8 @@ class ProcessPass:
         for q in theirs:
             while q not in ended:
                 message = self.channel.receive(q, "the end of its validation batches")
+                if message.kind == "state":
+                    self._same_plan(q, message)
                 if message.kind == "end":
                     ended[q] = message.meta["batches"]
                 else:

@@ -114,3 +114,12 @@ def test_sets_of_different_sizes_fail_on_every_process(make):
     got, _ = _run(2, make, sizes=lambda i: SIZES if i == 0 else SIZES + [4])
     for error in got:
         assert isinstance(error, Exception) and "same whole validation set" in str(error), error
+
+
+def test_processes_running_different_inferencers_fail_with_the_reason():
+    """A chief_only inferencer runs on process 0 only: its results cannot be combined."""
+    made = iter([[ScalarStats("loss"), ClassificationError()], [ScalarStats("loss")],
+                 [ScalarStats("loss"), Order()], [ScalarStats("loss")]])
+    for _ in range(2):
+        got, _ = _run(2, lambda: next(made), name=f"plan{_}")
+        assert all(isinstance(e, ValueError) and "run different inferencers" in str(e) for e in got), got
