@@ -129,6 +129,8 @@ def scenario(name: str):
                                              gpus=["/cpu:0", "/cpu:1"], **quick)
         return {"runner": run(runner), "reference": ref,
                 "devices": [str(d) for d in next(iter(runner._validator.bindings.values())).devices]}
+    if name == "asynchronous":
+        return {"runner": run(InferenceRunner(val(), [ScalarStats("loss")], asynchronous=True, **quick))}
     if name == "uneven":  # process 1 passes a longer set
         return {"runner": run(InferenceRunner(val(101 if PID == 0 else 121), [ScalarStats("loss")], **quick))}
     if name == "raises":  # a custom inferencer raises on process 1 only

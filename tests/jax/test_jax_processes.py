@@ -27,7 +27,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
 
-SCENARIOS = ["fit", "state", "batches", "data_parallel", "uneven", "raises", "killed"]
+SCENARIOS = ["fit", "state", "batches", "data_parallel", "asynchronous", "uneven", "raises", "killed"]
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "processes_worker.py")
 
 
@@ -104,6 +104,12 @@ def test_fit_equals_evaluate_schedules_agree_and_one_process_writes(runs):
     assert first["steps"] == second["steps"] == [4, 8]  # every_k_steps fires at the same steps
     assert "stats.json" in first["files"] and any(f.endswith(".weights.h5") for f in first["files"])
     assert second["files"] == []  # process 1 writes nothing
+
+
+def test_asynchronous_is_refused_naming_why(runs):
+    for i in range(2):
+        error = runs[i]["asynchronous"]["error"]
+        assert "asynchronous=True cannot validate across JAX processes (2 here)" in error, error
 
 
 def test_sets_of_different_sizes_fail_on_every_process(runs):
