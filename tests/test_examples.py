@@ -22,6 +22,7 @@ EXAMPLES = {
     "keras_digits.py": (["--epochs", "3"], "train_log/digits"),
     "tensorpack_style_digits.py": (["--epochs", "2"], "train_log/tensorpack_style"),
     "two_workers.py": (["--epochs", "1", "--timeout", "200"], "train_log/tensorpack_style"),
+    "two_processes_jax.py": (["--epochs", "1", "--timeout", "300"], "train_log/two_processes_jax"),
     "export_and_serve.py": (["--epochs", "2"], None),
     "mnist_port/mnist_convnet.py": (["--epochs", "1"], "train_log/mnist_port"),
 }
@@ -67,7 +68,7 @@ def test_every_example_is_covered():
 # tensorpack_style_digits.py runs twice in the same logdir in its own test
 # (then with --gpus 2); two_workers.py's second run would only repeat the
 # two processes' start-up.
-TWICE = sorted(set(EXAMPLES) - {"tensorpack_style_digits.py", "two_workers.py"})
+TWICE = sorted(set(EXAMPLES) - {"tensorpack_style_digits.py", "two_workers.py", "two_processes_jax.py"})
 
 
 @pytest.mark.parametrize("script", TWICE)
@@ -109,6 +110,17 @@ def test_two_workers_report_the_same_numbers(tmp_path):
     finals = [json.loads(line[len("final: "):]) for line in proc.stdout.splitlines()
               if line.startswith("final: ")]
     assert len(finals) == 2 and finals[0]["validation_error"] == finals[1]["validation_error"]
+
+
+def test_two_jax_processes_report_the_same_numbers(tmp_path):
+    args, logdir = EXAMPLES["two_processes_jax.py"]
+    proc = run_example("two_processes_jax.py", *args, cwd=tmp_path, timeout=400)
+    _ok(proc, 1)
+    finals = [json.loads(line[len("final: "):]) for line in proc.stdout.splitlines()
+              if line.startswith("final: ")]
+    assert len(finals) == 2 and finals[0] == finals[1], proc.stdout
+    assert "both processes report the same numbers" in proc.stdout
+    assert [s["epoch_num"] for s in _stats(tmp_path / logdir / "stats.json")] == [1]  # process 0's
 
 
 def test_tensorpack_example_then_its_gpus_variant_in_the_same_logdir(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from infer_callbacks.distribute.cluster import chief_task, tf_config_task
+from infer_callbacks.distribute.jax_processes import jax_process
 
 __all__ = [
     "available_devices",
@@ -165,8 +166,12 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Whether this process is the chief: the one that writes files.
 
     With a multi-worker strategy, its task; else ``TF_CONFIG``'s task (chief,
-    or worker 0 when there is no chief); without either, ``True``.
+    or worker 0 when there is no chief); under JAX's distributed runtime
+    (several processes), process 0; without any of these, ``True``.
     """
+    process = jax_process()
+    if process is not None:
+        return process[0] == 0
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is not None and resolver.task_type is not None:
         return chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())

@@ -68,11 +68,15 @@ def run_pass(binding, plan, ctx, source, *, hooks: Callable, progress, backgroun
     blockwise = [(inf, names) for inf, names in plan if inf.accepts_blocks() and binding.can_block(names)]
     batchwise = [(inf, names) for inf, names in plan if (inf, names) not in blockwise]
     stats = PassStats()
-    blocks = binding.blocks(source)
+    blocks = binding.pass_blocks(source, plan)
     try:
         for count, chunk in _located(blocks, source, lambda: stats.batches, steps_per_execution):
             if background is not None and background.should_stop:
                 raise RuntimeError("The background validation was cancelled.")
+            if chunk is None:  # batches another process accounts for (engine/host_processes.py)
+                stats.batches += count
+                progress.update(count)
+                continue
             hooks("on_test_batch_begin", stats.batches)
             first = stats.batches + 1
             if blockwise:

@@ -113,6 +113,11 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             every run (an int, or a fraction of the set's batches); the
             numbers are exact over those, and ``validation_num_samples``
             says how many samples they cover.
+        collective_timeout: under JAX's distributed runtime (several
+            processes), the most seconds a process waits for another during
+            a run; then every process raises, naming the one that did not
+            answer (see ``docs/devices.md``). Keep it below JAX's heartbeat
+            timeout (100 s), after which JAX itself aborts the survivors.
 
     Example:
 
@@ -136,7 +141,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
                  async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
                  batch_size: int | None = None, keras_names: bool = False, combine: Any = None,
-                 limit_batches: int | float | None = None):
+                 limit_batches: int | float | None = None, collective_timeout: float = 60.0):
         super().__init__()
         engine = current_engine()  # refuses a backend without an engine, naming it
         self.infs = check_inferencers(infs)
@@ -154,6 +159,11 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.on_nonfinite = on_nonfinite
         self.verbose = verbose
         self.shutdown_timeout = 2.0
+        if isinstance(collective_timeout, bool) or not isinstance(collective_timeout, (int, float)) \
+                or not collective_timeout > 0:
+            raise ValueError("`collective_timeout` must be a positive number of seconds. "
+                             f"Received: collective_timeout={collective_timeout!r}")
+        self.collective_timeout = float(collective_timeout)
         self.run_at_epoch_end = True
         self.asynchronous = bool(asynchronous)
         self.async_timeout = float(async_timeout)
@@ -232,7 +242,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                 input_names=None if self.input_names is None else tuple(self.input_names),
                 whole_batches=self.whole_batches, asynchronous=self.asynchronous,
                 steps_per_execution=self.steps_per_execution, pipeline=self.pipeline,
-                shutdown_timeout=self.shutdown_timeout)
+                shutdown_timeout=self.shutdown_timeout, collective_timeout=self.collective_timeout)
             ctx = self._context(epoch_num=0)
             for inf in self._all_infs():
                 _hook(inf, "setup_run", ctx)

@@ -46,10 +46,15 @@ def run_sets(sets: Sequence[ValidationSet], binding_of: Callable[[ValidationSet]
         binding = binding_of(s)
         plan = [(inf, list(inf.get_fetches())) for inf in s.infs
                 if ctx.is_chief or not getattr(inf, "chief_only", False)]
-        with progress(s) as bar:
-            done = run_pass(binding, plan, ctx, s.input, hooks=hooks, progress=bar,
-                            background=background, steps_per_execution=binding.max_rounds)
-        results, monitor_only, images = collect(plan, ctx, on_nonfinite)
+        try:
+            with progress(s) as bar:
+                done = run_pass(binding, plan, ctx, s.input, hooks=hooks, progress=bar,
+                                background=background, steps_per_execution=binding.max_rounds)
+            outcome = collect(plan, ctx, on_nonfinite)
+        except BaseException as e:
+            binding.pass_failed(e)  # across processes: the others stop too, naming this one
+            raise
+        (results, monitor_only, images), done.samples = binding.end_pass(outcome, done.samples)
         if s.input.limit is not None:
             results.setdefault(NUM_SAMPLES_KEY, float(done.samples))
         per_set[s.name] = results

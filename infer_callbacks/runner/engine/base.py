@@ -25,7 +25,9 @@ What every engine shares lives here and in the host-side modules of
 :func:`choose_tower`, :func:`named_fetch_error`, ``fetch_table.py`` (exact
 pairs), ``pipeline.py`` (the pace of calls, the background thread),
 ``host_blocks.py`` and ``host_chunk.py`` (numpy blocks of batches in, a
-call's outputs out, for the engines whose step is fed from the host).
+call's outputs out, for the engines whose step is fed from the host),
+``host_processes.py`` (several processes: each its share of whole batches,
+combined on the host).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class EngineConfig:
         steps_per_execution: the most batches per call, ``None``: automatic.
         pipeline: run the calls in a background thread (where the engine has one).
         shutdown_timeout: seconds to wait for that thread when a pass stops early.
+        collective_timeout: the most seconds a process waits for another
+            (validation across JAX processes).
         snapshot: the weights' snapshot an asynchronous runner already holds
             for this model (shared by the bindings of its inputs), or ``None``.
     """
@@ -94,6 +98,7 @@ class EngineConfig:
     steps_per_execution: int | None = None
     pipeline: bool = True
     shutdown_timeout: float = 2.0
+    collective_timeout: float = 60.0
     snapshot: Any = None
 
     @property
@@ -190,6 +195,21 @@ class Binding(abc.ABC):
     @abc.abstractmethod
     def can_block(self, names: Sequence[str]) -> bool:
         """Whether these fetches can travel as one block per call."""
+
+    def pass_blocks(self, input: Any, plan: Sequence) -> Iterator[tuple[int, Any]]:
+        """The blocks of one pass feeding ``plan`` (``[(inferencer, fetch
+        names)]``); an engine validating across processes yields ``(count,
+        None)`` for batches other processes account for. Default: :meth:`blocks`."""
+        return self.blocks(input)
+
+    def end_pass(self, outcome: tuple, samples: int) -> tuple[tuple, int]:
+        """A finished pass's ``(results, monitor_only, images)`` and sample
+        count as every process must see them (across processes: agreed with
+        the others). Default: as they are."""
+        return outcome, samples
+
+    def pass_failed(self, error: BaseException) -> None:
+        """A pass raised ``error`` here (across processes: tell the others)."""
 
     @abc.abstractmethod
     def blocks(self, input: Any = None) -> Iterator[tuple[int, Any] | None]:

@@ -99,12 +99,16 @@ class Blocks:
         input: the runner's ``InputSource`` (its ``arrays`` if any, else its ``dataset``).
         group: batches per read from ``tf.data``.
         groups: the kept :func:`grouped` pipeline, if any.
+        share: ``share(blocks) -> blocks``, a filter of the blocks read
+            (the JAX engine's share of a process among several), or ``None``.
     """
 
-    def __init__(self, input: Any, group: int = 1, groups: tf.data.Dataset | None = None):
+    def __init__(self, input: Any, group: int = 1, groups: tf.data.Dataset | None = None, share=None):
         arrays = getattr(input, "arrays", None)
         self._source = (_array_blocks(arrays) if arrays is not None
                         else _tf_blocks(input.dataset, group, groups))
+        if share is not None:
+            self._source = share(self._source)
         self._held: tuple | None = None  # a block (or its rest) read ahead
         self.ended = False
 

@@ -11,6 +11,7 @@
 | ``snapshot.py`` | an asynchronous run's copy of the weights |
 | ``devices.py`` | device strings and GPU ids as ``jax.Device`` |
 | ``distribution.py`` | what a Keras distribution means for the runner |
+| ``../host_processes.py`` (shared) | several JAX processes: each validates its share of whole batches, then they combine on the host |
 
 Imported only under Keras's JAX backend (a TensorFlow user need not have
 JAX installed): nothing here imports ``jax`` at module level but the
@@ -50,8 +51,15 @@ class JaxEngine(Engine):
     def placement(self, model: Any, *, device: str | None, devices: Sequence[str] | None,
                   cache: dict) -> Any:
         """A list of ``jax.Device`` (whole batches per device), a batch split
-        across a ``keras.distribution.DataParallel`` mesh, or ``None``."""
+        across a ``keras.distribution.DataParallel`` mesh, or ``None``;
+        under JAX's distributed runtime (several processes) a
+        ``processes.ProcessShare`` of this process's devices."""
+        from infer_callbacks.distribute.jax_processes import jax_process
         from infer_callbacks.runner.engine.jax.devices import jax_device
+        process = jax_process()
+        if process is not None:  # several JAX processes: whole batches on this one's devices
+            from infer_callbacks.runner.engine.host_processes import ProcessShare
+            return ProcessShare(tuple(self._process_devices(device, devices)), *process)
         if devices is not None:
             return [jax_device(d) for d in devices]
         if device is not None:
@@ -61,6 +69,28 @@ class JaxEngine(Engine):
             return None
         from infer_callbacks.runner.engine.jax.distribution import batch_split
         return batch_split(distribution)
+
+    @staticmethod
+    def _process_devices(device: str | None, devices: Sequence[str] | None) -> list:
+        """This process's devices under JAX's distributed runtime: ``gpus=``'s,
+        ``device=``'s, those of a ``DataParallel`` here, or its first."""
+        import jax
+        from infer_callbacks.runner.engine.jax.devices import jax_device
+        if devices is not None:
+            return [jax_device(d) for d in devices]
+        if device is not None:
+            return [jax_device(device)]
+        distribution = keras.distribution.distribution()
+        if distribution is None:
+            return [jax.local_devices()[0]]
+        from infer_callbacks.runner.engine.jax.distribution import process_devices
+        return process_devices(distribution)
+
+    def is_chief(self, placement: Any) -> bool:
+        """Process 0 writes files (with one JAX process: this one)."""
+        from infer_callbacks.distribute.jax_processes import jax_process
+        process = jax_process()
+        return process is None or process[0] == 0
 
     def placement_key(self, model: Any) -> Any:
         return id(keras.distribution.distribution())

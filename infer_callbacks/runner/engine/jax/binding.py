@@ -29,6 +29,7 @@ from infer_callbacks.runner.engine.base import (Binding, EngineConfig, choose_to
                                                 require_model_for_snapshot)
 from infer_callbacks.runner.engine.host_blocks import Blocks, group_size, grouped, structure
 from infer_callbacks.runner.engine.jax.distribution import BatchSplit
+from infer_callbacks.runner.engine.host_processes import ProcessPass, ProcessShare, Share
 from infer_callbacks.runner.engine.jax.sizes import CallSizes
 from infer_callbacks.runner.engine.jax.snapshot import JaxSnapshot, current_values
 from infer_callbacks.runner.engine.jax.split_step import JaxSplitStep
@@ -78,6 +79,16 @@ class JaxBinding(Binding):
         super().__init__(model, devices, config, key)
         self._config = config
         split = devices if isinstance(devices, BatchSplit) else None
+        self.processes = devices if isinstance(devices, ProcessShare) else None
+        if self.processes is not None:
+            devices = list(self.processes.devices)
+            if config.asynchronous:
+                raise ValueError(
+                    f"asynchronous=True cannot validate across JAX processes ({self.processes.count} "
+                    "here): each process would exchange its results from a background thread while "
+                    "training's collectives run, and a process that stops training early would leave "
+                    "the others waiting. Validate synchronously (asynchronous=False), or evaluate "
+                    "checkpoints beside training with SidecarEvaluator.")
         self.devices = split.devices if split else list(devices) if devices else [jax.devices()[0]]
         tower_func, keras_default, input_names = choose_tower(model, config)
         self.variables = list(model.variables) if model is not None else []
@@ -126,8 +137,11 @@ class JaxBinding(Binding):
             if self.snapshot.values is None:
                 raise RuntimeError("The asynchronous snapshot holds no weights yet; take() it before a run.")
             return self.snapshot.values
-        return self.step.place(current_values(self.model,
-                                              self.variables))
+        values = current_values(self.model, self.variables)
+        if self.processes is not None:  # replicated across processes: this process's copy
+            values = [v if not isinstance(v, jax.Array) or v.is_fully_addressable else v.addressable_data(0)
+                      for v in values]
+        return self.step.place(values)
 
     def _grouped(self, dataset) -> Any:
         """The grouped pipeline of ``dataset`` (kept: building it traces a function)."""
@@ -137,7 +151,29 @@ class JaxBinding(Binding):
                             "source": dataset}  # the source is kept alive, so its id stays its own
         return self._groups["dataset"]
 
-    def blocks(self, input: Any = None):
+    def pass_blocks(self, input: Any, plan):
+        """:meth:`blocks`; across JAX processes, this process's share of
+        whole batches combined with the others' (``host_processes.py``)."""
+        if self.processes is None:
+            return self.blocks(input)
+        share = Share(self.processes.index, self.processes.count)
+        self._process_pass = ProcessPass(self.blocks(input, share), share, list(plan), self.ranks,
+                                         self._config.collective_timeout)
+        return self._process_pass.blocks()
+
+    def end_pass(self, outcome: tuple, samples: int) -> tuple[tuple, int]:
+        """Across JAX processes: process 0's results, the whole set's samples."""
+        if self.processes is None:
+            return outcome, samples
+        results, monitor_only, images = outcome
+        results, samples = self._process_pass.agree(results, samples)
+        return (results, monitor_only, images), samples
+
+    def pass_failed(self, error: BaseException) -> None:
+        if self.processes is not None and getattr(self, "_process_pass", None) is not None:
+            self._process_pass.fail(error)
+
+    def blocks(self, input: Any = None, share: Share | None = None):
         """A generator of ``(dataset batches, JaxChunk)``, one per step
         call, in dataset order, over ``input`` (an input of this binding's
         structure; by default the configuration's); close it to stop early.
@@ -147,11 +183,13 @@ class JaxBinding(Binding):
         devices in the caller's thread: JAX dispatches a call and returns, so
         one call computes while the previous one's outputs go to the
         inferencers, with no thread of ours (a thread's start and hand-offs
-        cost more than a small model's whole pass)."""
+        cost more than a small model's whole pass). ``share`` keeps this
+        process's batches (across JAX processes)."""
         input = self._config.input if input is None else input
         state = self._state()  # read here, in the runner's thread
         arrays = getattr(input, "arrays", None)
-        blocks = Blocks(input, self._group, None if arrays is not None else self._grouped(input.dataset))
+        blocks = Blocks(input, self._group, None if arrays is not None else self._grouped(input.dataset),
+                        share=share)
         pack = structure(input.dataset.element_spec)
         pacer = Pacer(self.max_rounds, start=self._pace, target_bytes=_CALL_BYTES)
         r = self.step.per_round

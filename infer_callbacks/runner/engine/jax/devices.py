@@ -34,14 +34,20 @@ def available_jax_devices() -> list[str]:
     def full(d):
         kind, index = jax_name(d)[1:].split(":")
         return f"/device:{kind.upper()}:{index}"
-    return [full(d) for d in jax.devices()] + [
-        full(d) for d in jax.devices("cpu") if jax.default_backend() != "cpu"]
+    return [full(d) for d in jax.local_devices()] + [
+        full(d) for d in _local("cpu") if jax.default_backend() != "cpu"]
+
+
+def _local(kind: str) -> list:
+    """This process's devices of ``kind`` (all of them with one JAX process;
+    under JAX's distributed runtime, a process validates on its own)."""
+    return jax.local_devices(backend=kind)
 
 
 def jax_name(device: jax.Device) -> str:
     """``'/cpu:1'`` for the second CPU device (the index among its platform's devices)."""
     kind = "gpu" if device.platform in ("gpu", "cuda", "rocm") else device.platform
-    local = [d for d in jax.devices(device.platform)]
+    local = _local(device.platform)
     return f"/{kind}:{local.index(device)}"
 
 
@@ -55,7 +61,7 @@ def jax_device(device: str | int | jax.Device) -> jax.Device:
         return device
     kind, index = parse_device(device)
     try:
-        found = jax.devices(kind)
+        found = _local(kind)
     except RuntimeError:
         found = []
     if index < len(found):
@@ -68,7 +74,7 @@ def jax_device(device: str | int | jax.Device) -> jax.Device:
 
 def _gpus() -> list:
     try:
-        return jax.devices("gpu")
+        return _local("gpu")
     except RuntimeError:
         return []
 

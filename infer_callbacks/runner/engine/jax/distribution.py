@@ -8,7 +8,9 @@ follows it (as it follows a ``MirroredStrategy`` model on TensorFlow): a
 :class:`BatchSplit` tells the engine the mesh, the batch axis and how Keras
 lays out the variables and the data; ``split_step.JaxSplitStep`` runs
 it. Any other distribution (``ModelParallel``, a subclass of one's own) is
-refused at setup, naming it and what is supported.
+refused at setup, naming it and what is supported. A ``DataParallel`` that
+spans several JAX processes is not split per batch: each process validates
+whole batches on its own devices (:func:`process_devices`, ``host_processes.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax
 import keras
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-__all__ = ["BatchSplit", "batch_split", "current_distribution"]
+__all__ = ["BatchSplit", "batch_split", "current_distribution", "process_devices"]
 
 
 def current_distribution() -> Any:
@@ -78,14 +80,36 @@ def _describe(distribution: Any) -> str:
         return type(distribution).__name__
 
 
+def process_devices(distribution: Any) -> list:
+    """This process's devices of a ``keras.distribution.DataParallel`` that
+    spans several JAX processes (each validates whole batches on its own
+    devices: ``host_processes.py``).
+
+    Raises:
+        ValueError: ``distribution`` is another kind; the message names it.
+    """
+    _check_kind(distribution)
+    here = jax.process_index()
+    return [d for d in distribution.device_mesh.devices.flat if d.process_index == here]
+
+
 def batch_split(distribution: Any) -> BatchSplit:
     """The :class:`BatchSplit` of a ``keras.distribution.DataParallel``.
 
     Raises:
-        ValueError: ``distribution`` is another kind (``ModelParallel``, ...),
-            or spans several JAX processes; the message names it and what is
-            supported.
+        ValueError: ``distribution`` is another kind (``ModelParallel``, ...);
+            the message names it and what is supported.
     """
+    _check_kind(distribution)
+    mesh = distribution.device_mesh
+    axis = distribution.batch_dim_name
+    if axis not in mesh.axis_names:
+        raise ValueError(f"The DataParallel distribution's batch dimension {axis!r} is not an axis of its "
+                         f"mesh {list(mesh.axis_names)}.")
+    return BatchSplit(distribution, Mesh(mesh.devices, tuple(mesh.axis_names)), axis)
+
+
+def _check_kind(distribution: Any) -> None:
     if type(distribution) is not keras.distribution.DataParallel:
         raise ValueError(
             f"InferenceRunner under Keras's JAX backend follows keras.distribution.DataParallel "
@@ -95,14 +119,3 @@ def batch_split(distribution: Any) -> BatchSplit:
             f"or keras.distribution.DataParallel(devices=...). To validate this model anyway, pass "
             f"InferenceRunner(..., device='/cpu:0') (its variables gathered on one device) or use "
             f"DataParallelInferenceRunner(..., gpus=[...]) (whole batches per device).")
-    mesh = distribution.device_mesh
-    if jax.process_count() > 1:
-        raise ValueError(
-            f"InferenceRunner follows keras.distribution.DataParallel within one process; this one "
-            f"({_describe(distribution)}) spans {jax.process_count()} JAX processes, which is not "
-            "supported. Supported: a DataParallel over this process's devices (jax.local_devices()).")
-    axis = distribution.batch_dim_name
-    if axis not in mesh.axis_names:
-        raise ValueError(f"The DataParallel distribution's batch dimension {axis!r} is not an axis of its "
-                         f"mesh {list(mesh.axis_names)}.")
-    return BatchSplit(distribution, Mesh(mesh.devices, tuple(mesh.axis_names)), axis)
