@@ -39,6 +39,7 @@ from infer_callbacks.runner.backends import is_jax, placement_key, runner_device
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.dispatch import call_hook as _hook
 from infer_callbacks.runner.engine.binding import check_inferencers
+from infer_callbacks.runner.generation import check_generate
 from infer_callbacks.runner.passes import progress_bars
 from infer_callbacks.runner.report import Report, publish
 from infer_callbacks.runner.validator import Validator
@@ -114,6 +115,12 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             every run (an int, or a fraction of the set's batches); the
             numbers are exact over those, and ``validation_num_samples``
             says how many samples they cover.
+        generate: evaluation by generation: ``fn(model, inputs)`` runs on
+            the host for every batch and returns ``{name: outputs}``
+            (strings or token ids, one per example); inferencers fetching
+            those names get them with the batch's inputs and labels (see
+            ``generation.py``). With ``asynchronous=True`` it runs on a copy
+            of the model holding the snapshot's weights.
 
     Example:
 
@@ -137,7 +144,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
                  async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
                  batch_size: int | None = None, keras_names: bool = False, combine: Any = None,
-                 limit_batches: int | float | None = None):
+                 limit_batches: int | float | None = None, generate: Callable | None = None):
         super().__init__()
         require_supported_backend()
         self.infs = check_inferencers(infs)
@@ -160,6 +167,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.async_timeout = float(async_timeout)
         self.epoch_key = epoch_key
         self.keras_names = keras_names
+        self.generate = check_generate(generate)
         for name, value in self._RUN_STATE.items():
             setattr(self, name, value())
 
@@ -232,7 +240,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                 input_names=None if self.input_names is None else tuple(self.input_names),
                 whole_batches=self.whole_batches, asynchronous=self.asynchronous,
                 steps_per_execution=self.steps_per_execution, pipeline=self.pipeline,
-                shutdown_timeout=self.shutdown_timeout)
+                shutdown_timeout=self.shutdown_timeout, generate=self.generate)
             ctx = self._context(epoch_num=0)
             for inf in self._all_infs():
                 _hook(inf, "setup_run", ctx)
@@ -311,7 +319,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         """The same inputs (shared, not copied), a copy of the inferencers and
         settings, no model, traced step, reports or ``fit`` (keras-tuner
         copies callbacks for every trial; see ``_util/copying.py``)."""
-        return copy_callback(self, memo, share=("tower_func",), fresh=self._RUN_STATE)
+        return copy_callback(self, memo, share=("tower_func", "generate"), fresh=self._RUN_STATE)
 
     # -- internals ----------------------------------------------------------
 
@@ -333,6 +341,8 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         try:
             if self._validator.snapshot is not None:
                 self._validator.snapshot.take(epoch, step)
+            if self._validator.generation is not None and not foreground:
+                self._validator.generation.take(self.model, self._validator.snapshot)
             if foreground:
                 results = self._pass(ctx, None)
         finally:

@@ -37,19 +37,32 @@ class RunResults:
 
 def run_sets(sets: Sequence[ValidationSet], binding_of: Callable[[ValidationSet], Any], ctx, *,
              hooks: Callable, progress: Callable[[ValidationSet], Any], background,
-             on_nonfinite: str, combination: Combination | None, who: Any) -> RunResults:
+             on_nonfinite: str, combination: Combination | None, who: Any,
+             generation: Any = None) -> RunResults:
     """Run every set of ``sets`` in order and merge their results (each
-    set's keys carry its name; a combination adds the unnamed keys)."""
+    set's keys carry its name; a combination adds the unnamed keys). With
+    ``generation`` (``generate=``), its inferencers get a host pass of
+    their own (``generation.py``)."""
     per_set: dict = {}
     out = RunResults({}, {}, {}, 0, {})
     for s in sets:
-        binding = binding_of(s)
+        hosted = [] if generation is None else generation.host_infs(s)
         plan = [(inf, list(inf.get_fetches())) for inf in s.infs
-                if ctx.is_chief or not getattr(inf, "chief_only", False)]
-        with progress(s) as bar:
-            done = run_pass(binding, plan, ctx, s.input, hooks=hooks, progress=bar,
-                            background=background, steps_per_execution=binding.max_rounds)
-        results, monitor_only, images = collect(plan, ctx, on_nonfinite)
+                if (ctx.is_chief or not getattr(inf, "chief_only", False)) and not any(inf is h for h in hosted)]
+        host_plan = [(inf, list(inf.get_fetches())) for inf in hosted
+                     if ctx.is_chief or not getattr(inf, "chief_only", False)]
+        done = None
+        if plan or not host_plan:
+            binding = binding_of(s)
+            with progress(s) as bar:
+                done = run_pass(binding, plan, ctx, s.input, hooks=hooks, progress=bar,
+                                background=background, steps_per_execution=binding.max_rounds)
+        if host_plan:
+            with progress(s) as bar:
+                generated = generation.run_pass(s, host_plan, ctx, progress=bar, background=background,
+                                                hooks=hooks if done is None else (lambda *a: None))
+            done = done or generated
+        results, monitor_only, images = collect(plan + host_plan, ctx, on_nonfinite)
         if s.input.limit is not None:
             results.setdefault(NUM_SAMPLES_KEY, float(done.samples))
         per_set[s.name] = results
