@@ -19,10 +19,11 @@ Example:
 >>> other = ScoreRuns(max_memory_bytes=1 << 20)
 >>> other.add(np.array([0.5, 0.3]), np.array([0, 0]))
 >>> runs.merge(other)
->>> [(tp.tolist(), fp.tolist()) for tp, fp in runs.descending()]  # highest score first
-[([1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0])]
->>> roc_auc(runs)
-0.75
+>>> chunks = list(runs.descending())  # (tp, fp) per distinct score, highest first
+>>> np.concatenate([tp for tp, _ in chunks]).tolist(), np.concatenate([fp for _, fp in chunks]).tolist()
+([1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0])
+>>> round(roc_auc(runs), 4)
+0.9167
 """
 
 from __future__ import annotations

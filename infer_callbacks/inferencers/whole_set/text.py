@@ -11,6 +11,7 @@ memory that does not grow with the set. Install the libraries with
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 import numpy as np
@@ -118,11 +119,11 @@ class ROUGE(TextScorer):
         require("rouge_score", "text", "ROUGE")
         from rouge_score import rouge_scorer
         self.rouge_types = [rouge_types] if isinstance(rouge_types, str) else list(rouge_types)
-        try:
-            self._scorer = rouge_scorer.RougeScorer(self.rouge_types, use_stemmer=use_stemmer)
-        except ValueError as e:
-            raise ValueError(f"ROUGE: {e}. Received: rouge_types={self.rouge_types!r}. Valid: 'rouge1' ... "
-                             "'rouge9', 'rougeL', 'rougeLsum'") from None
+        bad = [t for t in self.rouge_types if not (isinstance(t, str) and re.fullmatch(r"rouge([1-9]\d*|L|Lsum)", t))]
+        if bad or not self.rouge_types:
+            raise ValueError(f"ROUGE: unknown rouge type(s) {bad}. Received: rouge_types={self.rouge_types!r}. "
+                             "Valid: 'rouge1', 'rouge2', ... (n-grams), 'rougeL', 'rougeLsum'")
+        self._scorer = rouge_scorer.RougeScorer(self.rouge_types, use_stemmer=use_stemmer)
         self.use_stemmer = use_stemmer
 
     def result_names(self) -> list[str]:
