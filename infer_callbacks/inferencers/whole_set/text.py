@@ -37,7 +37,8 @@ class CorpusBLEU(TextScorer):
         tokenize: sacrebleu's tokenizer (``'13a'``, ``'intl'``, ``'char'``...).
         lowercase: compare lower-cased.
         chrf_word_order: 2 for chrF++.
-        decode: a function turning a batch's values (token ids) into strings.
+        decode: a function turning a batch's token ids into strings (text
+            fetches pass as they are).
         prefix: keys are ``<prefix>_bleu`` and ``<prefix>_chrf``.
 
     Example:

@@ -3,7 +3,7 @@ libraries, the fetched values as Python strings, and the per-batch loop.
 
 Hypotheses and references arrive as arrays of ``bytes`` (``tf.string``
 values), of ``str``, as lists of strings (what ``generate=`` returns), or
-as token ids with a ``decode`` function. References may be ``[B]`` (one per
+as token ids with a ``decode`` function (applied to numbers only). References may be ``[B]`` (one per
 example) or ``[B, R]`` (several per example).
 
 Example:
@@ -45,8 +45,8 @@ def as_texts(values: Any, name: str, who: str, decode: Callable | None = None,
              multi: bool = False) -> list:
     """``values`` as a list of ``str`` (``multi``: a list of lists of ``str``,
     ``[B, R]`` arrays giving ``R`` references per example)."""
-    if decode is not None:
-        values = decode(values)
+    if decode is not None and np.asarray(values).dtype.kind in "biuf":
+        values = decode(values)  # token ids; text passes as it is
     if isinstance(values, (list, tuple)):
         values = np.array(values, dtype=object) if values else np.empty((0,), object)
     array = np.asarray(values)
