@@ -113,7 +113,9 @@ class Generation:
         self.fn = fn
         self._model = weakref.ref(model) if model is not None else (lambda: None)
         self._keras_default, self._input_names = keras_default, input_names
-        first = next(host_batches(sets[0].input))
+        batches = host_batches(sets[0].input)
+        first = next(batches)
+        batches.close()
         self.names = list(_outputs(fn(model, self._inputs(first)), _rows(first)))
         self.host: dict[int, list] = {}
         for s in sets:

@@ -141,8 +141,10 @@ class Sliced(Inferencer):
                                  f"shape {tags.shape}.")
         names = [slice_name(v) for v in tags.tolist()] if tags.dtype.kind in "US" else \
             [slice_name(v) for v in tags]
-        for name in dict.fromkeys(names):
-            rows = np.flatnonzero(np.array([n == name for n in names]))
+        index: dict[str, int] = {}
+        codes = np.array([index.setdefault(n, len(index)) for n in names], dtype=np.int64)
+        for name, code in index.items():
+            rows = np.flatnonzero(codes == code)
             part = []
             for fetch, value in zip(self._inner_fetches, inner):
                 if isinstance(value, list):

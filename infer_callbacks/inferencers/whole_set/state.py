@@ -19,9 +19,9 @@ Example:
 >>> other = ScoreRuns(max_memory_bytes=1 << 20)
 >>> other.add(np.array([0.5, 0.3]), np.array([0, 0]))
 >>> runs.merge(other)
->>> chunks = list(runs.descending())  # (tp, fp) per distinct score, highest first
+>>> chunks = list(runs.descending())  # (tp, fp) per distinct score, highest first (counts without weights)
 >>> np.concatenate([tp for tp, _ in chunks]).tolist(), np.concatenate([fp for _, fp in chunks]).tolist()
-([1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0])
+([1, 1, 0, 0], [0, 1, 1, 1])
 >>> round(roc_auc(runs), 4)
 0.9167
 """
@@ -122,6 +122,28 @@ def _compact(scores: np.ndarray, pos: np.ndarray, neg: np.ndarray, presorted: bo
     return scores[starts], np.add.reduceat(pos, starts), np.add.reduceat(neg, starts)
 
 
+def _compact_labels(scores: np.ndarray, positive: np.ndarray, weight: np.ndarray | None):
+    """A run from raw samples: distinct scores, ascending, with positive and
+    negative weights (counts, as int32 or int64, without weights)."""
+    order = np.argsort(scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    if weight is not None:
+        weight = weight[order]
+        del order
+        pos = np.where(positive, weight, 0.0)
+        return _compact(scores, pos, weight - pos, presorted=True)
+    del order
+    n = len(scores)
+    count_type = np.int32 if n < 2**31 else np.int64
+    if not n:
+        return scores, np.zeros(0, count_type), np.zeros(0, count_type)
+    starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+    ends = np.r_[starts[1:], n]
+    tp = np.diff(np.r_[0, np.cumsum(positive, dtype=np.int64)[ends - 1]]).astype(count_type)
+    fp = (ends - starts).astype(count_type) - tp
+    return scores[starts], tp, fp
+
+
 class ScoreRuns:
     """Weighted scores of a binary problem: mergeable, exact, bounded.
 
@@ -138,7 +160,7 @@ class ScoreRuns:
     def __init__(self, *, max_memory_bytes: int = 64 << 20, spill: SpillDir | None = None):
         self.max_memory_bytes = int(max_memory_bytes)
         self.spill = spill if spill is not None else SpillDir(prefix="infer_callbacks_auc_")
-        self._buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._buffer_bytes = 0
         self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._run_bytes = 0
@@ -153,17 +175,22 @@ class ScoreRuns:
         if scores.dtype.kind not in "f":
             scores = scores.astype(np.float64)
         positive = np.asarray(positive).ravel().astype(bool)
-        w = np.ones(len(scores)) if weight is None else np.asarray(weight, np.float64).ravel()
+        w = None if weight is None else np.asarray(weight, np.float64).ravel()
         nan = np.isnan(scores)
         if nan.any():
             self.num_nan += int(nan.sum())
-            scores, positive, w = scores[~nan], positive[~nan], w[~nan]
-        pos = np.where(positive, w, 0.0)
-        neg = w - pos
-        self.total_pos += float(pos.sum())
-        self.total_neg += float(neg.sum())
-        self._buffer.append((scores, pos, neg))
-        self._buffer_bytes += scores.nbytes + pos.nbytes + neg.nbytes
+            scores, positive, w = scores[~nan], positive[~nan], (None if w is None else w[~nan])
+        if w is None:
+            npos = int(np.count_nonzero(positive))
+            self.total_pos += npos
+            self.total_neg += len(scores) - npos
+        else:
+            wpos = float(np.dot(w, positive))
+            self.total_pos += wpos
+            self.total_neg += float(w.sum()) - wpos
+        scores, positive = np.array(scores, copy=True), np.array(positive, copy=True)  # own copies
+        self._buffer.append((scores, positive, None if w is None else np.array(w, copy=True)))
+        self._buffer_bytes += scores.nbytes + positive.nbytes + (0 if w is None else w.nbytes)
         if self._buffer_bytes > self.max_memory_bytes // 2:
             self._flush()
 
@@ -180,10 +207,13 @@ class ScoreRuns:
         if not self._buffer:
             return
         parts, self._buffer, self._buffer_bytes = self._buffer, [], 0
-        scores, pos, neg = (np.concatenate(c) if len(parts) > 1 else parts[0][i]
-                            for i, c in enumerate(zip(*parts)))
+        weighted = any(w is not None for _, _, w in parts)
+        scores = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        positive = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        weight = (np.concatenate([np.ones(len(p[0])) if p[2] is None else p[2] for p in parts])
+                  if weighted else None)
         del parts
-        self._keep(_compact(scores, pos, neg))
+        self._keep(_compact_labels(scores, positive, weight))
 
     def _keep(self, run) -> None:
         size = sum(a.nbytes for a in run)
