@@ -101,9 +101,13 @@ class COCOMeanAP(Inferencer):
     undefined (no ground truth in an area range, no detections at all).
 
     Args:
-        boxes, scores, classes: the detections' fetch names.
-        gt_boxes, gt_classes: the ground truth's fetch names.
-        num_detections, num_gt: optional fetch names of ``[B]`` counts.
+        boxes: the detected boxes' fetch name (``[B, D, 4]``).
+        scores: the detections' scores (``[B, D]``).
+        classes: the detections' classes (``[B, D]``, negative: padding).
+        gt_boxes: the ground-truth boxes' fetch name (``[B, G, 4]``).
+        gt_classes: the ground-truth classes (``[B, G]``, negative: padding).
+        num_detections: optional fetch name of ``[B]`` detection counts.
+        num_gt: optional fetch name of ``[B]`` ground-truth counts.
         box_format: ``'xyxy'`` (default), ``'yxyx'``, ``'xywh'`` (COCO's) or
             ``'cxcywh'``, for detections and ground truth alike, in pixels.
         backend: ``'auto'`` (faster-coco-eval if installed), ``'pycocotools'``

@@ -104,7 +104,8 @@ class ROUGE(TextScorer):
     rouge-score's bootstrap median.
 
     Args:
-        hypotheses, references: fetch names (references ``[B]`` or ``[B, R]``).
+        hypotheses: the generated text's fetch name.
+        references: the references' fetch name (``[B]`` or ``[B, R]``).
         rouge_types: e.g. ``('rouge1', 'rouge2', 'rougeL', 'rougeLsum')``.
         use_stemmer: rouge-score's Porter stemmer.
         decode: a function turning a batch's values into strings.
@@ -154,7 +155,8 @@ class WordErrorRate(TextScorer):
     sample weight are left out.
 
     Args:
-        hypotheses, references: fetch names (one reference per example).
+        hypotheses: the generated text's fetch name.
+        references: the references' fetch name (one reference per example).
         cer: also report ``<prefix>_cer`` (``jiwer.cer``).
         decode: a function turning a batch's values into strings.
         prefix: keys are ``<prefix>_wer`` and ``<prefix>_cer``.
