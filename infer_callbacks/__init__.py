@@ -17,6 +17,10 @@ from infer_callbacks.inferencers.context import RunContext, TrainerHandle
 from infer_callbacks.inferencers.gather import GatherOutputs
 from infer_callbacks.inferencers.keras_metric import KerasMetric
 from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats
+from infer_callbacks.inferencers.whole_set.auc import AUC
+from infer_callbacks.inferencers.whole_set.coco import COCOMeanAP
+from infer_callbacks.inferencers.whole_set.sliced import Sliced
+from infer_callbacks.inferencers.whole_set.text import ROUGE, CorpusBLEU, ExactMatch, WordErrorRate
 from infer_callbacks.monitors.callback import Monitors
 from infer_callbacks.monitors.json_writer import JSONWriter
 from infer_callbacks.monitors.printer import ScalarPrinter
@@ -62,6 +66,13 @@ __all__ = [
     "KerasMetric",
     "GatherOutputs",
     "ConfusionMatrix",
+    "AUC",
+    "CorpusBLEU",
+    "ROUGE",
+    "WordErrorRate",
+    "ExactMatch",
+    "COCOMeanAP",
+    "Sliced",
     "TowerContext",
     "get_current_tower_context",
     "Monitors",

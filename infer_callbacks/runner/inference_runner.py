@@ -3,7 +3,7 @@
 | who                 | owns                                                        |
 | ------------------- | ----------------------------------------------------------- |
 | ``sets``            | each named input (prefetched) and its own inferencers       |
-| ``engine.binding``  | devices, the tower, the traced step: one per input structure |
+| ``engine``          | devices, the tower, the traced step: one binding per input structure |
 | ``passes``/``dispatch`` | one run: every set's batches to its inferencers, in order |
 | this module         | the Keras lifecycle, ``logs``, ``on_test_*`` around each    |
 |                     | run, reports for the monitors, the asynchronous schedule    |
@@ -38,6 +38,7 @@ from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.dispatch import call_hook as _hook
 from infer_callbacks.runner.engine.base import check_inferencers
 from infer_callbacks.runner.engine.select import current_engine
+from infer_callbacks.runner.generation import check_generate
 from infer_callbacks.runner.passes import progress_bars
 from infer_callbacks.fit.report import Report, publish
 from infer_callbacks.runner.validator import Validator
@@ -118,6 +119,12 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             a run; then every process raises, naming the one that did not
             answer (see ``docs/devices.md``). Keep it below JAX's heartbeat
             timeout (100 s), after which JAX itself aborts the survivors.
+        generate: evaluation by generation: ``fn(model, inputs)`` runs on
+            the host for every batch and returns ``{name: outputs}``
+            (strings or token ids, one per example); inferencers fetching
+            those names get them with the batch's inputs and labels (see
+            ``generation.py``). With ``asynchronous=True`` it runs on a copy
+            of the model holding the snapshot's weights.
 
     Example:
 
@@ -141,7 +148,8 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
                  async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
                  batch_size: int | None = None, keras_names: bool = False, combine: Any = None,
-                 limit_batches: int | float | None = None, collective_timeout: float = 60.0):
+                 limit_batches: int | float | None = None, collective_timeout: float = 60.0,
+                 generate: Callable | None = None):
         super().__init__()
         engine = current_engine()  # refuses a backend without an engine, naming it
         self.infs = check_inferencers(infs)
@@ -169,6 +177,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.async_timeout = float(async_timeout)
         self.epoch_key = epoch_key
         self.keras_names = keras_names
+        self.generate = check_generate(generate)
         for name, value in self._RUN_STATE.items():
             setattr(self, name, value())
 
@@ -242,7 +251,8 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                 input_names=None if self.input_names is None else tuple(self.input_names),
                 whole_batches=self.whole_batches, asynchronous=self.asynchronous,
                 steps_per_execution=self.steps_per_execution, pipeline=self.pipeline,
-                shutdown_timeout=self.shutdown_timeout, collective_timeout=self.collective_timeout)
+                shutdown_timeout=self.shutdown_timeout, collective_timeout=self.collective_timeout,
+                generate=self.generate)
             ctx = self._context(epoch_num=0)
             for inf in self._all_infs():
                 _hook(inf, "setup_run", ctx)
@@ -324,7 +334,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         """The same inputs (shared, not copied), a copy of the inferencers and
         settings, no model, traced step, reports or ``fit`` (keras-tuner
         copies callbacks for every trial; see ``_util/copying.py``)."""
-        return copy_callback(self, memo, share=("tower_func",), fresh=self._RUN_STATE)
+        return copy_callback(self, memo, share=("tower_func", "generate"), fresh=self._RUN_STATE)
 
     # -- internals ----------------------------------------------------------
 
@@ -346,6 +356,8 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         try:
             if self._validator.snapshot is not None:
                 self._validator.snapshot.take(epoch, step)
+            if self._validator.generation is not None and not foreground:
+                self._validator.generation.take(self.model, self._validator.snapshot)
             if foreground:
                 results = self._pass(ctx, None)
         finally:

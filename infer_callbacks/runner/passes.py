@@ -37,24 +37,40 @@ class RunResults:
 
 def run_sets(sets: Sequence[ValidationSet], binding_of: Callable[[ValidationSet], Any], ctx, *,
              hooks: Callable, progress: Callable[[ValidationSet], Any], background,
-             on_nonfinite: str, combination: Combination | None, who: Any) -> RunResults:
+             on_nonfinite: str, combination: Combination | None, who: Any,
+             generation: Any = None) -> RunResults:
     """Run every set of ``sets`` in order and merge their results (each
-    set's keys carry its name; a combination adds the unnamed keys)."""
+    set's keys carry its name; a combination adds the unnamed keys). With
+    ``generation`` (``generate=``), its inferencers get a host pass of
+    their own (``generation.py``)."""
     per_set: dict = {}
     out = RunResults({}, {}, {}, 0, {})
     for s in sets:
-        binding = binding_of(s)
+        hosted = [] if generation is None else generation.host_infs(s)
         plan = [(inf, list(inf.get_fetches())) for inf in s.infs
-                if ctx.is_chief or not getattr(inf, "chief_only", False)]
+                if (ctx.is_chief or not getattr(inf, "chief_only", False)) and not any(inf is h for h in hosted)]
+        host_plan = [(inf, list(inf.get_fetches())) for inf in hosted
+                     if ctx.is_chief or not getattr(inf, "chief_only", False)]
+        done = None
+        binding = binding_of(s) if plan or not host_plan else None
         try:
-            with progress(s) as bar:
-                done = run_pass(binding, plan, ctx, s.input, hooks=hooks, progress=bar,
-                                background=background, steps_per_execution=binding.max_rounds)
-            outcome = collect(plan, ctx, on_nonfinite)
+            if binding is not None:
+                with progress(s) as bar:
+                    done = run_pass(binding, plan, ctx, s.input, hooks=hooks, progress=bar,
+                                    background=background, steps_per_execution=binding.max_rounds)
+            if host_plan:
+                with progress(s) as bar:
+                    generated = generation.run_pass(s, host_plan, ctx, progress=bar, background=background,
+                                                    hooks=hooks if done is None else (lambda *a: None))
+                done = done or generated
+            outcome = collect(plan + host_plan, ctx, on_nonfinite)
         except BaseException as e:
-            binding.pass_failed(e)  # across processes: the others stop too, naming this one
+            if binding is not None:
+                binding.pass_failed(e)  # across processes: the others stop too, naming this one
             raise
-        (results, monitor_only, images), done.samples = binding.end_pass(outcome, done.samples)
+        if binding is not None:
+            outcome, done.samples = binding.end_pass(outcome, done.samples)
+        results, monitor_only, images = outcome
         if s.input.limit is not None:
             results.setdefault(NUM_SAMPLES_KEY, float(done.samples))
         per_set[s.name] = results

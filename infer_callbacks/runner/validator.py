@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from infer_callbacks.runner.engine.base import Binding, EngineConfig
 from infer_callbacks.runner.engine.select import current_engine
+from infer_callbacks.runner.generation import Generation
 from infer_callbacks.runner.passes import RunResults, run_sets
 from infer_callbacks.runner.sets import ValidationSet
 
@@ -32,14 +33,20 @@ class Validator:
             ``input_names``, ``whole_batches``, ``asynchronous``, ...).
     """
 
-    def __init__(self, model, sets: Sequence[ValidationSet], strategy, key: Any, **engine):
+    def __init__(self, model, sets: Sequence[ValidationSet], strategy, key: Any, *,
+                 generate=None, **engine):
         self._model = weakref.ref(model) if model is not None else (lambda: None)
         self.key, self.strategy, self.snapshot = key, strategy, None
         self.bindings: dict[tuple, Binding] = {}
+        # generate=: its inferencers are fed on the host (generation.py), the others by the engine.
+        self.generation = None if generate is None else Generation(
+            generate, model, sets, keras_default=engine.get("tower_func") is None,
+            input_names=engine.get("input_names"), asynchronous=engine.get("asynchronous", False))
         engine_ = current_engine()
         for s in sets:
-            if _structure(s) not in self.bindings:
-                config = EngineConfig(input=s.input, infs=tuple(s.infs), snapshot=self.snapshot, **engine)
+            infs = s.infs if self.generation is None else self.generation.engine_infs(s)
+            if infs and _structure(s) not in self.bindings:
+                config = EngineConfig(input=s.input, infs=tuple(infs), snapshot=self.snapshot, **engine)
                 binding = engine_.bind(model, strategy, config, key)
                 self.bindings[_structure(s)], self.snapshot = binding, binding.snapshot
 
@@ -52,4 +59,4 @@ class Validator:
 
     def run(self, sets: Sequence[ValidationSet], ctx, **kwargs) -> RunResults:
         """One run over ``sets`` (see :func:`~infer_callbacks.runner.passes.run_sets`)."""
-        return run_sets(sets, lambda s: self.bindings[_structure(s)], ctx, **kwargs)
+        return run_sets(sets, lambda s: self.bindings[_structure(s)], ctx, generation=self.generation, **kwargs)
