@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from typing import Any, Sequence
 
 import keras
@@ -21,6 +20,7 @@ from infer_callbacks.checkpoints import any_format, keras_format, run_dir
 from infer_callbacks.checkpoints.best_list import BestList, check_keep_best
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
+from infer_callbacks._util.warn import warn_user
 from infer_callbacks._util import atomic_write_json
 from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
 from infer_callbacks.runner import keras_glue
@@ -191,9 +191,8 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
             self._decide(epoch, logs)
         elif not any(getattr(p, "asynchronous", False) for p in getattr(self, "_producers", [])):
             # (an asynchronous runner's results reach only some epochs)
-            warnings.warn(f"{type(self).__name__}: {self.monitor!r} is not in the logs of epoch "
-                          f"{epoch + 1} (available: {sorted(logs)}); nothing saved.",
-                          RuntimeWarning, stacklevel=2)
+            warn_user(f"{type(self).__name__}: {self.monitor!r} is not in the logs of epoch "
+                      f"{epoch + 1} (available: {sorted(logs)}); nothing saved.")
 
     def _decide(self, epoch: int, logs: dict) -> None:
         value = logs[self.monitor]
@@ -214,9 +213,9 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
                 weights = producer.snapshot_weights(measured)
                 if weights is not None:
                     return measured - 1, weights
-                warnings.warn(f"{type(self).__name__}: the weights of epoch {measured}, which "
-                              f"{self.monitor!r} measures, are no longer held; saving the current "
-                              "weights instead.", RuntimeWarning, stacklevel=3)
+                warn_user(f"{type(self).__name__}: the weights of epoch {measured}, which "
+                          f"{self.monitor!r} measures, are no longer held; saving the current "
+                          "weights instead.")
         return epoch, None
 
     def _save(self, epoch: int, value: float, weights: Sequence[Any] | None = None) -> None:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 
 from infer_callbacks._util import new_run_reason, reserve_numbered
+from infer_callbacks._util.warn import warn_user
 from infer_callbacks.checkpoints.best_list import BestList
 from infer_callbacks.checkpoints.keras_format import STATE_FILE as KERAS_STATE_FILE
 from infer_callbacks.checkpoints.layout import FINISHED_MARKER
@@ -106,9 +106,9 @@ def start_run(directory: str, global_step: int | None, who: str) -> str | None:
             e.errno, f"{who} cannot keep the checkpoints of another run in {directory!r} as "
             f"{aside!r}: {e.strerror}. Move them away yourself or use another checkpoint "
             "directory.") from e
-    warnings.warn(
+    warn_user(
         f"{who}: {directory!r} held the checkpoints of another run ({why}); they were moved "
         f"to {aside!r} (restore them from there, e.g. ModelSaver.restore(model, {aside!r})). "
         "This run starts with no checkpoint and no best value. To continue that run instead, "
-        "restore its latest checkpoint before training.", RuntimeWarning, stacklevel=3)
+        "restore its latest checkpoint before training.")
     return aside
