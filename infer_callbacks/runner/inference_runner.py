@@ -34,6 +34,7 @@ from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.inferencers.base import Inferencer
 from infer_callbacks.inferencers.context import RunContext
 from infer_callbacks.runner import keras_glue, keras_names
+from infer_callbacks.runner.ema import ema_pending
 from infer_callbacks.runner.arguments import check_options, make_sets, require_supported_backend
 from infer_callbacks.runner.backends import is_jax, placement_key, runner_device, runner_placement
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
@@ -332,6 +333,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.setup()
         ctx = self._context(epoch_num=epoch, global_step=step)
         results: dict[str, float] = {}
+        self._no_hooks = ema_pending(self.model)  # no EMA to swap in yet (ema.py): no on_test_* hooks
         self._fire("on_test_begin")
         try:
             if self._validator.snapshot is not None:
@@ -376,5 +378,5 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                           is_chief=handle.is_chief, trainer=handle)
 
     def _fire(self, hook: str, *args) -> None:
-        if self._fit_run is not None:
+        if self._fit_run is not None and not getattr(self, "_no_hooks", False):
             self._fit_run.fire(hook, *args)
