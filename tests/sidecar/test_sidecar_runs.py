@@ -123,6 +123,10 @@ def test_helpers(tmp_path):
     (tmp_path / "other.txt").write_text("")
     assert keep_results_aside(str(tmp_path)) == str(tmp_path / "run-2")
     assert sorted(os.listdir(tmp_path / "run-2")) == ["stats.json"] and (tmp_path / "other.txt").exists()
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "b" / "checkpoint").write_text("")
-    assert checkpoints_nearby(str(tmp_path)) == [os.path.relpath(tmp_path / "a" / "b")]
+    watched = tmp_path / "root" / "watched"
+    for d in (watched / "a" / "b", tmp_path / "root" / "sibling", watched / "run-1"):
+        d.mkdir(parents=True)
+        (d / "checkpoint").write_text("")
+    # Sub-directories first, then the parent's others; never an earlier run's run-<N>.
+    assert checkpoints_nearby(str(watched)) == [os.path.relpath(watched / "a" / "b"),
+                                                os.path.relpath(tmp_path / "root" / "sibling")]
