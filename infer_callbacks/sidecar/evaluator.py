@@ -46,7 +46,8 @@ from infer_callbacks.sidecar.arguments import check_model, check_monitors, posit
 from infer_callbacks.sidecar import saver_files, tf_checkpoints
 from infer_callbacks.sidecar.keras_files import KerasFiles, resolve_format
 from infer_callbacks.sidecar.listed import Listed, pending
-from infer_callbacks.sidecar.runs import aside_runs, checkpoints_nearby, keep_results_aside
+from infer_callbacks.checkpoints.run_dir import ASIDE_STEM
+from infer_callbacks.sidecar.runs import aside_runs, keep_results_aside, waiting_message
 from infer_callbacks.sidecar.state import STATE_FILENAME, load_state
 from infer_callbacks.sidecar.tf_checkpoints import training_finished
 
@@ -69,8 +70,12 @@ class SidecarEvaluator:
     sidecar got to it is skipped with a warning.
 
     Checkpoints are taken in the order of their number (``ckpt-<global
-    step>``); one training run per ``checkpoint_dir`` (a resumed run
-    continues it). The progress is written after the row: a sidecar killed
+    step>``); a resumed run continues the directory, and a new training
+    run in it (which moves the earlier run's checkpoints into ``run-<N>/``)
+    is recognised: its checkpoints are evaluated from the first, the
+    earlier results moved into ``logdir/run-<N>/``, with a warning
+    (:mod:`~infer_callbacks.sidecar.runs`). While no checkpoint has come it
+    says once what it waits for and where checkpoints were found nearby. The progress is written after the row: a sidecar killed
     in between evaluates that checkpoint again on restart, and its
     ``stats.json`` row is replaced, not repeated.
 
@@ -272,7 +277,7 @@ class SidecarEvaluator:
         (:mod:`~infer_callbacks.sidecar.runs`): earlier results aside, a warning."""
         runs = aside_runs(self.checkpoint_dir)
         if why is None and runs > self._state["aside_runs"]:
-            why = f"its earlier checkpoints were moved to run-<N>/ ({runs} such directories now)"
+            why = f"its earlier checkpoints were moved to {ASIDE_STEM}-{runs}/"
         if why is None:
             return
         aside = None
@@ -292,16 +297,8 @@ class SidecarEvaluator:
     def _announce_wait(self) -> None:
         """Say once what it waits for, and where checkpoints are if not here."""
         self._announced = True
-        where = self.checkpoint_dir
-        what = ("does not exist (yet)" if not os.path.exists(where) else "holds no checkpoint yet")
-        nearby = checkpoints_nearby(where)
-        hint = (f" Checkpoints were found in {nearby}: pass one of those as the checkpoint directory?"
-                if nearby else "")
-        stop = (f" It stops after {self.timeout} s without one (timeout)." if self.timeout is not None
-                else " It waits until one appears (no timeout; stop it with Ctrl-C, or pass timeout=).")
-        warnings.warn(f"SidecarEvaluator: waiting for checkpoints in {where!r}, which {what}: a "
-                      f"ModelSaver's (or keras.callbacks.ModelCheckpoint's, format "
-                      f"{self.checkpoint_format!r}) files.{stop}{hint}", RuntimeWarning, stacklevel=3)
+        warnings.warn(waiting_message(self.checkpoint_dir, self.checkpoint_format, self.timeout),
+                      RuntimeWarning, stacklevel=3)
 
     def _save_state(self) -> None:
         if self.state_path is not None:

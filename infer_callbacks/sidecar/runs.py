@@ -22,7 +22,7 @@ import re
 from infer_callbacks._util import reserve_numbered
 from infer_callbacks.checkpoints.run_dir import ASIDE_STEM
 
-__all__ = ["aside_runs", "keep_results_aside", "checkpoints_nearby"]
+__all__ = ["aside_runs", "keep_results_aside", "checkpoints_nearby", "waiting_message"]
 
 _ASIDE = re.compile(rf"^{ASIDE_STEM}-\d+$")
 _RESULTS = re.compile(r"^(stats(-\d+)?\.json|sidecar_state\.json|events\.out\.tfevents\..*)$")
@@ -79,3 +79,16 @@ def checkpoints_nearby(directory: str, limit: int = 5) -> list[str]:
         candidates += [parent] + [d for d in subdirs(parent) if d != directory]
     found = [os.path.relpath(d) for d in candidates if _holds_checkpoints(d)]
     return found[:limit]
+
+
+def waiting_message(directory: str, checkpoint_format: str, timeout: float | None) -> str:
+    """What a sidecar with no checkpoint yet says: what it waits for, whether
+    it will stop, and the directories nearby that hold checkpoints."""
+    what = "does not exist (yet)" if not os.path.exists(directory) else "holds no checkpoint yet"
+    nearby = checkpoints_nearby(directory)
+    hint = (f" Checkpoints were found in {nearby}: pass one of those as the checkpoint directory?"
+            if nearby else "")
+    stop = (f" It stops after {timeout} s without one (timeout)." if timeout is not None
+            else " It waits until one appears (no timeout; stop it with Ctrl-C, or pass timeout=).")
+    return (f"SidecarEvaluator: waiting for checkpoints in {directory!r}, which {what}: a ModelSaver's (or "
+            f"keras.callbacks.ModelCheckpoint's, format {checkpoint_format!r}) files.{stop}{hint}")
