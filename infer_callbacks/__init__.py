@@ -32,6 +32,7 @@ from infer_callbacks.predict.predictor import OfflinePredictor
 from infer_callbacks.runner.data_parallel import DataParallelInferenceRunner
 from infer_callbacks.runner.inference_runner import InferenceRunner
 from infer_callbacks.fit.keras_glue import ordered_callbacks
+from infer_callbacks.runner.objective import Objective
 from infer_callbacks.runner.trigger import PeriodicTrigger
 from infer_callbacks.sidecar.evaluator import SidecarEvaluator
 from infer_callbacks.towers.model_desc import ModelDesc
@@ -57,6 +58,7 @@ __all__ = [
     "InferenceRunner",
     "DataParallelInferenceRunner",
     "PeriodicTrigger",
+    "Objective",
     "Callback",
     "ordered_callbacks",
     "Inferencer",

@@ -134,3 +134,20 @@ def test_tensorpack_example_then_its_gpus_variant_in_the_same_logdir(tmp_path):
     assert "run-1" in second.stderr
     assert sorted(os.listdir(ckdir / "run-1")) == first
     assert "min-validation_error.json" in first and "min-validation_error.json" in os.listdir(ckdir)
+
+
+def test_mnist_port_resume_line_of_its_docstring(tmp_path):
+    """The docstring's `--load` line trains on from the checkpoint; a `--load`
+    with nothing left to train says so instead of printing `final: {}`."""
+    _ok(run_example("mnist_port/mnist_convnet.py", "--epochs", "1", cwd=tmp_path), 1)
+    resumed = run_example("mnist_port/mnist_convnet.py", "--epochs", "2", "--load", "train_log/mnist_port",
+                          cwd=tmp_path)
+    _ok(resumed, 2)
+    (final,) = [json.loads(line[len("final: "):]) for line in resumed.stdout.splitlines()
+                if line.startswith("final: ")]
+    assert "validation_error" in final
+    assert [s["epoch_num"] for s in _stats(tmp_path / "train_log" / "mnist_port" / "stats.json")] == [1, 2]
+    done = run_example("mnist_port/mnist_convnet.py", "--epochs", "2", "--load", "train_log/mnist_port",
+                       cwd=tmp_path)
+    _ok(done, 3)
+    assert "nothing trained" in done.stdout and "final: {}" not in done.stdout

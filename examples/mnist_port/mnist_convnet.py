@@ -3,7 +3,7 @@ scikit-learn's bundled 8x8 digits (no download). See CHANGES.md next to this
 file for every line that differs from the tensorpack original and why.
 
     python examples/mnist_port/mnist_convnet.py --epochs 10
-    python examples/mnist_port/mnist_convnet.py --load train_log/mnist_port   # resume
+    python examples/mnist_port/mnist_convnet.py --epochs 15 --load train_log/mnist_port   # resume: 5 more
 """
 
 from __future__ import annotations
@@ -108,6 +108,10 @@ def main(argv=None) -> dict:
         config.session_init = args.load  # [changed] a path (tensorpack: SaverRestore(path))
     history = launch_train_with_config(config, SimpleTrainer())
     final = {k: float(v[-1]) for k, v in history.history.items()}
+    if not final:  # the checkpoint already reached --epochs
+        print(f"nothing trained: {args.load!r} is already at epoch {args.epochs} or later (--epochs "
+              f"{args.epochs}); pass a larger --epochs to train on, e.g. --epochs {args.epochs + 5}.")
+        return final
     print(f"final: {json.dumps(final)}")
     return final
 

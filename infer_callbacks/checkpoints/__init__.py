@@ -1,6 +1,6 @@
 """Checkpoints: the one checkpoint layout, restoring with mismatch reports,
-``ModelSaver`` (the latest N) and ``MinSaver`` / ``MaxSaver`` (the best by a
-logged value).
+``ModelSaver`` (the latest N) and ``MinSaver`` / ``MaxSaver`` (the k best by a
+logged value; ``best_list`` keeps the k best, ``best_saver`` is their callback).
 
 May import: ``fit`` (to meet the run's producers), ``distribute``, ``_util``.
 """

@@ -13,7 +13,7 @@ keeping an earlier run's files when a new run starts in the same directory.
 The files moved are the run's, and only those: ``ckpt-<step>.*`` (also
 ``ckpt-<step>.weights.h5``, the Keras format), the ``checkpoint`` state file
 (``checkpoints.json`` in the Keras format), ``training_finished``, and each best saver's
-state file (``<filename>.json``) with its checkpoint. Other files
+state file (``<filename>.json``) with its checkpoints (all it keeps). Other files
 (``stats.json``, event files, a sidecar's state) stay. The moved directory is
 a complete ``ModelSaver`` directory (the state file names checkpoints
 relative to it): ``ModelSaver.restore(model, "<dir>/run-1")`` and
@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 
 from infer_callbacks._util import new_run_reason, reserve_numbered
+from infer_callbacks._util.warn import warn_user
+from infer_callbacks.checkpoints.best_list import BestList
 from infer_callbacks.checkpoints.keras_format import STATE_FILE as KERAS_STATE_FILE
 from infer_callbacks.checkpoints.layout import FINISHED_MARKER
 
@@ -77,8 +78,9 @@ def recorded_run(directory: str) -> tuple[list[str], list[int]]:
         states.append(name)
         if isinstance(state.get("global_step"), int):
             steps.append(state["global_step"])
-        files += [n for n in names if n not in files and (n == state["checkpoint"] or (  # Keras file
-            n.startswith(state["checkpoint"] + ".") and _FILES.search(n)))]
+        for kept in BestList.checkpoints_of(state):  # every one of the k best
+            files += [n for n in names if n not in files and (n == kept or (  # Keras file
+                n.startswith(kept + ".") and _FILES.search(n)))]
     return states + files, steps
 
 
@@ -104,9 +106,9 @@ def start_run(directory: str, global_step: int | None, who: str) -> str | None:
             e.errno, f"{who} cannot keep the checkpoints of another run in {directory!r} as "
             f"{aside!r}: {e.strerror}. Move them away yourself or use another checkpoint "
             "directory.") from e
-    warnings.warn(
+    warn_user(
         f"{who}: {directory!r} held the checkpoints of another run ({why}); they were moved "
         f"to {aside!r} (restore them from there, e.g. ModelSaver.restore(model, {aside!r})). "
         "This run starts with no checkpoint and no best value. To continue that run instead, "
-        "restore its latest checkpoint before training.", RuntimeWarning, stacklevel=3)
+        "restore its latest checkpoint before training.")
     return aside

@@ -6,15 +6,16 @@ Where the numbers come from:
 | source | what | written under |
 | --- | --- | --- |
 | the epoch's ``logs`` | every scalar (training metrics, runner results) | the current epoch and global step |
-| ``pop_reports()`` of sibling runners (``report.Report``) | ``scalars``, ``monitor_scalars`` (monitors only, not ``logs``, e.g. ``ConfusionMatrix``'s per-class values), ``images`` | the report's ``epoch_num`` / ``global_step`` (an asynchronous runner reports epoch ``e`` later) |
+| ``pop_reports()`` of sibling runners (``report.Report``), with the ``pop_derived_reports()`` of an ``Objective`` merged into the report of the same step | ``scalars``, ``monitor_scalars`` (monitors only, not ``logs``, e.g. ``ConfusionMatrix``'s per-class values), ``images`` | the report's ``epoch_num`` / ``global_step`` (an asynchronous runner reports epoch ``e`` later) |
 
 A report is the epoch's when it has the epoch's number and final global step
 (the same weights); any other report is a row of its own: a run in the
 middle of an epoch (read after each training call but the epoch's last) or a
-late one. Rows are keyed by ``(epoch_num, global_step)``. The epoch's row
-keeps the latest mid-epoch results its ``logs`` carry, except for writers
-of series by step (``step_series``: TensorBoard) and :attr:`Monitors.history`,
-which hold each value once, at the step it was measured.
+late one. Rows are keyed by ``(epoch_num, global_step)``. A number is
+written only in the row of the step where it was measured: the latest
+mid-epoch results that the epoch's ``logs`` carry (for ``EarlyStopping`` and
+the other callbacks) are not written again in the epoch's row, by any
+writer (``stats.json``, TensorBoard, the console) nor in :attr:`Monitors.history`.
 
 The runners are those of the run this callback joins in ``set_model``
 (:func:`infer_callbacks.fit.keras_glue.join`: the ``CallbackList`` that
@@ -24,6 +25,7 @@ read from or stored on the user's model.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from typing import Any, Iterable, Sequence
 
@@ -124,6 +126,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         self.history: list[dict] = []
         self._console_pending: list[tuple] = []
         self._sources: list = []
+        self._derived: list = []  # Objectives: values computed from the runners' results
         self._fit_run: keras_glue.Run | None = None
         self._written: dict[str, int] = {}  # keys written as their own rows this epoch -> their epoch
 
@@ -131,7 +134,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         """Copies of the writers, no history and no ``fit`` (keras-tuner copies
         callbacks for every trial; see ``_util/copying.py``)."""
         return copy_callback(self, memo, fresh={
-            "history": list, "_console_pending": list, "_sources": list, "_written": dict, "_fit_run": lambda: None})
+            "history": list, "_console_pending": list, "_sources": list, "_derived": list, "_written": dict, "_fit_run": lambda: None})
 
     # ---- standalone use -------------------------------------------------
 
@@ -203,11 +206,13 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         # chief_only=False: every worker runs all its writers (infer_callbacks/_util/chief.py)
         self.open(self.model, chief=not self.chief_only or is_chief(model_strategy(self.model)))
         if self._fit_run is None:
-            self._sources = []
+            self._sources, self._derived = [], []
             keras_glue.warn_unjoined(self, "it writes only the epochs' logs: no runner's images, "
                                      "monitor-only values or asynchronous results")
         else:
             self._sources = self._fit_run.producers(exclude=self)  # found once per run
+            self._derived = [c for c in self._fit_run.members()
+                             if c is not self and callable(getattr(c, "pop_derived_reports", None))]
         names = list(dict.fromkeys(n for source in self._sources for n in getattr(source, "set_names", ())))
         for w in self._active:
             w.use_sets(names)
@@ -222,6 +227,14 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         reports = []
         for source in self._sources:
             reports.extend(source.pop_reports() or ())
+        for source in self._derived:  # into the report of the same run, else a report of its own
+            for d in source.pop_derived_reports() or ():
+                at = next((i for i, r in enumerate(reports)
+                           if (r.epoch_num, r.global_step) == (d.epoch_num, d.global_step)), None)
+                if at is None:
+                    reports.append(d)
+                else:
+                    reports[at] = dataclasses.replace(reports[at], scalars={**reports[at].scalars, **d.scalars})
         return reports
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
@@ -236,7 +249,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         # (Overriding this hook turns off Keras's asynchronous batch-hook
         # dispatch, which TensorFlow's backend does not use anyway.)
         steps = (self.params or {}).get("steps")
-        if not self._sources or (steps is not None and batch + 1 >= steps):
+        if not (self._sources or self._derived) or (steps is not None and batch + 1 >= steps):
             return
         reports = self._pop_reports()
         if reports:
@@ -262,8 +275,8 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         for key, measured in self._written.items():
             if measured != epoch_num:  # in this epoch's logs, but measuring an earlier epoch
                 scalars.pop(key, None)
-        # The latest mid-epoch results stay in the epoch's row (as in its logs);
-        # writers of series by step (TensorBoard) already have them at their step.
+        # The latest mid-epoch results stay in the epoch's logs, not in its
+        # row: every writer already has them at the step they were measured.
         carried = {k for k, measured in self._written.items() if measured == epoch_num and k in scalars}
         images: dict = {}
         for r in now:
@@ -282,15 +295,15 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
             for w in self._active:
                 if w.console:
                     if not getattr(w, "repeat_keras_logs", False):
-                        printed = {k: v for k, v in scalars.items() if k not in shown}
+                        printed = {k: v for k, v in measured.items() if k not in shown}
                     else:
-                        printed = scalars
+                        printed = measured
                     if defer:  # after Keras's progress bar has ended its line
                         self._console_pending.append((w, epoch_num, step, printed))
                     else:
                         w.write(epoch_num, step, printed)
                 else:
-                    w.write(epoch_num, step, measured if w.step_series else scalars)
+                    w.write(epoch_num, step, measured)
                 if images:
                     w.write_images(epoch_num, step, images)
 
@@ -308,5 +321,5 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
                 self._write_rows([self._report_row(r) for r in reports], set(), defer=False)
             self._flush_console()
         finally:
-            self._sources = []  # hold no runner beyond the run
+            self._sources, self._derived = [], []  # hold no runner beyond the run
             self.close()

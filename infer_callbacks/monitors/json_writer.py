@@ -8,6 +8,7 @@ import os
 import warnings
 
 from infer_callbacks._util import atomic_write_json, new_run_reason, reserve_numbered
+from infer_callbacks._util.warn import warn_user
 from infer_callbacks.monitors.writer import prepare_logdir, optimizer_step, merge_epoch_row, MonitorWriter
 
 __all__ = ["JSONWriter"]
@@ -92,7 +93,7 @@ class JSONWriter(MonitorWriter):
 
     def _start_new_file(self, why: str) -> None:
         """Keep the old file beside the new one (or drop it with overwrite)."""
-        n = len(self.stats)
+        rows, epochs = len(self.stats), len({s["epoch_num"] for s in self.stats})
         self.stats = []
         if self.overwrite:
             return
@@ -108,10 +109,11 @@ class JSONWriter(MonitorWriter):
                 e.errno, f"JSONWriter cannot keep {self.path} of another run as {backup}: "
                 f"{e.strerror}. Use another logdir or JSONWriter(logdir, overwrite=True).") from e
         self.backup_path = backup
-        warnings.warn(
-            f"{self.path} held {n} epochs of another run ({why}); it was kept as {backup} "
+        held = f"{epochs} epoch{'s' * (epochs != 1)}" + (f" ({rows} rows)" if rows != epochs else "")
+        warn_user(
+            f"{self.path} held {held} of another run ({why}); it was kept as {backup} "
             "and a new stats.json is started. Pass JSONWriter(logdir, overwrite=True) to "
-            "discard old files instead.", RuntimeWarning, stacklevel=3)
+            "discard old files instead.")
 
     def _continues_file(self, epoch_num: int, step: int) -> bool:
         earlier = [s for s in self.stats if s["epoch_num"] < epoch_num]

@@ -34,6 +34,7 @@ from infer_callbacks.inferencers.context import RunContext
 from infer_callbacks.fit import keras_glue
 from infer_callbacks.runner import keras_names
 from infer_callbacks.runner.arguments import check_options, make_sets
+from infer_callbacks.runner.ema import ema_pending
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
 from infer_callbacks.runner.dispatch import call_hook as _hook
 from infer_callbacks.runner.engine.base import check_inferencers
@@ -91,8 +92,9 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
             overlaps them with no thread of its own).
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
         on_nonfinite: ``'warn'`` (report NaN/inf and go on) or ``'raise'``.
-        verbose: show a progress bar (on a terminal, and not with
-            ``fit(verbose=0)``).
+        verbose: ``"auto"``: a progress bar when stderr is a terminal
+            (not with ``fit(verbose=0)``); ``True``: also when it is not (a
+            log file); ``False``: none.
         asynchronous: validate a device-side snapshot of the weights in the
             background while training goes on; results reach ``logs`` at the
             first epoch end after they are ready, with ``epoch_key`` naming
@@ -145,7 +147,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                  tower_func: Callable[..., Any] | None = None, device: str | int | None = None, *,
                  tower_name: str | None = None, input_names: Sequence[str] | None = None,
                  steps_per_execution: int | None = None, pipeline: bool = True, prefetch: int | None = None,
-                 on_nonfinite: str = "warn", verbose: bool = True, asynchronous: bool = False,
+                 on_nonfinite: str = "warn", verbose: bool | str = "auto", asynchronous: bool = False,
                  async_timeout: float = 3600.0, epoch_key: str = "validation_epoch",
                  batch_size: int | None = None, keras_names: bool = False, combine: Any = None,
                  limit_batches: int | float | None = None, collective_timeout: float = 60.0,
@@ -165,6 +167,8 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.steps_per_execution = steps_per_execution
         self.pipeline = bool(pipeline)
         self.on_nonfinite = on_nonfinite
+        if verbose != "auto" and not isinstance(verbose, (bool, int)):
+            raise ValueError(f"`verbose` must be 'auto', True or False. Received: verbose={verbose!r}")
         self.verbose = verbose
         self.shutdown_timeout = 2.0
         if isinstance(collective_timeout, bool) or not isinstance(collective_timeout, (int, float)) \
@@ -352,6 +356,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
         self.setup()
         ctx = self._context(epoch_num=epoch, global_step=step)
         results: dict[str, float] = {}
+        self._no_hooks = ema_pending(self.model)  # no EMA to swap in yet (ema.py): no on_test_* hooks
         self._fire("on_test_begin")
         try:
             if self._validator.snapshot is not None:
@@ -369,7 +374,7 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
 
     def _pass(self, ctx: RunContext, background) -> dict[str, float]:
         quiet = background is not None or not self.verbose or (self.params or {}).get("verbose", 1) == 0
-        done = self._validator.run(self.sets, ctx, progress=progress_bars(self.tower_name, quiet),
+        done = self._validator.run(self.sets, ctx, progress=progress_bars(self.tower_name, quiet, force=self.verbose is True),
                                    hooks=self._fire if background is None else (lambda *a: None),
                                    background=background, on_nonfinite=self.on_nonfinite,
                                    combination=self.combination, who=self)
@@ -398,5 +403,5 @@ class InferenceRunner(ChiefOnly, keras.callbacks.Callback):
                           is_chief=handle.is_chief, trainer=handle)
 
     def _fire(self, hook: str, *args) -> None:
-        if self._fit_run is not None:
+        if self._fit_run is not None and not getattr(self, "_no_hooks", False):
             self._fit_run.fire(hook, *args)

@@ -95,13 +95,15 @@ def _merge(into: dict, new: dict, who: Any, what: str) -> None:
     into.update(new)
 
 
-def progress_bars(tower_name: str, quiet: bool) -> Callable[[ValidationSet], Any]:
-    """A factory of one progress bar per set (``quiet``: bars that show nothing)."""
+def progress_bars(tower_name: str, quiet: bool, *, force: bool = False) -> Callable[[ValidationSet], Any]:
+    """A factory of one progress bar per set (``quiet``: bars that show
+    nothing). Bars are drawn only when stderr is a terminal (a log file gets
+    no ``\r`` fragments), unless ``force``."""
     def make(s: ValidationSet):
         if quiet:
             return contextlib.nullcontext(_NoBar())
         return tqdm(total=s.input.size, desc=tower_name + s.label, unit="batch", leave=False,
-                    dynamic_ncols=True)
+                    dynamic_ncols=True, disable=False if force else None)  # None: off when not a TTY
     return make
 
 

@@ -12,6 +12,7 @@ clock readings; the tests feed it counted steps and a fake clock.
 | ``start_after_steps=n`` | nothing is due before global step ``n`` |
 | ``start_after_epochs=n`` | nothing is due before epoch ``n`` has ended |
 | ``before_train=True`` | also due once before the first training step |
+| ``budgeted=True`` | no period needed: a :class:`~infer_callbacks.runner.time_budget.TimeBudget` decides as well, after every training call |
 
 Several periods combine with "or"; a delay holds back every period. A step
 check says "due" at most once per call, however many periods are due.
@@ -89,7 +90,8 @@ class Schedule:
     def __init__(self, *, every_k_epochs: int | None = None, every_k_steps: int | None = None,
                  every_t_seconds: float | None = None, every_epoch_fraction: float | None = None,
                  predicate: Callable[[int, int], bool] | None = None, predicate_every: str = "epoch",
-                 start_after_steps: int = 0, start_after_epochs: int = 0, before_train: bool = False):
+                 start_after_steps: int = 0, start_after_epochs: int = 0, before_train: bool = False,
+                 budgeted: bool = False):
         _check_positive_int("every_k_epochs", every_k_epochs)
         _check_positive_int("every_k_steps", every_k_steps)
         if every_t_seconds is not None and (not _is_real(every_t_seconds) or not math.isfinite(every_t_seconds)
@@ -118,9 +120,9 @@ class Schedule:
                              f"{start_after_steps} / start_after_epochs={start_after_epochs} say no run "
                              "before then: drop one of them.")
         if all(v is None for v in (every_k_epochs, every_k_steps, every_t_seconds, every_epoch_fraction,
-                                   predicate)) and not before_train:
+                                   predicate)) and not (before_train or budgeted):
             raise ValueError("PeriodicTrigger needs a period: pass every_k_epochs=, every_k_steps=, "
-                             "every_t_seconds=, every_epoch_fraction=, predicate= or before_train=True "
+                             "every_t_seconds=, every_epoch_fraction=, predicate=, time_budget= or before_train=True "
                              "(start_after_steps= / start_after_epochs= only delay a period).")
         self.every_k_epochs = every_k_epochs
         self.every_k_steps = every_k_steps
@@ -131,6 +133,7 @@ class Schedule:
         self.start_after_steps = start_after_steps
         self.start_after_epochs = start_after_epochs
         self.before_train = before_train
+        self.budgeted = budgeted  # a TimeBudget decides too, after every training call
         self._marks: frozenset[int] = frozenset()  # steps into the epoch that end a fraction
         self._last_step = 0
         self._epoch_start = 0
@@ -140,7 +143,7 @@ class Schedule:
     def checks_steps(self) -> bool:
         """Whether anything can be due after a training call (else
         :meth:`due_after_step` need not be called)."""
-        return (self.every_k_steps is not None or self.every_t_seconds is not None
+        return (self.budgeted or self.every_k_steps is not None or self.every_t_seconds is not None
                 or self.every_epoch_fraction is not None
                 or (self.predicate is not None and self.predicate_every == "step"))
 
@@ -191,6 +194,11 @@ class Schedule:
         if self.predicate is not None and self.predicate_every == "step" and self._ask(epoch, step):
             return self._due(now)
         return False
+
+    def started(self, epoch: int, step: int, *, after_epoch: bool = False) -> bool:
+        """Whether the delays (``start_after_steps``, ``start_after_epochs``)
+        are over after global ``step`` in ``epoch`` (ended, with ``after_epoch``)."""
+        return step >= self.start_after_steps and (epoch if after_epoch else epoch - 1) >= self.start_after_epochs
 
     def due_after_epoch(self, epoch: int, step: int, now: float) -> bool:
         """Whether a run is due after (1-based) ``epoch`` ended at global ``step``."""

@@ -1,6 +1,7 @@
 """``PeriodicTrigger``: run any callback on a schedule (epochs, steps,
-seconds, fractions of an epoch, a predicate, after a delay). *When* is
-decided by :class:`~infer_callbacks.runner.schedule.Schedule`; this module
+seconds, fractions of an epoch, a predicate, after a delay, a share of the
+wall time). *When* is decided by :class:`~infer_callbacks.runner.schedule.Schedule`
+and :class:`~infer_callbacks.runner.time_budget.TimeBudget`; this module
 meets Keras: it reads the global step and the clock, runs the callback and
 hands its results to the epoch's ``logs``."""
 
@@ -15,6 +16,10 @@ import keras
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.runner.schedule import Schedule
+from infer_callbacks.runner.time_budget import TimeBudget
+
+#: The key of the realised share of the wall time the runs took (``time_budget=``), in the epoch's logs.
+SHARE_KEY = "validation_time_share"
 
 __all__ = ["PeriodicTrigger"]
 
@@ -88,8 +93,16 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
             progress).
         predicate_every: when ``predicate`` is asked: ``"epoch"`` (after
             each epoch) or ``"step"`` (after each training call).
+        time_budget: a share of the wall time in (0, 1): runs are spaced so
+            that they take about that share, from their measured cost
+            (:mod:`~infer_callbacks.runner.time_budget`): the first run
+            measures it, the periods given with it are a floor (runs at
+            least that often), the delays hold it back, and a last run at
+            the final epoch's end measures the final weights when the
+            budget allows. The realised share goes into each epoch's
+            ``logs`` (and the monitors) as ``validation_time_share``.
         clock: a zero-argument function returning seconds (default
-            ``time.monotonic``), for ``every_t_seconds``.
+            ``time.monotonic``), for ``every_t_seconds`` and ``time_budget``.
 
     Example:
 
@@ -97,6 +110,7 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
     PeriodicTrigger(InferenceRunner(val_ds, ScalarStats("loss")), every_k_epochs=5)
     PeriodicTrigger(InferenceRunner(val_ds, ScalarStats("loss")), every_epoch_fraction=0.25,
                     start_after_epochs=1)
+    PeriodicTrigger(InferenceRunner(val_ds, ScalarStats("loss")), time_budget=0.1, every_k_epochs=5)
     ```
     """
 
@@ -105,13 +119,14 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
                  every_t_seconds: float | None = None, every_epoch_fraction: float | None = None,
                  start_after_steps: int = 0, start_after_epochs: int = 0,
                  predicate: Callable[[int, int], bool] | None = None, predicate_every: str = "epoch",
-                 clock: Callable[[], float] = time.monotonic):
+                 time_budget: float | None = None, clock: Callable[[], float] = time.monotonic):
         super().__init__()
+        self.budget = None if time_budget is None else TimeBudget(time_budget)
         self.schedule = Schedule(
             every_k_epochs=every_k_epochs, every_k_steps=every_k_steps, before_train=before_train,
             every_t_seconds=every_t_seconds, every_epoch_fraction=every_epoch_fraction,
             start_after_steps=start_after_steps, start_after_epochs=start_after_epochs,
-            predicate=predicate, predicate_every=predicate_every)
+            predicate=predicate, predicate_every=predicate_every, budgeted=self.budget is not None)
         if not callable(clock):
             raise TypeError("`clock` must be a zero-argument function returning seconds, such as "
                             f"time.monotonic. Received: clock={clock!r}")
@@ -157,10 +172,19 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
     def _fire(self, epoch: int, logs: dict | None, at_epoch_end: bool, step: int) -> None:
         if not at_epoch_end:
             self._last_run = (self._epoch, step)
+        began = self.clock()
         try:
             self._run(epoch, logs, at_epoch_end, step)
         finally:
-            self.schedule.ran(self.clock())
+            ended = self.clock()
+            self.schedule.ran(ended)
+            if self.budget is not None:  # the foreground cost (an asynchronous run's snapshot)
+                self.budget.ran(began=began, ended=ended)
+
+    def _budget_due(self, epoch: int, step: int, now: float, *, last: bool = False) -> bool:
+        if self.budget is None or not self.schedule.started(epoch, step, after_epoch=last):
+            return False
+        return self.budget.allows(now=now) if last else self.budget.due(now=now)
 
     def _run(self, epoch: int, logs: dict | None, at_epoch_end: bool, step: int) -> None:
         if _is_runner(self.callback):
@@ -180,6 +204,8 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
     def on_train_begin(self, logs=None) -> None:
         step = self._iterations()
         self.schedule.start(step=step, now=self.clock(), steps_per_epoch=(self.params or {}).get("steps"))
+        if self.budget is not None:
+            self.budget.start(now=self.clock())
         self.callback.on_train_begin(logs)
         self._pending, self._latest, self._last_run = {}, {}, None
         if self.schedule.before_train:
@@ -194,14 +220,18 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None) -> None:
         if not self.schedule.checks_steps:  # only epochs are counted
             return
-        step = self._iterations()
-        if self.schedule.due_after_step(self._epoch, step, self.clock()):
+        step, now = self._iterations(), self.clock()
+        floor = self.schedule.due_after_step(self._epoch, step, now)
+        if floor or self._budget_due(self._epoch, step, now):
             self._fire(self._epoch, logs, at_epoch_end=False, step=step)
 
     def on_epoch_end(self, epoch, logs=None) -> None:
-        step = self._iterations()
+        step, now = self._iterations(), self.clock()
+        due = self.schedule.due_after_epoch(epoch + 1, step, now)
+        final = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
+        due = due or (final and self._budget_due(epoch + 1, step, now, last=True))
         # A run due now whose weights the epoch's last call already measured is not repeated.
-        if self.schedule.due_after_epoch(epoch + 1, step, self.clock()) and self._last_run != (epoch + 1, step):
+        if due and self._last_run != (epoch + 1, step):
             self._fire(epoch + 1, logs, at_epoch_end=True, step=step)
         if self._pending and logs is not None:
             publish = getattr(self.callback, "publish", None)
@@ -210,6 +240,8 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
             else:
                 logs.update(self._pending)
         self._pending = {}
+        if self.budget is not None and logs is not None:
+            logs[SHARE_KEY] = self.budget.realised(now=self.clock())
         self._latest = dict(logs or {})
 
     def on_train_end(self, logs=None) -> None:

@@ -46,6 +46,8 @@ from infer_callbacks.sidecar.arguments import check_model, check_monitors, posit
 from infer_callbacks.sidecar import saver_files, tf_checkpoints
 from infer_callbacks.sidecar.keras_files import KerasFiles, resolve_format
 from infer_callbacks.sidecar.listed import Listed, pending
+from infer_callbacks.checkpoints.run_dir import ASIDE_STEM
+from infer_callbacks.sidecar.runs import aside_runs, keep_results_aside, waiting_message
 from infer_callbacks.sidecar.state import STATE_FILENAME, load_state
 from infer_callbacks.sidecar.tf_checkpoints import training_finished
 
@@ -68,8 +70,12 @@ class SidecarEvaluator:
     sidecar got to it is skipped with a warning.
 
     Checkpoints are taken in the order of their number (``ckpt-<global
-    step>``); one training run per ``checkpoint_dir`` (a resumed run
-    continues it). The progress is written after the row: a sidecar killed
+    step>``); a resumed run continues the directory, and a new training
+    run in it (which moves the earlier run's checkpoints into ``run-<N>/``)
+    is recognised: its checkpoints are evaluated from the first, the
+    earlier results moved into ``logdir/run-<N>/``, with a warning
+    (:mod:`~infer_callbacks.sidecar.runs`). While no checkpoint has come it
+    says once what it waits for and where checkpoints were found nearby. The progress is written after the row: a sidecar killed
     in between evaluates that checkpoint again on restart, and its
     ``stats.json`` row is replaced, not repeated.
 
@@ -142,6 +148,11 @@ class SidecarEvaluator:
                              "keras.callbacks.ModelCheckpoint's files. "
                              f"Received: checkpoint_dir={checkpoint_dir!r}")
         self.checkpoint_dir = os.fspath(checkpoint_dir)
+        for name, path in (("checkpoint_dir", self.checkpoint_dir), ("logdir", logdir)):
+            if path is not None and os.path.exists(path) and not os.path.isdir(path):
+                raise ValueError(f"`{name}` must be a directory, but {os.fspath(path)!r} is a file. Pass "
+                                 f"the directory{' that holds the checkpoints' if name == 'checkpoint_dir' else ''}"
+                                 f". Received: {name}={os.fspath(path)!r}")
         self.checkpoint_format = resolve_format(self.checkpoint_dir, checkpoint_format)
         if self.checkpoint_format == "tensorflow":
             require_tensorflow("SidecarEvaluator (reads ModelSaver's TensorFlow checkpoints)",
@@ -161,6 +172,7 @@ class SidecarEvaluator:
         self.stop_reason: str | None = None
         self._stop = threading.Event()
         self._state = self._load_state()
+        self._announced = False  # the "waiting for checkpoints" warning, once per run()
 
     # -- public -------------------------------------------------------------
 
@@ -193,6 +205,7 @@ class SidecarEvaluator:
         docstring). Returns the rows written in this call, each
         ``{"checkpoint", "epoch_num", "global_step", **results}``."""
         self.stop_reason = None
+        self._announced = False
         rows: list[dict] = []
         self.monitors.open(None)  # None: carry on an existing stats.json
         self.runner.set_model(self.model)
@@ -207,6 +220,7 @@ class SidecarEvaluator:
                     break
                 # The marker is read before the listing: once it is there,
                 # the listing holds every checkpoint training will write.
+                self._check_new_run()
                 files = self._keras_files()
                 finished = files.finished() if files is not None else training_finished(self.checkpoint_dir)
                 todo = files.todo(self._state, finished) if files is not None else self._todo()
@@ -223,6 +237,8 @@ class SidecarEvaluator:
                 if finished:
                     self.stop_reason = "finished"
                     break
+                if not self._announced and not self._state["evaluated"]:
+                    self._announce_wait()
                 wait = self.poll_seconds
                 if self.timeout is not None:
                     left = self.timeout - (time.monotonic() - last_new)
@@ -252,7 +268,37 @@ class SidecarEvaluator:
     # -- progress -----------------------------------------------------------
 
     def _load_state(self) -> dict:
-        return load_state(self.state_path, self.checkpoint_dir)
+        state = load_state(self.state_path, self.checkpoint_dir)
+        state.setdefault("aside_runs", aside_runs(self.checkpoint_dir))  # earlier runs, known already
+        return state
+
+    def _check_new_run(self, why: str | None = None) -> None:
+        """Start afresh when a new training run began in the directory
+        (:mod:`~infer_callbacks.sidecar.runs`): earlier results aside, a warning."""
+        runs = aside_runs(self.checkpoint_dir)
+        if why is None and runs > self._state["aside_runs"]:
+            why = f"its earlier checkpoints were moved to {ASIDE_STEM}-{runs}/"
+        if why is None:
+            return
+        aside = None
+        if self.logdir is not None:
+            self.monitors.close()
+            try:
+                aside = keep_results_aside(self.logdir)
+            finally:
+                self.monitors.open(None)
+        self._state = load_state(None, self.checkpoint_dir)
+        self._state["aside_runs"] = runs
+        self._save_state()
+        kept = f"; the results of the earlier run were moved to {aside!r}" if aside else ""
+        warnings.warn(f"SidecarEvaluator: a new training run started in {self.checkpoint_dir!r} ({why}): "
+                      f"evaluating its checkpoints from the first{kept}.", RuntimeWarning, stacklevel=3)
+
+    def _announce_wait(self) -> None:
+        """Say once what it waits for, and where checkpoints are if not here."""
+        self._announced = True
+        warnings.warn(waiting_message(self.checkpoint_dir, self.checkpoint_format, self.timeout),
+                      RuntimeWarning, stacklevel=3)
 
     def _save_state(self) -> None:
         if self.state_path is not None:
@@ -275,7 +321,11 @@ class SidecarEvaluator:
     def _todo(self) -> list[Listed]:
         """The listed checkpoints after the last one handled, ascending; those
         deleted before their turn are skipped here, with a warning."""
-        todo, skipped = pending(self._state, self._listing.listed(self.checkpoint_dir))
+        listed = self._listing.listed(self.checkpoint_dir)
+        if listed and max(c.number for c in listed) < self._state["last_number"]:
+            self._check_new_run(f"its checkpoints go back to step {max(c.number for c in listed)}, before "
+                                f"step {self._state['last_number']} evaluated")
+        todo, skipped = pending(self._state, listed)
         for name in skipped:
             self._skip(name, "it was deleted (ModelSaver's max_to_keep) before its turn.")
         if skipped:

@@ -83,10 +83,11 @@ def test_every_k_steps_writes_a_row_per_run(tmp_path):
     for row in runs:
         assert set(row) == {"epoch_num", "global_step", "validation_loss"}
         np.testing.assert_allclose(row["validation_loss"], ref[row["global_step"]], rtol=1e-5)
-    # the epoch's row: its training metrics and the latest validation result (steps 6 and 15)
+    # the epoch's row: its training metrics only; the latest validation result
+    # (steps 6 and 15) is in its logs, but written once, in the row of its step
     ends = [r for r in stats if r["global_step"] % 8 == 0]
     assert [r["loss"] for r in ends] == pytest.approx(history.history["loss"])
-    assert [r["validation_loss"] for r in ends] == pytest.approx([ref[6], ref[15]], rel=1e-5)
+    assert ["validation_loss" in r for r in ends] == [False, False]
     # History and EarlyStopping get the latest results at each epoch end
     assert history.history["validation_loss"] == pytest.approx([ref[6], ref[15]], rel=1e-5)
     assert stop.best == pytest.approx(min(ref[6], ref[15]), rel=1e-5)
@@ -149,3 +150,25 @@ def test_with_keras_printing_the_logs_the_console_shows_the_runs_after_the_epoch
     assert lines == ["<epoch 1 begins>", "epoch 1 step 5", "<epoch 2 begins>",
                      "epoch 2 step 10", "epoch 2 step 15"]
     assert "validation_loss" in capsys.readouterr().out  # Keras's own epoch line
+
+
+def test_a_number_is_written_only_in_the_row_of_its_step(tmp_path):
+    """The issue's case (every_k_steps=4, start_after_steps=10, 10-step
+    epochs: rows at 28 and 30 with the same validation_loss), here with
+    8-step epochs: every_k_steps=3 from step 10 runs at 12, 15, ..., 30; the
+    epoch ends at 16 and 32 measured nothing, so their rows, TensorBoard
+    steps and console tables hold no validation_loss (their logs still carry
+    the latest, steps 15 and 30)."""
+    logdir, console = str(tmp_path), io.StringIO()
+    _, history, ref, _, _, stats = _fit(logdir, epochs=4, every_k_steps=3, start_after_steps=10, console=console)
+    measured = [r["global_step"] for r in stats if "validation_loss" in r]
+    assert measured == [12, 15, 18, 21, 24, 27, 30]
+    for step in (16, 32):
+        (row,) = [r for r in stats if r["global_step"] == step]
+        assert "validation_loss" not in row and "loss" in row
+    assert history.history["validation_loss"] == pytest.approx([ref[15], ref[24], ref[30]], rel=1e-5)
+    assert [s for s, _ in _events(logdir)["validation_loss"]] == measured
+    values = [r["validation_loss"] for r in stats if "validation_loss" in r]
+    assert len(values) == len(set(values))  # no value written twice
+    tables = {t.split()[2]: t for t in console.getvalue().split("epoch ")[1:]}
+    assert "validation_loss" not in tables["32"] and "validation_loss" in tables["30"]

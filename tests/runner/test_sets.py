@@ -173,3 +173,33 @@ def test_bad_sets_and_limits_are_refused_at_construction(kwargs, error, match):
         source = {k: (ds if v == "X" else v) for k, v in source.items()}
     with pytest.raises(error, match=match):
         InferenceRunner(source, ScalarStats("loss"), **kwargs)
+
+
+@pytest.mark.parametrize("how, reference", [
+    ("mean", np.mean), ("min", np.min), ("max", np.max),
+    ({"a": 0.5, "b": 0.25, "c": 2.0}, lambda v: 0.5 * v[0] + 0.25 * v[1] + 2.0 * v[2]),
+])
+def test_combination_of_three_sets_is_not_a_median(how, reference):
+    """Three sets whose mean, median, min and max all differ (with two sets
+    the mean is the median: a median passed the two-set tests)."""
+    from infer_callbacks.runner.sets import Combination
+    per_set = {"a": {"loss": 1.0, "error": 0.1}, "b": {"loss": 2.0, "error": 0.2}, "c": {"loss": 9.0, "error": 0.9}}
+    out = Combination(how, ["a", "b", "c"])(per_set)
+    assert out["loss"] == pytest.approx(reference([1.0, 2.0, 9.0]))
+    assert out["error"] == pytest.approx(reference([0.1, 0.2, 0.9]))
+    if how == "mean":
+        assert out["loss"] != pytest.approx(np.median([1.0, 2.0, 9.0]))
+
+
+def test_mean_of_three_sets_under_fit():
+    model = _model()
+    third = _data(30, 4, noise=3.0)
+    sets = {**_sets(), "noisier": _ds(*third, 16)}
+    runner = InferenceRunner(sets, ScalarStats("loss"), combine="mean", verbose=False)
+    history = model.fit(_ds(*TRAIN, 32), epochs=1, verbose=0, callbacks=[runner])
+    h = {k: v[-1] for k, v in history.history.items()}
+    per_set = [h[f"validation_{n}_loss"] for n in ("clean", "noisy", "noisier")]
+    assert np.median(per_set) != pytest.approx(np.mean(per_set), rel=1e-3)
+    np.testing.assert_allclose(h["validation_loss"], np.mean(per_set), rtol=1e-6)
+    np.testing.assert_allclose(h["validation_noisier_loss"], model.evaluate(_ds(*third, 16), verbose=0)[0],
+                               rtol=1e-5)
