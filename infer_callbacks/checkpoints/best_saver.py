@@ -1,4 +1,4 @@
-"""``_BestSaver``, the callback behind ``MinSaver`` / ``MaxSaver``: when
+"""``BestSaver``, the callback behind ``MinSaver`` / ``MaxSaver``: when
 to decide (the epoch's logs whatever its place in the list, a
 ``PeriodicTrigger``'s call), which weights a value measured (an asynchronous
 runner's snapshot) and the files it writes. Which checkpoints stay is
@@ -21,14 +21,14 @@ from infer_callbacks.checkpoints.best_list import BestList, check_keep_best
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util.warn import warn_user
-from infer_callbacks._util import atomic_write_json
-from infer_callbacks.checkpoints.model_saver import ModelSaver, _chief, _global_step, _prepare_dir
+from infer_callbacks._util import atomic_write_json, global_step
+from infer_callbacks.checkpoints.model_saver import ModelSaver, chief_of, prepare_checkpoint_dir
 from infer_callbacks.fit import keras_glue
 
-__all__ = ["_BestSaver"]
+__all__ = ["BestSaver"]
 
 
-class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, whatever chief_only
+class BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, whatever chief_only
     """Keeps the checkpoints of the ``keep_best`` epochs with the best ``monitor`` values."""
 
     mode = "min"
@@ -63,7 +63,7 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         self._pending: tuple[int, dict] | None = None
         self._list = BestList(self.mode, self.keep_best)
 
-    def __deepcopy__(self, memo: dict) -> "_BestSaver":
+    def __deepcopy__(self, memo: dict) -> "BestSaver":
         """The same settings, no best value and no ``fit`` (keras-tuner copies
         callbacks for every trial); the directory is the given one again."""
         new = copy_callback(self, memo, fresh={
@@ -130,8 +130,8 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         self._fit_run = keras_glue.join(self)
 
     def on_train_begin(self, logs=None) -> None:
-        self.checkpoint_dir = _prepare_dir(self._find_checkpoint_dir(), type(self).__name__)
-        self._chief = _chief(self.model)
+        self.checkpoint_dir = prepare_checkpoint_dir(self._find_checkpoint_dir(), type(self).__name__)
+        self._chief = chief_of(self.model)
         self._pending = None
         self.best = self.best_epoch = None
         self._list = BestList(self.mode, self.keep_best)
@@ -139,7 +139,7 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         self._producers = [cb for cb in (self._fit_run.producers(exclude=self) if self._fit_run is not None else ())
                            if callable(getattr(cb, "snapshot_weights", None))]
         if self._chief:  # a new run moves an earlier run's best aside (run_dir.py)
-            run_dir.start_run(self.checkpoint_dir, _global_step(self.model), type(self).__name__)
+            run_dir.start_run(self.checkpoint_dir, global_step(self.model), type(self).__name__)
         state = self._read_state()
         if state is not None:  # resume: the best so far survives a restart
             if (state.get("monitor", self.monitor), state.get("mode", self.mode)) != (self.monitor, self.mode):
@@ -223,7 +223,7 @@ class _BestSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         as one of the best, measured at epoch ``epoch`` (0-based): the
         checkpoint, then the state file (atomically), then the removal of
         the checkpoint it no longer keeps."""
-        step = _global_step(self.model)
+        step = global_step(self.model)
         name = self._name(epoch)
         if not self._chief:  # take part, write nothing that lasts
             tmp = tempfile.mkdtemp(prefix="bestsaver-")

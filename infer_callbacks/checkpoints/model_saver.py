@@ -18,18 +18,16 @@ from infer_callbacks._util.copying import copy_callback
 from infer_callbacks._util import atomic_write_json, global_step, prepare_dir
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 
-__all__ = ["ModelSaver"]
+__all__ = ["ModelSaver", "prepare_checkpoint_dir", "chief_of"]
 
 
-def _prepare_dir(path: Any, who: str) -> str:
+def prepare_checkpoint_dir(path: Any, who: str) -> str:
+    """``path`` made ready as ``who``'s checkpoint directory (an error names a bad one)."""
     return prepare_dir(path, who, "checkpoint directory")
 
 
-def _global_step(model) -> int:
-    return global_step(model)
-
-
-def _chief(model) -> bool:
+def chief_of(model) -> bool:
+    """Whether this process writes ``model``'s checkpoints (the chief)."""
     return is_chief(model_strategy(model))
 
 
@@ -88,7 +86,7 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         for name, value in (("max_to_keep", max_to_keep), ("every_k_epochs", every_k_epochs)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-        self.checkpoint_dir = _prepare_dir(checkpoint_dir, "ModelSaver")
+        self.checkpoint_dir = prepare_checkpoint_dir(checkpoint_dir, "ModelSaver")
         self.max_to_keep = max_to_keep
         self.keep_checkpoint_every_n_hours = keep_checkpoint_every_n_hours or None
         self.every_k_epochs = every_k_epochs
@@ -118,10 +116,10 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
     def on_train_begin(self, logs=None) -> None:
         self._last_step = None  # a second fit() with the same saver saves again
         self._epoch = 0
-        self._chief = _chief(self.model)
+        self._chief = chief_of(self.model)
         self._directory = self.checkpoint_dir if self._chief else tempfile.mkdtemp(prefix="modelsaver-")
         if self._chief:  # a new run moves an earlier run's files aside (run_dir.py)
-            run_dir.start_run(self.checkpoint_dir, _global_step(self.model), "ModelSaver")
+            run_dir.start_run(self.checkpoint_dir, global_step(self.model), "ModelSaver")
         marker = os.path.join(self.checkpoint_dir, ckpt.FINISHED_MARKER)
         if self._chief and os.path.exists(marker):
             os.unlink(marker)  # this directory is being trained into again
@@ -143,7 +141,7 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
             return
         if self._chief:
             atomic_write_json(os.path.join(self.checkpoint_dir, ckpt.FINISHED_MARKER), {
-                "epoch": self._epoch + 1, "global_step": _global_step(self.model),
+                "epoch": self._epoch + 1, "global_step": global_step(self.model),
                 "checkpoint": os.path.basename(self.saved[-1]) if self.saved else None})
         else:
             shutil.rmtree(self._directory, ignore_errors=True)
@@ -155,7 +153,7 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
         instead of the model's (the optimizer state is still the current one)."""
         if self._directory is None:
             return None
-        step = _global_step(self.model)
+        step = global_step(self.model)
         if self._last_step == step and weights is None:
             return None
         if self._format == "keras":

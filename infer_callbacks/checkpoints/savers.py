@@ -26,20 +26,20 @@ directory that is removed at once.
 
 Saving other weights than the model's (the snapshot an asynchronous
 validation measured): ``saver._save(epoch, weights=...)`` with a list aligned
-with ``model.weights`` (``_BestSaver._save(epoch, value, weights=...)``).
+with ``model.weights`` (``BestSaver._save(epoch, value, weights=...)``).
 """
 
 from __future__ import annotations
 
 import os
 
-from infer_callbacks.checkpoints.best_saver import _BestSaver
+from infer_callbacks.checkpoints.best_saver import BestSaver
 from infer_callbacks.checkpoints.model_saver import ModelSaver
 
 __all__ = ["ModelSaver", "MinSaver", "MaxSaver"]
 
 
-class MinSaver(_BestSaver):
+class MinSaver(BestSaver):
     """Keeps the checkpoints with the smallest ``monitor`` (the
     ``keep_best`` best, default 1): ``<filename>-<epoch>`` next to
     ``<filename>.json`` (the best value, epoch, step and checkpoint, and
@@ -82,7 +82,7 @@ class MinSaver(_BestSaver):
                          monitor_stat=monitor_stat, checkpoint_format=checkpoint_format, keep_best=keep_best)
 
 
-class MaxSaver(_BestSaver):
+class MaxSaver(BestSaver):
     """Keeps the checkpoint with the largest ``monitor`` (``max-<monitor>``);
     otherwise as :class:`MinSaver`.
 

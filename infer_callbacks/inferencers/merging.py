@@ -35,8 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from infer_callbacks.inferencers.confusion import ConfusionMatrix
-from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats, \
-    _ExactSum
+from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ExactSum, ScalarStats
 from infer_callbacks.inferencers.stats import BinaryStatistics, RatioCounter, StatCounter
 
 __all__ = ["is_mergeable", "state_of", "load_merged"]
@@ -98,7 +97,7 @@ def load_merged(inf: Any, states: Sequence[dict]) -> None:
             if num is None:
                 inf._exact[i] = None
             else:
-                inf._exact[i] = _ExactSum()
+                inf._exact[i] = ExactSum()
                 inf._exact[i].num, inf._exact[i].den = num, den
     elif type(inf) is ClassificationError:
         count, total = _summed(states, "err")

@@ -49,7 +49,7 @@ def _columns(array, name: str) -> np.ndarray:
     return array[:, None] if array.ndim == 1 else array
 
 
-class _ExactSum:
+class ExactSum:
     """Column sums of an exact ``(num, den)`` pair: value ``sum_k N_k / D_k``."""
 
     def __init__(self):
@@ -126,7 +126,7 @@ class ScalarStats(Inferencer):
             pair = self._exact_pair(i, raw)
             if pair is not None:
                 if self._exact[i] is None:
-                    self._exact[i] = _ExactSum()
+                    self._exact[i] = ExactSum()
                 self._exact[i].feed(pair, self.names[i])
             if value.ndim == 0:
                 weight = 1 if num_samples is None else num_samples
