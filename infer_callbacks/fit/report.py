@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
-__all__ = ["Report", "publish"]
+__all__ = ["Report", "ReportQueue", "publish"]
 
 
 @dataclasses.dataclass
@@ -48,3 +49,22 @@ def publish(results: dict, logs: dict | None, who: object) -> None:
             "own validation_data metrics or another runner). Give the inferencer another "
             "prefix or summary name, e.g. BinaryClassificationStats(..., prefix='validation').")
     logs.update(results)
+
+
+class ReportQueue:
+    """A producer's reports between two ``pop`` calls, safe across the
+    threads of a run (a background run adds while ``Monitors`` pop)."""
+
+    def __init__(self):
+        self._reports: list[Report] = []
+        self._lock = threading.Lock()
+
+    def add(self, report: Report) -> None:
+        with self._lock:
+            self._reports.append(report)
+
+    def pop(self) -> list[Report]:
+        """Every report added since the last call, oldest first."""
+        with self._lock:
+            reports, self._reports = self._reports, []
+        return reports

@@ -1,5 +1,7 @@
-"""Checks of ``InferenceRunner``'s arguments, at construction: each error
-names the argument, the value received and what would be valid."""
+"""``InferenceRunner``'s positional arguments at construction: the input as
+validation sets, the tower function; each error names the argument, the
+value received and what would be valid (the keyword options are checked by
+``options.py``)."""
 
 from __future__ import annotations
 
@@ -8,25 +10,12 @@ from typing import Any, Mapping
 from infer_callbacks.data.source import InputSource
 from infer_callbacks.runner.sets import Combination, ValidationSet, check_set_names
 
-__all__ = ["check_options", "make_sets"]
+__all__ = ["check_tower_func", "make_sets"]
 
 
-def _positive_int_or_none(name: str, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"`{name}` must be a positive integer or None. Received: {name}={value!r}")
-
-
-def check_options(*, tower_func, steps_per_execution, on_nonfinite, tower_name, keras_names) -> None:
-    _positive_int_or_none("steps_per_execution", steps_per_execution)
+def check_tower_func(tower_func: Any) -> None:
     if tower_func is not None and not callable(tower_func):
         raise TypeError(f"`tower_func` must be callable. Received: {tower_func!r}")
-    if on_nonfinite not in ("warn", "raise"):
-        raise ValueError("`on_nonfinite` must be 'warn' (report NaN/inf and go on) or 'raise'. "
-                         f"Received: on_nonfinite={on_nonfinite!r}")
-    if tower_name is not None and not isinstance(tower_name, str):
-        raise TypeError(f"`tower_name` must be a string. Received: {tower_name!r}")
-    if not isinstance(keras_names, bool):
-        raise TypeError(f"`keras_names` must be True or False. Received: keras_names={keras_names!r}")
 
 
 def make_sets(input: Any, infs: list, *, prefetch, batch_size, limit_batches,

@@ -34,16 +34,9 @@ import tensorflow as tf
 from infer_callbacks.runner.dispatch import call_hook
 from infer_callbacks.towers.names import input_paths, get_path, key_in
 
-__all__ = ["Generation", "check_generate", "host_batches", "GENERATED"]
+__all__ = ["Generation", "host_batches", "GENERATED"]
 
 GENERATED = "generated"  # the name of a single value fn returns
-
-
-def check_generate(fn: Any) -> Callable | None:
-    if fn is not None and not callable(fn):
-        raise TypeError("`generate` must be a function `fn(model, inputs) -> {name: outputs}` (e.g. "
-                        f"`lambda model, x: {{'generated': model.generate(x)}}`). Received: generate={fn!r}")
-    return fn
 
 
 def _host_value(t: Any) -> Any:

@@ -50,6 +50,16 @@ class Validator:
                 binding = engine_.bind(model, strategy, config, key)
                 self.bindings[_structure(s)], self.snapshot = binding, binding.snapshot
 
+    def snapshot_weights(self, epoch_num: int) -> list | None:
+        """The snapshot's weights while it holds epoch ``epoch_num``'s, else ``None``."""
+        if self.snapshot is None or self.snapshot.epoch_num != epoch_num:
+            return None
+        return self.snapshot.numpy()
+
+    @property
+    def snapshot_nbytes(self) -> int:
+        return 0 if self.snapshot is None else self.snapshot.nbytes
+
     def matches(self, model, key: Any) -> bool:
         return self._model() is model and self.key == key
 

@@ -13,8 +13,8 @@ import pytest
 
 from infer_callbacks import InferenceRunner, MaxSaver, MinSaver, ScalarStats
 from infer_callbacks.checkpoints import any_format as checkpoint
-from test_savers import Scripted, fit, resumable, stems
-from test_trainers import train_ds
+from helpers.savers import Scripted, fit, resumable, stems
+from helpers.trainer import train_ds
 
 NOISY = [0.9, 0.5, 0.7, 0.4, 0.8, 0.45, 0.6]  # epochs 1..7
 

@@ -15,29 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf  # tf.data input: both backends' fit take it
 
-from helpers.savers import STEPS, fit, model, stems  # noqa: F401
+from helpers.savers import STEPS, Scripted, fit, model, resumable, stems  # noqa: F401
 from infer_callbacks import InferenceRunner, MaxSaver, MinSaver, ModelSaver, PeriodicTrigger, ScalarStats
 from infer_callbacks.checkpoints import any_format as checkpoint
-
-
-def resumable(directory_or_path):
-    """A fresh model with the checkpoint restored (weights and optimizer),
-    and the epochs done."""
-    net = model(99)
-    return net, ModelSaver.restore(net, directory_or_path)
-
-
-class Scripted(keras.callbacks.Callback):
-    """Puts a scripted `score` into each epoch's logs and records the weights."""
-
-    def __init__(self, scores):
-        super().__init__()
-        self.scores = list(scores)
-        self.weights = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["score"] = self.scores.pop(0)
-        self.weights[epoch + 1] = [w.copy() for w in self.model.get_weights()]
 
 
 @pytest.mark.parametrize("saver_first", [True, False])

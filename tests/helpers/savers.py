@@ -9,6 +9,7 @@ import re
 import keras
 
 from helpers.trainer import train_ds
+from infer_callbacks import ModelSaver
 
 
 STEPS = 13  # train_ds(): 400 examples in batches of 32
@@ -35,3 +36,23 @@ def fit(callbacks, epochs, net=None, initial_epoch=0):
     net = model() if net is None else net
     net.fit(train_ds(), epochs=epochs, initial_epoch=initial_epoch, verbose=0, callbacks=callbacks)
     return net
+
+
+def resumable(directory_or_path):
+    """A fresh model with the checkpoint restored (weights and optimizer),
+    and the epochs done."""
+    net = model(99)
+    return net, ModelSaver.restore(net, directory_or_path)
+
+
+class Scripted(keras.callbacks.Callback):
+    """Puts a scripted `score` into each epoch's logs and records the weights."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = list(scores)
+        self.weights = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["score"] = self.scores.pop(0)
+        self.weights[epoch + 1] = [w.copy() for w in self.model.get_weights()]

@@ -17,7 +17,8 @@ from sklearn.preprocessing import label_binarize
 from infer_callbacks import AUC
 from infer_callbacks.inferencers.whole_set import auc as auc_module, state as state_module
 from infer_callbacks.inferencers.whole_set.state import ScoreRuns, average_precision, roc_auc
-from test_base import check_split_invariance, random_splits, run_inferencer
+from conftest import random_splits
+from helpers.inferencers import check_split_invariance, run_inferencer
 
 
 def _binary(rng, n, ties):

@@ -16,7 +16,8 @@ from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 from infer_callbacks import COCOMeanAP  # noqa: E402
 from infer_callbacks.inferencers.whole_set.coco import COCO_KEYS  # noqa: E402
-from test_base import check_split_invariance, random_splits  # noqa: E402
+from conftest import random_splits
+from helpers.inferencers import check_split_invariance  # noqa: E402
 
 FIELDS = ["boxes", "scores", "classes", "gt_boxes", "gt_classes"]
 
@@ -92,7 +93,7 @@ def test_box_formats_and_counts(rng):
 
 def test_no_detections_and_errors():
     data = {k: v[:, :0] if k in ("boxes", "scores", "classes") else v for k, v in synthetic(np.random.default_rng(1), 4).items()}
-    from test_base import run_inferencer
+    from helpers.inferencers import run_inferencer
     logs, _, _ = run_inferencer(COCOMeanAP(), data, [4])
     assert all(v == -1.0 for v in logs.values())
     with pytest.raises(ValueError, match="box_format='xxyy'"):

@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 
 from infer_callbacks import AUC, ExactMatch, ScalarStats, Sliced
 from infer_callbacks.inferencers.whole_set import sliced as sliced_module
-from test_base import check_split_invariance, random_splits, run_inferencer
+from conftest import random_splits
+from helpers.inferencers import check_split_invariance, run_inferencer
 
 
 def test_auc_per_language_equals_sklearn_per_slice(rng):

@@ -16,7 +16,8 @@ rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 
 from infer_callbacks import ROUGE, CorpusBLEU, ExactMatch, WordErrorRate  # noqa: E402
 from infer_callbacks.inferencers.whole_set import text as text_module, text_base  # noqa: E402
-from test_base import check_split_invariance, random_splits, run_inferencer  # noqa: E402
+from conftest import random_splits
+from helpers.inferencers import check_split_invariance, run_inferencer  # noqa: E402
 
 WORDS = "the a cat dog sat on mat ran fast slow red blue house tree and of".split()
 

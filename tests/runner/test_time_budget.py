@@ -12,7 +12,7 @@ import pytest
 
 from infer_callbacks import InferenceRunner, PeriodicTrigger, ScalarStats
 from infer_callbacks.runner.time_budget import TimeBudget
-from test_trigger_schedules import FakeClock, WhenRun, _ds, _model
+from helpers.schedules import FakeClock, WhenRun, schedule_ds as _ds, schedule_model as _model
 
 
 def simulate(share, steps, step_seconds, run_seconds, seed=0):

@@ -19,7 +19,7 @@ import keras
 import pytest
 
 from infer_callbacks.sidecar.runs import aside_runs, checkpoints_nearby, keep_results_aside
-from test_evaluator import ROOT, STEPS_PER_EPOCH, build_model, check_rows, stats, train
+from helpers.sidecar import ROOT, STEPS_PER_EPOCH, build_model, check_rows, stats, train
 
 TIMEOUT = 180
 
