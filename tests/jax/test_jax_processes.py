@@ -19,13 +19,18 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes")
+# The processes' start-up and scenarios take 2-4 minutes on a busy 2-core machine (in the first
+# test's setup): a longer limit than pytest-timeout's default, and a hard one on the processes.
+pytestmark = [pytest.mark.tensorflow_only("starts its own KERAS_BACKEND=jax processes"),
+              pytest.mark.timeout(720)]
+DEADLINE = 600  # seconds for both processes
 
 SCENARIOS = ["fit", "state", "batches", "data_parallel", "asynchronous", "uneven", "raises", "killed"]
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "processes_worker.py")
@@ -47,10 +52,10 @@ def runs(tmp_path_factory) -> list[dict]:
     procs = [subprocess.Popen([sys.executable, WORKER, str(i), port, logdir, ",".join(SCENARIOS)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
              for i in range(2)]
-    outputs = []
+    outputs, end = [], time.monotonic() + DEADLINE
     try:
         for proc in procs:
-            outputs.append(proc.communicate(timeout=600))
+            outputs.append(proc.communicate(timeout=max(1.0, end - time.monotonic())))
     finally:
         for proc in procs:  # a hung process fails the test, never the suite
             if proc.poll() is None:
