@@ -93,7 +93,7 @@ def run(runner):
 
 
 def scenario(name: str):
-    quick = dict(verbose=False, collective_timeout=8.0)
+    quick = dict(verbose=False, collective_timeout=40.0)  # far above a lag between the processes
     if name == "fit":  # training, one writer, every-k-steps schedule, evaluate where it works
         logdir = os.path.join(LOGDIR, f"p{PID}")
         runner = InferenceRunner(val(100), [ScalarStats("loss"), ClassificationError()], verbose=False)
@@ -136,7 +136,8 @@ def scenario(name: str):
     if name == "raises":  # a custom inferencer raises on process 1 only
         return {"runner": run(InferenceRunner(val(), [Order(fail_on=(1, 2))], **quick))}
     if name == "killed":  # process 1 dies during a run
-        return {"runner": run(InferenceRunner(val(), [Order(kill_on=(1, 2))], **quick))}
+        return {"runner": run(InferenceRunner(val(), [Order(kill_on=(1, 2))], verbose=False,
+                                              collective_timeout=10.0))}
     raise ValueError(f"unknown scenario {name!r}")
 
 
