@@ -197,8 +197,8 @@ def main() -> None:
         "auc": bench_auc(20_000 if args.quick else 1_000_000, rounds),
         "bleu": bench_bleu(300 if args.quick else 10_000, rounds),
         "coco": bench_coco(50 if args.quick else 1000, rounds),
-        "generate": bench_generate(2 if args.quick else 6, 5 if args.quick else 40, 1 if args.quick else 3,
-                                   64 if args.quick else 320),
+        "generate": bench_generate(2 if args.quick else 6, 3 if args.quick else 40, 1 if args.quick else 3,
+                                   32 if args.quick else 320),
     }
     if args.json:
         print(json.dumps(results))
