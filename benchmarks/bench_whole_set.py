@@ -15,7 +15,8 @@ Workloads (synthetic data, fixed seeds):
   (``generate=`` a greedy decode of a small Keras model, ``CorpusBLEU``),
   synchronous and ``asynchronous=True``, against ``fit`` without validation,
   on an input-bound training (a ``PyDataset`` taking 20 ms per batch, 40
-  batches an epoch, 6 epochs; 320 validation examples in batches of 32).
+  batches an epoch, 6 epochs; 960 validation examples in batches of 32,
+  one pass about half an epoch).
   The asynchronous runner validates the last epoch in the foreground (so
   that ``History``'s last row has it): that one pass is not hidden.
 
@@ -197,8 +198,8 @@ def main() -> None:
         "auc": bench_auc(20_000 if args.quick else 1_000_000, rounds),
         "bleu": bench_bleu(300 if args.quick else 10_000, rounds),
         "coco": bench_coco(50 if args.quick else 1000, rounds),
-        "generate": bench_generate(2 if args.quick else 6, 5 if args.quick else 40, 1 if args.quick else 3,
-                                   64 if args.quick else 320),
+        "generate": bench_generate(2 if args.quick else 6, 3 if args.quick else 40, 1 if args.quick else 3,
+                                   32 if args.quick else 960),
     }
     if args.json:
         print(json.dumps(results))
