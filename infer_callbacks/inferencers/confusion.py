@@ -141,6 +141,10 @@ class ConfusionMatrix(Inferencer):
         """The confusion matrix of the current (or last) run (a copy)."""
         return self._matrix.copy()
 
+    def load_matrix(self, matrix: np.ndarray) -> None:
+        """Replace this run's counts (e.g. by the sum over processes)."""
+        self._matrix = np.asarray(matrix, np.int64).reshape(self.num_classes, self.num_classes)
+
     def _key(self, what: str, c: int) -> str:
         name = self.class_names[c] if self.class_names else str(c)
         return f"{self.prefix}_{what}_{name}" if self.prefix else f"{what}_{name}"

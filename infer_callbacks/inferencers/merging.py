@@ -35,8 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from infer_callbacks.inferencers.confusion import ConfusionMatrix
-from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ExactSum, ScalarStats
-from infer_callbacks.inferencers.stats import BinaryStatistics, RatioCounter, StatCounter
+from infer_callbacks.inferencers.scalar import BinaryClassificationStats, ClassificationError, ScalarStats
+from infer_callbacks.inferencers.stats import BinaryStatistics, RatioCounter
 
 __all__ = ["is_mergeable", "state_of", "load_merged"]
 
@@ -48,19 +48,10 @@ def is_mergeable(inf: Any) -> bool:
     return type(inf) in (ScalarStats, ClassificationError, BinaryClassificationStats, ConfusionMatrix)
 
 
-def _counter_state(c: StatCounter) -> np.ndarray:
-    return np.array([c.count, c._sum, c.weight, c._min, c._max], np.float64)
-
-
 def state_of(inf: Any) -> dict[str, np.ndarray]:
     """``inf``'s state after its batches, as named arrays."""
     if type(inf) is ScalarStats:
-        out = {}
-        for i, (stat, exact) in enumerate(zip(inf.stats, inf._exact)):
-            out[f"{i}/stat"] = _counter_state(stat)
-            if exact is not None and exact.num is not None:
-                out[f"{i}/num"], out[f"{i}/den"] = exact.num, exact.den
-        return out
+        return inf.state()
     if type(inf) is ClassificationError:
         return {"err": np.array([inf.err_stat.count, inf.err_stat.total], np.float64)}
     if type(inf) is BinaryClassificationStats:
@@ -86,19 +77,7 @@ def _summed(states: Sequence[dict], key: str) -> np.ndarray | None:
 def load_merged(inf: Any, states: Sequence[dict]) -> None:
     """Replace ``inf``'s state by the sum of ``states`` (every process's, in order)."""
     if type(inf) is ScalarStats:
-        for i, stat in enumerate(inf.stats):
-            rows = [s[f"{i}/stat"] for s in states]
-            stat.reset()
-            stat._count = int(sum(r[0] for r in rows))
-            stat._sum = float(np.sum([r[1] for r in rows]))
-            stat._weight = float(np.sum([r[2] for r in rows]))
-            stat._min, stat._max = float(min(r[3] for r in rows)), float(max(r[4] for r in rows))
-            num, den = _summed(states, f"{i}/num"), _summed(states, f"{i}/den")
-            if num is None:
-                inf._exact[i] = None
-            else:
-                inf._exact[i] = ExactSum()
-                inf._exact[i].num, inf._exact[i].den = num, den
+        inf.load_states(states, lambda key: _summed(states, key))
     elif type(inf) is ClassificationError:
         count, total = _summed(states, "err")
         inf.err_stat = RatioCounter()
@@ -108,6 +87,6 @@ def load_merged(inf: Any, states: Sequence[dict]) -> None:
         for k, v in zip(_BINARY, _summed(states, "stat")):
             setattr(inf.stat, k, float(v))
     elif type(inf) is ConfusionMatrix:
-        inf._matrix = _summed(states, "matrix").astype(np.int64)
+        inf.load_matrix(_summed(states, "matrix"))
     else:
         raise TypeError(f"{inf!r} has no mergeable state; it must see every batch instead.")

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from infer_callbacks.inferencers.base import Inferencer
+from infer_callbacks.inferencers.exact_sum import ExactSum
 from infer_callbacks.inferencers.fetches import tensor_names
 from infer_callbacks.inferencers.stats import BinaryStatistics, RatioCounter, StatCounter
 
@@ -39,39 +40,6 @@ def _warn_nonfinite(value: float, name: str, key: str) -> None:
     if not math.isfinite(value):
         warnings.warn(f"Tensor {name!r} had NaN or infinite values during validation; "
                       f"{key} is reported as {value}.", RuntimeWarning, stacklevel=4)
-
-
-def _columns(array, name: str) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float64)
-    if array.ndim not in (1, 2):
-        raise ValueError(f"The exact pair of {name!r} must have shape [B] or [B, K]; "
-                         f"received shape {array.shape}.")
-    return array[:, None] if array.ndim == 1 else array
-
-
-class ExactSum:
-    """Column sums of an exact ``(num, den)`` pair: value ``sum_k N_k / D_k``."""
-
-    def __init__(self):
-        self.num = self.den = None
-
-    def feed(self, pair, name: str) -> None:
-        num, den = _columns(pair[0], name), _columns(pair[1], name)
-        if num.shape != den.shape:
-            raise ValueError(f"The exact pair of {name!r} has num shape {num.shape} but den shape "
-                             f"{den.shape}; they must match.")
-        if self.num is None:
-            self.num, self.den = np.zeros(num.shape[1]), np.zeros(num.shape[1])
-        if num.shape[1] != len(self.num):
-            raise ValueError(f"The exact pair of {name!r} changed from {len(self.num)} to "
-                             f"{num.shape[1]} columns between batches.")
-        self.num += num.sum(axis=0)
-        self.den += den.sum(axis=0)
-
-    @property
-    def value(self) -> float:
-        safe = np.where(self.den != 0, self.den, 1.0)
-        return float(np.sum(np.where(self.den != 0, self.num / safe, 0.0)))
 
 
 class ScalarStats(Inferencer):
@@ -107,6 +75,23 @@ class ScalarStats(Inferencer):
         self.prefix = prefix
         self.stats = [StatCounter() for _ in self.names]
         self._exact = [None for _ in self.names]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """This run's state as named arrays (each name's counter and exact column sums)."""
+        out = {}
+        for i, (stat, exact) in enumerate(zip(self.stats, self._exact)):
+            out[f"{i}/stat"] = stat.state()
+            if exact is not None and exact.num is not None:
+                out[f"{i}/num"], out[f"{i}/den"] = exact.num, exact.den
+        return out
+
+    def load_states(self, states, summed) -> None:
+        """Become the merge of several runs' :meth:`state` (``summed(key)``:
+        the element-wise sum of one key over them, ``None`` where absent)."""
+        for i, stat in enumerate(self.stats):
+            stat.load_states([st[f"{i}/stat"] for st in states])
+            num, den = summed(f"{i}/num"), summed(f"{i}/den")
+            self._exact[i] = None if num is None else ExactSum.of(num, den)
 
     def _key(self, name: str) -> str:
         name = name[:-2] if name.endswith(":0") else name

@@ -100,6 +100,20 @@ class StatCounter:
         if not self._count:
             raise ValueError(f"StatCounter.{what} of an empty counter: feed() a value first.")
 
+    def state(self) -> np.ndarray:
+        """``[count, sum, weight, min, max]`` (float64): what merges across processes."""
+        return np.array([self._count, self._sum, self._weight, self._min, self._max], np.float64)
+
+    def load_states(self, states) -> None:
+        """Become the merge of several counters' :meth:`state` (added in the
+        order given, so every process gets the same bits)."""
+        self.reset()
+        for row in states:
+            self._count += int(row[0])
+            self._sum += float(row[1])
+            self._weight += float(row[2])
+            self._min, self._max = min(self._min, float(row[3])), max(self._max, float(row[4]))
+
     @property
     def count(self) -> int:
         """How many times :meth:`feed` was called."""
