@@ -17,7 +17,7 @@ import glob
 import os
 from typing import Any, Sequence
 
-from infer_callbacks.checkpoints import keras_format, layout
+from infer_callbacks.checkpoints import keras_format, layout, tf_restore
 from infer_callbacks.checkpoints.layout import CheckpointInfo
 
 __all__ = ["list_checkpoints", "restore", "write", "remove"]
@@ -35,7 +35,7 @@ def restore(model: Any, path: str | os.PathLike, *, optimizer: Any = None) -> Ch
     checkpoint, or a directory's latest, of either format."""
     if keras_format.is_keras_checkpoint(path):
         return keras_format.restore(model, path, optimizer=optimizer)
-    return layout.restore(model, path, optimizer=optimizer)
+    return tf_restore.restore(model, path, optimizer=optimizer)
 
 
 def write(model: Any, path: str, checkpoint_format: str, *, weights: Sequence[Any] | None = None,

@@ -28,7 +28,7 @@ Example:
 save(model, "train_log/ckpt-120", epoch=3, global_step=120)
 for info in list_checkpoints("train_log"):     # a ModelSaver directory
     print(info.path, info.epoch, info.global_step)
-restore(model, "train_log")                    # the latest one
+tf_restore.restore(model, "train_log")         # the latest one (tf_restore.py)
 ```
 """
 
@@ -45,16 +45,16 @@ import numpy as np
 import tensorflow as tf
 
 from infer_callbacks._util import find_keras_layers
-from infer_callbacks.checkpoints.mismatch import CheckpointMismatchError, check_match
+from infer_callbacks.checkpoints.mismatch import CheckpointMismatchError
 from infer_callbacks.towers.model_desc import DescModel, ModelDesc
 
 __all__ = ["CheckpointInfo", "CheckpointMismatchError", "named_weights", "make_checkpoint", "save",
-           "read_info", "list_checkpoints", "read_finished_marker", "resolve", "restore",
-           "FINISHED_MARKER"]
+           "read_info", "read_scalar", "list_checkpoints", "read_finished_marker", "resolve",
+           "FINISHED_MARKER", "VALUE_SUFFIX"]
 
 FINISHED_MARKER = "training_finished"
 
-_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _CKPT_FILE = re.compile(r"\.(index|data-\d+-of-\d+)$")
 
 
@@ -199,8 +199,8 @@ def resolve(path: str | os.PathLike) -> str:
     return prefix
 
 
-def _scalar(reader, name: str) -> int | None:
-    key = name + _SUFFIX
+def read_scalar(reader, name: str) -> int | None:
+    key = name + VALUE_SUFFIX
     return int(reader.get_tensor(key)) if reader.has_tensor(key) else None
 
 
@@ -208,7 +208,7 @@ def read_info(path: str | os.PathLike) -> CheckpointInfo:
     """The :class:`CheckpointInfo` of one checkpoint (prefix or directory)."""
     prefix = resolve(path)
     reader = tf.train.load_checkpoint(prefix)
-    return CheckpointInfo(prefix, _scalar(reader, "epoch"), _scalar(reader, "global_step"))
+    return CheckpointInfo(prefix, read_scalar(reader, "epoch"), read_scalar(reader, "global_step"))
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[CheckpointInfo]:
@@ -242,73 +242,3 @@ def read_finished_marker(directory: str | os.PathLike) -> dict | None:
             return json.load(f)
     except FileNotFoundError:
         return None
-
-
-# --------------------------------------------------------------------------
-# Restoring.
-
-
-def restore(model: Any, path: str | os.PathLike, *, optimizer: Any = None,
-            ignore_mismatch: bool = False) -> CheckpointInfo:
-    """Restore ``model``'s variables (and ``optimizer``'s state, if given)
-    from a checkpoint of this layout.
-
-    Args:
-        model: a ModelDesc, its DescModel or a keras.Model, variables created.
-        path: a checkpoint prefix, one of its files, or a directory (latest).
-        optimizer: a built optimizer to restore too (for resuming training).
-        ignore_mismatch: restore the matching variables and warn about the
-            rest instead of raising :class:`CheckpointMismatchError`.
-
-    Returns:
-        The :class:`CheckpointInfo` (epoch and global step) of what was restored.
-
-    Raises:
-        FileNotFoundError: no such checkpoint (or it was deleted meanwhile).
-        CheckpointMismatchError: the variables differ (listed).
-    """
-    prefix = resolve(path)
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-    except tf.errors.NotFoundError as e:  # deleted (max_to_keep) since it was listed
-        raise FileNotFoundError(f"Checkpoint {prefix!r} is gone: {e.message}") from None
-    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
-    have = {k[len("weights/"):-len(_SUFFIX)]: (shapes[k], dtypes[k]) for k in shapes
-            if k.startswith("weights/") and k.endswith(_SUFFIX)}
-    if not have:
-        raise ValueError(
-            f"Checkpoint {prefix!r} was not written in infer_callbacks' layout (no 'weights/...' "
-            f"entries; it has {sorted(shapes)[:8]}). Write checkpoints with ModelSaver, "
-            "MinSaver/MaxSaver or infer_callbacks.checkpoints.layout.save; for a Keras model, "
-            "model.save_weights('x.weights.h5') also works with PredictConfig.")
-    named = named_weights(model)
-    want = {n: (tuple(v.shape), v.dtype) for n, v in named.items()}
-    labels = {n: str(getattr(v, "path", None) or v.name) for n, v in named.items()}
-    bad = check_match(f"Checkpoint {prefix!r}", want, have, ignore_mismatch=ignore_mismatch,
-                      labels=labels)
-    for name, v in named.items():
-        if name not in bad:
-            v.assign(reader.get_tensor(f"weights/{name}{_SUFFIX}"))
-    if optimizer is not None:
-        _restore_optimizer(reader, prefix, optimizer)
-    return CheckpointInfo(prefix, _scalar(reader, "epoch"), _scalar(reader, "global_step"))
-
-
-def _restore_optimizer(reader, prefix: str, optimizer: Any) -> None:
-    variables = list(optimizer.variables)
-    keys = [f"optimizer/{i}{_SUFFIX}" for i in range(len(variables))]
-    if not reader.has_tensor(keys[0] if keys else "optimizer/0" + _SUFFIX):
-        warnings.warn(f"Checkpoint {prefix!r} holds no optimizer state (e.g. one written by "
-                      "MinSaver/MaxSaver from a snapshot); the optimizer starts afresh.", stacklevel=3)
-        return
-    shapes = reader.get_variable_to_shape_map()
-    stored = sum(1 for k in shapes if k.startswith("optimizer/") and k.endswith(_SUFFIX))
-    bad = [i for i, (k, v) in enumerate(zip(keys, variables))
-           if k not in shapes or tuple(shapes[k]) != tuple(v.shape)]
-    if stored != len(variables) or bad:
-        raise ValueError(
-            f"Checkpoint {prefix!r} holds the state of another optimizer: {stored} variables, "
-            f"this one has {len(variables)} ({type(optimizer).__name__}); positions not matching: "
-            f"{bad[:10]}. Resume with the same optimizer, or restore the weights only.")
-    for k, v in zip(keys, variables):
-        v.assign(reader.get_tensor(k))

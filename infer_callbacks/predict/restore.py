@@ -11,6 +11,8 @@ import os
 from typing import Any
 
 from infer_callbacks.checkpoints import layout as checkpoint
+
+from infer_callbacks.checkpoints import tf_restore
 from infer_callbacks.checkpoints.keras_weights import is_keras_weights_path, restore_keras_weights
 
 __all__ = ["restore_weights"]
@@ -33,4 +35,4 @@ def restore_weights(model: Any, path: str | os.PathLike, *, ignore_mismatch: boo
     if is_keras_weights_path(path):
         restore_keras_weights(model, os.fspath(path), ignore_mismatch=ignore_mismatch)
     else:
-        checkpoint.restore(model, path, ignore_mismatch=ignore_mismatch)
+        tf_restore.restore(model, path, ignore_mismatch=ignore_mismatch)

@@ -10,7 +10,7 @@ import re
 import keras
 import tensorflow as tf
 
-from infer_callbacks.checkpoints import layout as _checkpoint
+from infer_callbacks.checkpoints import layout as _checkpoint, tf_restore
 from infer_callbacks.sidecar.listed import Listed
 
 __all__ = ["Listed", "listed", "restore", "training_finished"]
@@ -38,7 +38,7 @@ def restore(model: keras.Model, ckpt: Listed) -> tuple[int | None, int | None]:
     """Restore ``ckpt``'s weights into ``model``; its (epoch, global_step).
     Raises ``FileNotFoundError`` when its files are gone."""
     try:
-        info = _checkpoint.restore(model, ckpt.path)
+        info = tf_restore.restore(model, ckpt.path)
     except tf.errors.NotFoundError as e:  # deleted while being read
         raise FileNotFoundError(str(e)) from e
     return info.epoch, info.global_step

@@ -44,6 +44,8 @@ import keras
 import tensorflow as tf
 
 from infer_callbacks.checkpoints import layout as checkpoint
+
+from infer_callbacks.checkpoints import tf_restore
 from infer_callbacks.distribute.devices import spans_workers
 from infer_callbacks.fit.keras_glue import ordered_callbacks
 from infer_callbacks.data.source import InputSource
@@ -101,7 +103,7 @@ class Trainer:
     def _restore(self, config: TrainConfig) -> int | None:
         if config.session_init is None:
             return None
-        info = checkpoint.restore(self.model, config.session_init, optimizer=self.model.optimizer)
+        info = tf_restore.restore(self.model, config.session_init, optimizer=self.model.optimizer)
         return info.epoch
 
     def train_with_config(self, config: TrainConfig) -> keras.callbacks.History:
