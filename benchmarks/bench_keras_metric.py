@@ -52,10 +52,12 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 3 batches, 1 round")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 3 warm-up and 3 timed batches, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.batches, args.rounds = 3, 1
+        args.batches, args.rounds = 6, 1
+    if args.batches < 4:
+        parser.error(f"--batches must be at least 4 (3 warm up, the rest are timed). Received: --batches {args.batches}")
     rng = np.random.default_rng(0)
     result = {}
     for name, (make, labels) in METRICS.items():

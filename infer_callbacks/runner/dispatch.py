@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from infer_callbacks.towers.spec import NUM_SAMPLES_KEY as NUM_SAMPLES
+from infer_callbacks.towers.spec import NUM_SAMPLES_KEY
 
 __all__ = ["call_hook", "run_pass", "collect", "PassStats"]
 
@@ -87,7 +87,7 @@ def run_pass(binding, plan, ctx, source, *, hooks: Callable, progress, backgroun
                           f"validation batches {first}-{first + count - 1}", source)
             samples = 0
             for units, batch in enumerate(chunk.batches() if batchwise else (), 1):
-                ns = int(batch[NUM_SAMPLES])
+                ns = int(batch[NUM_SAMPLES_KEY])
                 samples += max(ns, 0)
                 for inf, names in batchwise:
                     _feed(inf, binding.fetch_table(batch, names), ns if ns >= 0 else None,

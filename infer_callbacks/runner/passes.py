@@ -18,9 +18,11 @@ from tqdm.auto import tqdm
 from infer_callbacks.runner.dispatch import collect, run_pass
 from infer_callbacks.runner.sets import Combination, ValidationSet
 
-__all__ = ["RunResults", "run_sets", "progress_bars", "NUM_SAMPLES_KEY"]
+__all__ = ["RunResults", "run_sets", "progress_bars", "SAMPLES_COVERED_KEY"]
 
-NUM_SAMPLES_KEY = "validation_num_samples"  # reported with limit_batches: what the numbers cover
+# The result key reported with ``limit_batches``: how many samples the numbers
+# cover. (Not ``towers.spec.NUM_SAMPLES_KEY``, the tower's per-batch count.)
+SAMPLES_COVERED_KEY = "validation_num_samples"
 
 
 @dataclasses.dataclass
@@ -72,7 +74,7 @@ def run_sets(sets: Sequence[ValidationSet], binding_of: Callable[[ValidationSet]
             outcome, done.samples = binding.end_pass(outcome, done.samples)
         results, monitor_only, images = outcome
         if s.input.limit is not None:
-            results.setdefault(NUM_SAMPLES_KEY, float(done.samples))
+            results.setdefault(SAMPLES_COVERED_KEY, float(done.samples))
         per_set[s.name] = results
         out.monitor_only.update(s.rename(monitor_only))
         out.images.update(s.rename(images))
@@ -81,7 +83,7 @@ def run_sets(sets: Sequence[ValidationSet], binding_of: Callable[[ValidationSet]
     for s in sets:
         _merge(out.results, s.rename(per_set[s.name]), who, f"the validation set {s.name!r}")
     if combination is not None:
-        combined = combination({name: {k: v for k, v in r.items() if k != NUM_SAMPLES_KEY}
+        combined = combination({name: {k: v for k, v in r.items() if k != SAMPLES_COVERED_KEY}
                                 for name, r in per_set.items()})
         _merge(out.results, combined, who, f"the combination {combination!r}")
     return out

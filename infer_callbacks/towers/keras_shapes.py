@@ -7,6 +7,7 @@ runs on every Keras backend.
 
 Example:
 
+>>> import keras
 >>> import numpy as np
 >>> values = keras.ops.ones((2, 3))
 >>> [tuple(t.shape) for t in align(keras.ops.ones((2, 1)), keras.ops.ones((2,)))]
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 from keras import ops
 
 __all__ = ["rank", "keras_mask", "align", "broadcast_weight", "row_sums", "row_means"]

@@ -9,10 +9,10 @@ from typing import Any, Sequence
 import keras
 
 from infer_callbacks._util import require_tensorflow
-from infer_callbacks.distribute.cluster import cluster_from_tf_config  # noqa: F401 - its old home
+from infer_callbacks.distribute.cluster import cluster_from_tf_config  # its old home, kept importable
 from infer_callbacks.towers.model_desc import ModelDesc
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "cluster_from_tf_config"]
 
 
 class TrainConfig:
