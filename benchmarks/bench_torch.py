@@ -169,7 +169,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds = 1 if args.quick else args.rounds
-    sizes = {"mlp": 320 if args.quick else 20000, "cnn": 500 if args.quick else 10000}
+    sizes = {"mlp": 96 if args.quick else 20000, "cnn": 250 if args.quick else 10000}
     results = [bench(name, n, rounds, args.default_tower, 0 if args.quick else 2) for name, n in sizes.items()
                if args.only in (None, name)]
     machine = {"python": platform.python_version(), "torch": torch.__version__, "keras": keras.__version__,

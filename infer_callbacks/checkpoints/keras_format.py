@@ -1,6 +1,6 @@
 """The savers' Keras-format checkpoints: what ``ModelSaver``, ``MinSaver`` and
 ``MaxSaver`` write where ``tf.train.Checkpoint`` cannot track the model
-(Keras's JAX backend), or when asked with ``checkpoint_format="keras"``.
+(Keras's JAX and PyTorch backends), or when asked with ``checkpoint_format="keras"``.
 
 A checkpoint is one ``.weights.h5`` file written by Keras's own
 ``model.save_weights``: every model variable and, for a compiled model whose

@@ -43,7 +43,7 @@ class ModelSaver(ChiefOnly, keras.callbacks.Callback):  # files: the chief's, wh
     resume continues in place (see :mod:`infer_callbacks.checkpoints.run_dir`).
 
     On Keras's TensorFlow backend checkpoints are TensorFlow checkpoints
-    (:mod:`~infer_callbacks.checkpoints.layout`); on any other backend (JAX)
+    (:mod:`~infer_callbacks.checkpoints.layout`); on any other backend (JAX, PyTorch)
     they are Keras files, ``ckpt-<global_step>.weights.h5`` listed in
     ``checkpoints.json`` (:mod:`~infer_callbacks.checkpoints.keras_format`),
     with the same rules.

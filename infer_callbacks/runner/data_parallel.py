@@ -30,6 +30,9 @@ class DataParallelInferenceRunner(InferenceRunner):
     JAX, a model under ``keras.distribution.DataParallel`` (its variables
     replicated on the mesh) still gets whole batches per device, each device
     reading its replica of the variables: the same numbers as one device.
+    Under PyTorch the devices are torch devices (``'/cpu:0'``, the one CPU
+    device; ``'/gpu:N'`` or ``N`` for ``cuda:N``), each replica reading a
+    copy of the weights made on its device once per run.
 
     Args:
         input: as for :class:`InferenceRunner`.

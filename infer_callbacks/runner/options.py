@@ -49,7 +49,8 @@ class RunnerOptions:
         pipeline: run the calls in a background thread, so the device works
             on the next batches while the host feeds the inferencers (on
             TensorFlow; JAX's dispatch is asynchronous, so its engine
-            overlaps them with no thread of its own).
+            overlaps them with no thread of its own; PyTorch runs each
+            batch eagerly in the runner's thread).
         prefetch: batches to prefetch; ``None`` lets tf.data tune it.
         on_nonfinite: ``'warn'`` (report NaN/inf and go on) or ``'raise'``.
         keras_names: report ``validation_X`` as ``val_X`` (Keras's own

@@ -79,8 +79,8 @@ class SidecarEvaluator:
     in between evaluates that checkpoint again on restart, and its
     ``stats.json`` row is replaced, not repeated.
 
-    ``ModelSaver``'s Keras-format checkpoints (on JAX, or with
-    ``checkpoint_format="keras"``) are read the same way, on either
+    ``ModelSaver``'s Keras-format checkpoints (on JAX and PyTorch, or
+    with ``checkpoint_format="keras"``) are read the same way, on every
     backend: exactly those ``checkpoints.json`` lists, with the epoch and
     step listed there; never the ``MinSaver`` / ``MaxSaver`` files.
     Without ``checkpoints.json``, ``checkpoint_format="keras"`` (or

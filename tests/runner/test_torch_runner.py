@@ -168,3 +168,18 @@ def test_asynchronous_snapshot_is_a_copy_that_training_does_not_change():
     loss, error = _reference(check, x, y)
     np.testing.assert_allclose(history.history["validation_loss"][-1], loss, rtol=1e-5)
     np.testing.assert_allclose(history.history["validation_error"][-1], error, atol=1e-7)
+
+
+@pytest.mark.parametrize("feature", ["TrainConfig", "PredictConfig", "SidecarEvaluator"])
+def test_what_needs_tensorflow_says_so_naming_the_torch_backend(feature, tmp_path):
+    from infer_callbacks import PredictConfig, SidecarEvaluator, TrainConfig
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    make = {
+        "TrainConfig": lambda: TrainConfig(model=model, data=[(np.zeros((2, 3)), np.zeros(2))]),
+        "PredictConfig": lambda: PredictConfig(model=model),
+        "SidecarEvaluator": lambda: SidecarEvaluator(model, [(np.zeros((2, 3), "float32"),)], ScalarStats("loss"),
+                                                     checkpoint_dir=str(tmp_path), checkpoint_format="tensorflow"),
+    }[feature]
+    with pytest.raises(RuntimeError, match="TensorFlow backend.*KERAS_BACKEND='torch'"):
+        make()

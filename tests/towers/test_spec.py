@@ -145,6 +145,7 @@ def test_replica_fn_adds_exact_sums_and_sample_weights_the_tower_returned():
     assert ranks["err:0#den"] == 1 and "other#num" not in out  # no #den: not exact
 
 
+@pytest.mark.not_on_backend("torch", reason="TowerSpec is the TensorFlow engine's; the PyTorch engine's tower: tests/runner/engine/test_torch_step.py, tower_backend.py")
 def test_keras_batches_name_their_sample_weights():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -6,6 +6,9 @@ errors and soft placement."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import pytest
 
@@ -23,14 +26,24 @@ def _torch():
 
 
 class _Tower:
-    """A tower of plain torch ops: a value per row and one per batch."""
+    """A tower of plain torch ops: a value per row and one per batch (the
+    weights given to ``scope``, else fixed ones)."""
 
-    names = ["score", "batch_max"]
+    values = None
+
+    @contextlib.contextmanager
+    def scope(self, values, device=None):
+        self.values = values
+        yield
+
+    def run(self, batch):
+        x, y = batch
+        w = self.values[0] if self.values is not None else _torch().tensor([1.0, -2.0, 0.5])
+        return {"score": (x * w).sum(-1) + y, "batch_max": x.max()}
 
     def __call__(self, values, batch, device=None):
-        x, y = batch
-        w = values[0] if values is not None else _torch().tensor([1.0, -2.0, 0.5])
-        return {"score": (x * w).sum(-1) + y, "batch_max": x.max()}
+        with self.scope(values, device):
+            return self.run(batch)
 
 
 @pytest.mark.parametrize("rows,count", [(4, 16), (4, 11), (4, 1), (300, 5)])
@@ -63,8 +76,8 @@ def test_read_only_blocks_are_not_handed_to_torch_as_they_are():
     x = np.arange(12, dtype="float32").reshape(2, 2, 3)
     y = np.ones((2, 2), "float32")
     x.flags.writeable = False
-    with __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         chunk, _ = TorchStep(_Tower(), [None], {"score": 1, "batch_max": 0}).run([None], (x, y), 2, tuple)
     np.testing.assert_allclose(chunk.values["score"], (x * [1.0, -2.0, 0.5]).sum(-1) + 1)
 

@@ -90,12 +90,22 @@ class TorchStep:
         self.signatures.add(block_signature(leaves))
         r, nbytes = len(self.devices), sum(leaf[:count].nbytes for leaf in leaves)
         per_name: dict[str, list] = {}
-        for start in range(0, count, r):
-            launched = [self.outputs(states, [leaf[j] for leaf in leaves], pack, j - start)
-                        for j in range(start, min(start + r, count))]
-            for out in launched:  # every device of the round computes before any copy back
-                for name, value in out.items():
-                    per_name.setdefault(name, []).append(to_numpy(value))
+
+        def keep(out: dict) -> None:
+            for name, value in out.items():
+                per_name.setdefault(name, []).append(to_numpy(value))
+
+        with torch.no_grad():
+            if r == 1:  # one scope for the whole call
+                with self.tower.scope(states[0], self._scopes[0]):
+                    for j in range(count):
+                        keep(self.tower.run(pack([self._tensor(leaf[j], self.devices[0]) for leaf in leaves])))
+            else:
+                for start in range(0, count, r):
+                    launched = [self.outputs(states, [leaf[j] for leaf in leaves], pack, j - start)
+                                for j in range(start, min(start + r, count))]
+                    for out in launched:  # every device of the round computes before any copy back
+                        keep(out)
         values = {}
         for name, outs in per_name.items():
             try:

@@ -62,23 +62,26 @@ class TorchTower:
         self.names = list(dict.fromkeys(check_fetch_name(n) for n in names))
         self.input_paths = input_paths(element_spec, tower_func, keras_default, input_names)
 
-    def __call__(self, values: Sequence | None, batch: Any, device: str | None = None) -> dict:
-        """``{name: tensor}``: each fetch, its exact pair when the tower gave
-        one, ``#sample_weight`` when the tower returned it.
+    def scope(self, values: Sequence | None, device: str | None = None) -> contextlib.ExitStack:
+        """The context the tower runs in: the inference ``TowerContext``,
+        ``keras.device(device)`` (the tower's new tensors go there; ``None``:
+        Keras's default device) and, given ``values``, a
+        ``keras.StatelessScope`` mapping each variable to its value (``None``:
+        the variables themselves). Entering it costs about as much as a small
+        model's batch, so a step enters it once per call, not per batch."""
+        scope = contextlib.ExitStack()
+        scope.enter_context(TowerContext("infer", is_training=False))
+        if device is not None:
+            scope.enter_context(keras.device(device))
+        if values is not None:
+            scope.enter_context(keras.StatelessScope(state_mapping=list(zip(self.variables, values))))
+        return scope
 
-        Args:
-            values: the variables' values to read (``None``: the variables themselves).
-            batch: one batch of torch tensors, in the input's structure.
-            device: a ``keras.device`` name the tower's new tensors go to
-                (``None``: Keras's default device).
-        """
-        with contextlib.ExitStack() as scope:
-            scope.enter_context(TowerContext("infer", is_training=False))
-            if device is not None:
-                scope.enter_context(keras.device(device))
-            if values is not None:
-                scope.enter_context(keras.StatelessScope(state_mapping=list(zip(self.variables, values))))
-            outputs = _as_dict(call_tower(self.tower_func, batch))
+    def run(self, batch: Any) -> dict:
+        """``{name: tensor}`` on one batch of torch tensors (in the input's
+        structure), inside :meth:`scope`: each fetch, its exact pair when
+        the tower gave one, ``#sample_weight`` when the tower returned it."""
+        outputs = _as_dict(call_tower(self.tower_func, batch))
         found = {}
         for name in self.names:
             key = key_in(name, outputs)
@@ -94,6 +97,11 @@ class TorchTower:
         if SAMPLE_WEIGHT_KEY in outputs:
             found[SAMPLE_WEIGHT_KEY] = outputs[SAMPLE_WEIGHT_KEY]
         return found
+
+    def __call__(self, values: Sequence | None, batch: Any, device: str | None = None) -> dict:
+        """:meth:`run` on one batch inside its own :meth:`scope`."""
+        with self.scope(values, device):
+            return self.run(batch)
 
     def _unknown_message(self, name: str, outputs: dict) -> str:
         shown = {k for k in outputs if not (k.endswith(("#num", "#den")) or k == SAMPLE_WEIGHT_KEY)}
