@@ -16,7 +16,7 @@ import warnings
 
 __all__ = ["warn_user", "internal_prefixes"]
 
-_FRAMEWORKS = ("keras", "tensorflow", "jax", "tf_keras", "absl")
+_FRAMEWORKS = ("keras", "keras_tuner", "tensorflow", "jax", "tf_keras", "absl")
 
 
 def internal_prefixes() -> tuple[str, ...]:

@@ -115,3 +115,18 @@ def test_a_smaller_keep_best_on_resume_trims_the_list(tmp_path):
 def test_keep_best_is_checked():
     with pytest.raises(ValueError, match="keep_best=0"):
         MinSaver("score", keep_best=0)
+
+
+@pytest.mark.tensorflow_only("PredictConfig / OfflinePredictor need TensorFlow")
+def test_predict_config_reads_any_kept_checkpoint(tmp_path):
+    from infer_callbacks import OfflinePredictor, PredictConfig
+    from test_savers import model as make_model
+
+    scripted = Scripted([0.3, 0.1, 0.2])
+    fit([MinSaver("score", checkpoint_dir=tmp_path, keep_best=2), scripted], 3)
+    x = np.random.default_rng(0).normal(size=(5, 64)).astype("float32")
+    for entry in state(tmp_path)["kept"]:
+        (out,) = OfflinePredictor(PredictConfig(model=make_model(5), session_init=str(tmp_path / entry["checkpoint"])))(x)
+        reference = make_model(6)
+        reference.set_weights(scripted.weights[entry["epoch"]])
+        np.testing.assert_allclose(out, reference.predict_on_batch(x), rtol=1e-5, atol=1e-6)

@@ -124,12 +124,19 @@ def test_delays_hold_the_budget_back():
 
 
 def test_a_real_fit_keeps_a_wide_margin():
-    """Real time on a shared machine: the share of the wall time the runs
-    took, as the trigger reports it, stays well under twice the budget once
-    the first (tracing) run is paid back; the run count is what adapts."""
+    """Real time on a shared machine. The validation step is compiled by a
+    first fit (else its first run, tracing included, may cost more than the
+    whole training here, and the budget rightly allows no second run); then
+    the share of the wall time the runs took, as the trigger reports it,
+    stays within a wide margin of the budget: the rule's bound (one run's
+    cost over the time) plus 0.15 for a loaded machine."""
+    model = _model()
     runner = InferenceRunner(_ds(400, 50, seed=1), ScalarStats("loss"), verbose=False)
+    model.fit(_ds(40, 8), epochs=1, verbose=0, callbacks=[runner])
     trigger = PeriodicTrigger(runner, time_budget=0.3)
     shares = Shares()
-    _model().fit(_ds(4000, 8), epochs=3, verbose=0, callbacks=[shares, trigger])
-    assert trigger.budget.runs >= 2
-    assert 0.0 < shares.shares[-1] <= 0.6
+    model.fit(_ds(4000, 8), epochs=3, verbose=0, callbacks=[shares, trigger])
+    budget = trigger.budget
+    assert budget.runs >= 2
+    elapsed = budget.validated / shares.shares[-1]
+    assert 0.0 < shares.shares[-1] <= 0.3 + budget.last_cost / elapsed + 0.15
