@@ -21,7 +21,6 @@ needs to start again from the first batch at every run.
 
 from __future__ import annotations
 
-import collections.abc
 import threading
 from typing import Any, Callable
 
@@ -30,51 +29,12 @@ import tensorflow as tf
 
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.data.arrays import ArrayBatches, array_dataset, check_batch_size, is_array_data
+from infer_callbacks.data.batches import check_like_first, describe, is_one_shot, spec_of, to_structure
 from infer_callbacks.data.dataflow import _DataFlowInput
 from infer_callbacks.data.queue_feed import Feed
-from infer_callbacks.data.torch_loader import is_torch_tensor, torch_arrays_to_numpy, torch_to_numpy
+from infer_callbacks.data.torch_loader import is_torch_tensor, torch_arrays_to_numpy
 
 __all__ = ["InputSource"]
-
-
-def _describe(obj: Any) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _is_one_shot(obj: Any) -> bool:
-    if isinstance(obj, collections.abc.Iterator):
-        return True
-    try:
-        return iter(obj) is obj
-    except TypeError:
-        return False
-
-
-def _to_structure(batch: Any) -> Any:
-    """A batch as nested tuples/dicts of numpy arrays (lists become tuples)."""
-    if isinstance(batch, dict):
-        return {k: _to_structure(v) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return tuple(_to_structure(v) for v in batch)
-    if isinstance(batch, tf.Tensor):
-        return batch.numpy()
-    if is_torch_tensor(batch):
-        return torch_to_numpy(batch)
-    return np.asarray(batch)
-
-
-def _spec_of(array: np.ndarray) -> tf.TensorSpec:
-    if array.dtype == object:
-        raise ValueError(
-            "A batch element could not be converted to a numeric array "
-            f"(got an object array of shape {array.shape}). Each batch must be "
-            "an array, a tuple/list of arrays or a dict of arrays with one "
-            "batch dimension."
-        )
-    dtype = tf.as_dtype(array.dtype) if array.dtype.kind != "U" else tf.string
-    if array.ndim == 0:
-        return tf.TensorSpec((), dtype)
-    return tf.TensorSpec((None,) + array.shape[1:], dtype)
 
 
 class _Static:
@@ -125,7 +85,7 @@ class InputSource:
         self._factory: Callable[[], Any] | None = None
         self._reset_done = False
         self._reset_lock = threading.Lock()
-        self.description = _describe(source)
+        self.description = describe(source)
         self.reset_counter()
         prefetch_n = self._prefetch = tf.data.AUTOTUNE if prefetch is None else int(prefetch)
         self._signature = None
@@ -143,13 +103,13 @@ class InputSource:
         if isinstance(source, (tf.Tensor, np.ndarray, str, bytes)) or is_torch_tensor(source):
             raise TypeError(
                 f"`input` must be a tf.data.Dataset, a DataFlow or a re-iterable "
-                f"of batches. Received a single {_describe(source)}; wrap arrays "
+                f"of batches. Received a single {describe(source)}; wrap arrays "
                 "as tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)."
             )
-        if _is_one_shot(source):
+        if is_one_shot(source):
             raise TypeError(
                 "`input` is a one-shot iterator "
-                f"({_describe(source)}): it would be exhausted after the first "
+                f"({describe(source)}): it would be exhausted after the first "
                 "validation run. Pass a re-iterable (a list, a tf.data.Dataset, "
                 "a DataFlow) or a zero-argument function returning a fresh "
                 "iterator, e.g. `lambda: my_generator()`."
@@ -162,8 +122,8 @@ class InputSource:
                 f"batches or a function returning one. Received: {source!r}"
             )
         first = self._first_batch()
-        structure = _to_structure(first)
-        signature = tf.nest.map_structure(_spec_of, structure)
+        structure = to_structure(first)
+        signature = tf.nest.map_structure(spec_of, structure)
         self.size = self._len()
         self._set_limit(limit_batches)
         self._signature = signature
@@ -298,31 +258,10 @@ class InputSource:
                 self.failed_batch = self.produced + 1
                 raise
             self.produced += 1
-            structure = _to_structure(batch)
-            self._check_batch(structure)
+            structure = to_structure(batch)
+            try:
+                check_like_first(structure, self._signature, self.produced, self.description)
+            except ValueError:
+                self.failed_batch = self.produced
+                raise
             yield structure
-
-    def _check_batch(self, structure: Any) -> None:
-        """Refuse a batch whose structure, dtype or shape differs from the
-        first batch's, naming the batch and both layouts."""
-        def layout(x):
-            return tf.nest.map_structure(lambda a: f"{a.dtype}{list(a.shape)}", x)
-
-        def expected():
-            return tf.nest.map_structure(lambda sp: f"{sp.dtype.name}{sp.shape.as_list()}", self._signature)
-
-        try:
-            tf.nest.assert_same_structure(structure, self._signature, check_types=False)
-            ok = all(
-                sp.shape.is_compatible_with(a.shape)
-                and (sp.dtype == tf.string or tf.as_dtype(a.dtype) == sp.dtype)
-                for a, sp in zip(tf.nest.flatten(structure), tf.nest.flatten(self._signature)))
-        except (ValueError, TypeError):
-            ok = False
-        if not ok:
-            self.failed_batch = self.produced
-            raise ValueError(
-                f"Validation batch {self.produced} of {self.description} does not match the "
-                f"first batch: got {layout(structure)}, expected {expected()} (None = any "
-                "batch size). Every batch must have the same structure, dtypes and "
-                "non-batch dimensions.")
