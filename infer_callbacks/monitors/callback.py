@@ -26,40 +26,28 @@ read from or stored on the user's model.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Any, Iterable, Sequence
 
 import keras
-import numpy as np
 
 from infer_callbacks._util.chief import ChiefOnly
+from infer_callbacks._util import as_scalar
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.distribute.devices import is_chief, model_strategy
 from infer_callbacks.fit import keras_glue
 from infer_callbacks.monitors.json_writer import JSONWriter
 from infer_callbacks.monitors.printer import ScalarPrinter
 from infer_callbacks.monitors.tf_events import TFEventWriter
-from infer_callbacks.monitors.writer import MonitorWriter, merge_epoch_row, optimizer_step
+from infer_callbacks.monitors.multi_writer import MultiWriter
+from infer_callbacks.monitors.writer import MonitorWriter, optimizer_step
 
 __all__ = ["Monitors", "MonitorWriter", "ScalarPrinter", "JSONWriter", "TFEventWriter"]
-
-
-def _scalar(value: Any) -> float | None:
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "biuf":
-        return float(value)
-    if hasattr(value, "numpy"):
-        return _scalar(np.asarray(value.numpy()))
-    return None
 
 
 def _scalars(values: dict | None) -> dict[str, float]:
     out = {}
     for key, value in (values or {}).items():
-        v = _scalar(value)
+        v = as_scalar(value)
         if v is not None:
             out[key] = v
     return out
@@ -113,18 +101,8 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
 
     def __init__(self, writers: Sequence[MonitorWriter] | MonitorWriter):
         super().__init__()
-        if isinstance(writers, MonitorWriter):
-            writers = [writers]
-        writers = list(writers)
-        for w in writers:
-            if not isinstance(w, MonitorWriter):
-                raise TypeError(
-                    "Monitors takes a list of writers (ScalarPrinter(), JSONWriter(logdir), "
-                    f"TFEventWriter(logdir)). Received: {w!r}")
-        self.writers = writers
-        self._active = writers  # all, or on a non-chief worker the console ones
-        self.history: list[dict] = []
-        self._console_pending: list[tuple] = []
+        self._out = MultiWriter(writers)
+        self.writers = self._out.writers
         self._sources: list = []
         self._derived: list = []  # Objectives: values computed from the runners' results
         self._fit_run: keras_glue.Run | None = None
@@ -133,8 +111,10 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
     def __deepcopy__(self, memo: dict) -> "Monitors":
         """Copies of the writers, no history and no ``fit`` (keras-tuner copies
         callbacks for every trial; see ``_util/copying.py``)."""
-        return copy_callback(self, memo, fresh={
-            "history": list, "_console_pending": list, "_sources": list, "_derived": list, "_written": dict, "_fit_run": lambda: None})
+        new = copy_callback(self, memo, fresh={
+            "_sources": list, "_derived": list, "_written": dict, "_fit_run": lambda: None})
+        new._out = MultiWriter(new.writers)  # the copied writers, no history
+        return new
 
     # ---- standalone use -------------------------------------------------
 
@@ -143,18 +123,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         means "resume": ``stats.json`` keeps its rows. With ``chief=False``
         (a worker other than the chief) only the console writers run: the
         files are the chief's."""
-        self.history = []
-        self._console_pending = []
-        self._active = [w for w in self.writers if chief or w.console]
-        ready = []
-        try:
-            for w in self._active:
-                w.setup(model)
-                ready.append(w)
-        except BaseException:
-            for w in ready:  # e.g. a TFEventWriter opened before a JSONWriter refused
-                w.close()
-            raise
+        self._out.open(model, chief=chief)
 
     def write(self, epoch_num: int, global_step: int, scalars: dict, images: dict | None = None, *,
               console_skip: Iterable[str] = ()) -> None:
@@ -168,33 +137,30 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
             images: ``{name: H x W x C uint8}``.
             console_skip: keys the console writers leave out (already shown).
         """
-        self._write_rows([(epoch_num, global_step, _scalars(scalars), dict(images or {}), set())],
-                         set(console_skip), defer=False)
+        self._out.write_rows([(epoch_num, global_step, _scalars(scalars), dict(images or {}), set())],
+                             set(console_skip), defer=False)
 
     def close(self) -> None:
         """Close every writer (what ``on_train_end`` does)."""
-        for w in self._active:
-            w.close()
+        self._out.close()
 
     # ---- what an inferencer's trainer handle reads ----------------------
+
+    @property
+    def history(self) -> list[dict]:
+        """One dict per row written in this run (``epoch_num``, ``global_step``, the values)."""
+        return self._out.history
 
     def get_history(self, name: str) -> list[tuple[int, float]]:
         """Every ``(global_step, value)`` of ``name`` written in this run, in
         epoch order (as the inferencers' ``trainer.monitors.get_history``)."""
-        return [(row["global_step"], row[name]) for row in self.history if name in row]
+        return self._out.get_history(name)
 
     def get_latest(self, name: str) -> float:
         """The value of ``name`` of the latest epoch that has it (tensorpack's
         ``trainer.monitors.get_latest``). Raises ``KeyError`` listing the
         names written so far."""
-        values = self.get_history(name)
-        if not values:
-            known = sorted({k for row in self.history for k in row} - {"epoch_num", "global_step"})
-            raise KeyError(f"Monitors have no value for {name!r} yet. Names written so far: {known}")
-        return values[-1][1]
-
-    def _add_history(self, epoch_num: int, step: int, scalars: dict) -> None:
-        merge_epoch_row(self.history, epoch_num, step, scalars)
+        return self._out.get_latest(name)
 
     # ---- Keras callback -------------------------------------------------
 
@@ -214,8 +180,7 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
             self._derived = [c for c in self._fit_run.members()
                              if c is not self and callable(getattr(c, "pop_derived_reports", None))]
         names = list(dict.fromkeys(n for source in self._sources for n in getattr(source, "set_names", ())))
-        for w in self._active:
-            w.use_sets(names)
+        self._out.use_sets(names)
 
     def _keras_prints_logs(self) -> bool:
         """``fit`` (and the trainer host) print every ``logs`` key at epoch
@@ -289,28 +254,10 @@ class Monitors(ChiefOnly, keras.callbacks.Callback):
         self._write_rows(rows, shown, defer=self._keras_prints_logs())
 
     def _write_rows(self, rows: list, shown: set, *, defer: bool) -> None:
-        for epoch_num, step, scalars, images, carried in rows:
-            measured = {k: v for k, v in scalars.items() if k not in carried}
-            self._add_history(epoch_num, step, measured)
-            for w in self._active:
-                if w.console:
-                    if not getattr(w, "repeat_keras_logs", False):
-                        printed = {k: v for k, v in measured.items() if k not in shown}
-                    else:
-                        printed = measured
-                    if defer:  # after Keras's progress bar has ended its line
-                        self._console_pending.append((w, epoch_num, step, printed))
-                    else:
-                        w.write(epoch_num, step, printed)
-                else:
-                    w.write(epoch_num, step, measured)
-                if images:
-                    w.write_images(epoch_num, step, images)
+        self._out.write_rows(rows, shown, defer=defer)
 
     def _flush_console(self) -> None:
-        pending, self._console_pending = self._console_pending, []
-        for w, epoch_num, step, scalars in pending:
-            w.write(epoch_num, step, scalars)
+        self._out.flush_console()
 
     def on_train_end(self, logs=None) -> None:
         try:
