@@ -12,12 +12,12 @@ import tensorflow as tf
 __all__ = ["QueueInput", "FeedInput"]
 
 
-class _DataFlowInput:
+class DataFlowInput:
     """A tensorpack input-source wrapper around a DataFlow; here only a label:
     the runner always prefetches its input on a background pipeline."""
 
     def __init__(self, ds: Any, *args: Any, **kwargs: Any):
-        if isinstance(ds, _DataFlowInput):
+        if isinstance(ds, DataFlowInput):
             ds = ds.dataflow
         if isinstance(ds, (tf.Tensor, np.ndarray, str, bytes)) or not (
                 hasattr(ds, "__iter__") or isinstance(ds, tf.data.Dataset)):
@@ -30,7 +30,7 @@ class _DataFlowInput:
         return f"{type(self).__name__}({self.dataflow!r})"
 
 
-class QueueInput(_DataFlowInput):
+class QueueInput(DataFlowInput):
     """tensorpack's ``QueueInput(df)``: accepted so ported code runs
     unchanged; the DataFlow is fed through a prefetched ``tf.data`` pipeline
     (the queue's job), and the extra arguments (``queue=``) are ignored.
@@ -41,7 +41,7 @@ class QueueInput(_DataFlowInput):
     """
 
 
-class FeedInput(_DataFlowInput):
+class FeedInput(DataFlowInput):
     """tensorpack's ``FeedInput(df)``: accepted so ported code runs
     unchanged; batches are prefetched like any other DataFlow (the
     ``infinite=`` argument is ignored: a validation run ends with the

@@ -2,7 +2,7 @@
 
 tensorpack's ``QueueInput`` idea, per run: a producer thread iterates the
 user's batches and enqueues them into a ``tf.queue.FIFOQueue``; the compiled
-step dequeues them itself (``step.py``, ``queued``). The DataFlow's own time
+step dequeues them itself (``runner/engine/tensorflow/step.py``, ``queued``). The DataFlow's own time
 (reading, decoding) then overlaps with everything else, and a batch costs one
 eager enqueue instead of a ``tf.data.Dataset.from_generator`` element (about
 2 ms a batch in the slow-input benchmark before this module, paid in series

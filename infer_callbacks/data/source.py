@@ -30,7 +30,7 @@ import tensorflow as tf
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.data.arrays import ArrayBatches, array_dataset, check_batch_size, is_array_data
 from infer_callbacks.data.batches import check_like_first, describe, is_one_shot, spec_of, to_structure
-from infer_callbacks.data.dataflow import _DataFlowInput
+from infer_callbacks.data.dataflow import DataFlowInput
 from infer_callbacks.data.queue_feed import Feed
 from infer_callbacks.data.torch_loader import is_torch_tensor, torch_arrays_to_numpy
 
@@ -74,7 +74,7 @@ class InputSource:
 
     def __init__(self, source: Any, *, prefetch: int | None = None, batch_size: int | None = None,
                  limit_batches: int | float | None = None):
-        if isinstance(source, _DataFlowInput):
+        if isinstance(source, DataFlowInput):
             source = source.dataflow
         source = torch_arrays_to_numpy(source)
         check_batch_size(batch_size, source)

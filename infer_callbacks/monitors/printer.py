@@ -6,7 +6,7 @@ import sys
 from typing import Any, Sequence
 
 from infer_callbacks.monitors.writer import MonitorWriter
-from infer_callbacks.runner.sets import split_set_key
+from infer_callbacks.fit.set_keys import split_set_key
 
 __all__ = ["ScalarPrinter"]
 

@@ -15,7 +15,7 @@ A run: ``on_test_begin`` on every callback of the ``fit`` (so
 ``SwapEMAWeights`` swaps), each set's batches through the step, each
 batch's numpy values to that set's inferencers in dataset order,
 ``on_test_end``, then the results into the epoch's ``logs`` ahead of every
-other callback's ``on_epoch_end`` (see ``keras_glue.py``: the runner joins
+other callback's ``on_epoch_end`` (see ``fit/keras_glue.py``: the runner joins
 the run of the ``CallbackList`` that hands it its model, and moves itself
 ahead of the callbacks that are not validation producers).
 """

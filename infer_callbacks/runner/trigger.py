@@ -13,6 +13,7 @@ from typing import Callable
 
 import keras
 
+from infer_callbacks._util import global_step
 from infer_callbacks._util.chief import ChiefOnly
 from infer_callbacks._util.copying import copy_callback
 from infer_callbacks.runner.schedule import Schedule
@@ -166,8 +167,7 @@ class PeriodicTrigger(ChiefOnly, keras.callbacks.Callback):
         self.callback.set_params(params)
 
     def _iterations(self) -> int:
-        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
-        return int(iterations.numpy()) if iterations is not None else 0
+        return global_step(self.model)
 
     def _fire(self, epoch: int, logs: dict | None, at_epoch_end: bool, step: int) -> None:
         if not at_epoch_end:

@@ -11,7 +11,7 @@ replicas at once:
 | ``split`` | a model built under a ``MirroredStrategy``      | slice ``i`` of batch ``k`` (Keras's way) |
 
 Batches come from one plain ``tf.data`` iterator (or, for a Python input,
-from the run's queue: see ``feed.py``) and reach the replicas
+from the run's queue: see ``data/queue_feed.py``) and reach the replicas
 through ``experimental_distribute_values_from_function``: no distributed
 iterator is built per run. In the last round a replica without a batch runs
 on a copy of the round's first batch and its outputs are marked invalid.
@@ -20,7 +20,7 @@ Every output of every replica is flattened and written with its shape, so
 batches whose non-batch dimensions differ (padded sequences) travel in one
 call without a retrace; ``chunk.Chunk`` cuts them apart on the host. Across
 workers, values are exchanged with fixed-shape collectives only (see
-``cross_worker.py``).
+``distribute/cross_worker.py``).
 """
 
 from __future__ import annotations
