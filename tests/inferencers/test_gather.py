@@ -309,7 +309,7 @@ def test_gather_order_across_two_logical_devices():
         ref = np.zeros((3, 3), np.int64); np.add.at(ref, (label, pred), 1)
         np.testing.assert_array_equal(cm.matrix, ref)
         print("OK")
-    """, devices=2, timeout=120)
+    """, devices=2, timeout=300)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
 
 

@@ -34,7 +34,7 @@ for name, make in cases.items():
 
 
 def test_tensorflow_only_features_refuse_jax_at_construction():
-    out = run_python(CODE, env={"KERAS_BACKEND": "jax"}, timeout=120)
+    out = run_python(CODE, env={"KERAS_BACKEND": "jax"}, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ("TrainConfig", "PredictConfig", "SidecarEvaluator"):  # the savers write Keras files on JAX
         assert f"REFUSED {name}" in out.stdout

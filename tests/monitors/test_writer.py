@@ -78,7 +78,7 @@ def test_killed_mid_write_leaves_previous_file(tmp_path):
         os.fsync = dying_fsync
         w.write(2, 20, {{"validation_loss": 0.5}})
     """
-    proc = run_python(code, timeout=60)
+    proc = run_python(code, timeout=300)
     assert proc.returncode == -9, proc.stderr
     stats = json.load(open(os.path.join(logdir, "stats.json")))
     assert stats == [{"epoch_num": 1, "global_step": 10, "validation_loss": 1.0}]

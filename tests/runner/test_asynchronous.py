@@ -188,7 +188,7 @@ def test_ctrl_c_stops_training_and_the_background_run():
         except KeyboardInterrupt:
             print("INTERRUPTED", flush=True)
     """)
-    proc = run_python(code, timeout=150)
+    proc = run_python(code, timeout=300)
     assert "INTERRUPTED" in proc.stdout, proc.stderr[-3000:]
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -237,5 +237,5 @@ def test_asynchronous_across_workers_is_refused_before_training():
         except ValueError as e:
             print("REFUSED", e)
     """)
-    proc = run_python(code, timeout=120)
+    proc = run_python(code, timeout=300)
     assert "REFUSED" in proc.stdout and "SidecarEvaluator" in proc.stdout, proc.stderr[-3000:]

@@ -59,7 +59,7 @@ def log_softmax(z):
 
 
 def _run_jax(body: str) -> None:
-    result = run_python(PRELUDE + body + "\nprint('OK')\n", env={"KERAS_BACKEND": "jax"}, timeout=120)
+    result = run_python(PRELUDE + body + "\nprint('OK')\n", env={"KERAS_BACKEND": "jax"}, timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
 
 

@@ -84,7 +84,7 @@ def test_sync_multi_gpu_trainer_two_devices():
             "err": [h.history["validation_error"][-1], float(np.mean(logits.argmax(1) != YV))],
             "samples": runner.num_samples_last_run}))
     """
-    proc = run_python(code, devices=2, timeout=150)
+    proc = run_python(code, devices=2, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     r = json.loads(line[len("RESULT "):])

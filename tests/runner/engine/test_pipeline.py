@@ -162,6 +162,6 @@ def test_a_run_left_running_is_stopped_before_the_interpreter_exits():
         next(items)  # a run under way, never closed
         print("LEAVING", flush=True)
     """
-    proc = run_python(code, timeout=120)
+    proc = run_python(code, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LEAVING" in proc.stdout and "ALIVE AT EXIT 0" in proc.stdout, proc.stdout
