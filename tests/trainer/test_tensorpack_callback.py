@@ -90,9 +90,10 @@ def test_ported_eval_callback_in_fit():
     for out, (w, b) in cb.results:
         np.testing.assert_allclose(out, X.astype(np.float64) @ w + b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(cb.results[0][0], cb.results[1][0])  # it sees the current weights
-    np.testing.assert_allclose(cb.results[-1][0], model.predict(X, verbose=0), rtol=1e-6)
+    # float32 outputs of two code paths (different batching): round-off, not a tolerance of the library
+    np.testing.assert_allclose(cb.results[-1][0], model.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(history.history["val_mean_output"],
-                               [out.mean() for out, _ in cb.results], rtol=1e-6)
+                               [out.mean() for out, _ in cb.results], rtol=1e-5)
     assert cb.trainer.monitors.get_latest("val_mean_output") == pytest.approx(cb.results[-1][0].mean())
 
 
