@@ -15,11 +15,12 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
 
-__all__ = ["USAGE", "is_gpu_id", "parse_device"]
+__all__ = ["USAGE", "is_gpu_id", "parse_device", "missing_gpu_id"]
 
 USAGE = ("Pass an int (the first N GPUs), a list of GPU ids such as [0, 1], or "
          "a list of device strings such as ['/cpu:0', '/cpu:1'].")
@@ -48,3 +49,19 @@ def parse_device(device: Any) -> tuple[str, int]:
         raise TypeError(f"A device must be a string such as '/cpu:0' or an int GPU id. "
                         f"Received: {device!r}")
     return match["kind"].lower(), int(match["index"])
+
+
+def missing_gpu_id(device: Any, *, gpu_count: int, available: list[str], fallback: str) -> bool:
+    """The soft-placement rule every engine shares: an int GPU id this
+    machine has no GPU for (a GPU script on a CPU machine, tensorpack's
+    ``device=0``) gives one ``RuntimeWarning`` naming it, the available
+    devices and ``fallback`` (where the run goes instead), and ``True``;
+    the caller then uses its default placement. Anything else: ``False``
+    (a device string must exist: the caller checks it)."""
+    if not (is_gpu_id(device) and 0 <= int(device) and int(device) >= gpu_count):
+        return False
+    warnings.warn(f"device={int(device)} asks for GPU '/gpu:{int(device)}', which this machine does "
+                  f"not have (available devices: {available}); running on {fallback} instead. Pass a "
+                  "device string such as '/cpu:0' to choose one (a device string that does not exist "
+                  "is an error).", RuntimeWarning, stacklevel=4)
+    return True

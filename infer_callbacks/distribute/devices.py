@@ -7,13 +7,13 @@ inferencers.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from infer_callbacks.distribute.cluster import chief_task, tf_config_task
+from infer_callbacks.distribute.device_names import missing_gpu_id
 from infer_callbacks.distribute.jax_processes import jax_process
 
 __all__ = [
@@ -79,12 +79,9 @@ def soft_device(device: str | int | None) -> str | None:
     """
     if device is None:
         return None
-    is_id = isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_))
-    if is_id and device >= 0 and f"/device:GPU:{int(device)}" not in available_devices():
-        warnings.warn(f"device={int(device)} asks for GPU '/gpu:{int(device)}', which this machine does "
-                      f"not have (available devices: {available_devices()}); running on TensorFlow's "
-                      "default placement instead. Pass a device string such as '/cpu:0' to choose one "
-                      "(a device string that does not exist is an error).", RuntimeWarning, stacklevel=3)
+    have = available_devices()
+    if missing_gpu_id(device, gpu_count=sum(1 for d in have if d.startswith("/device:GPU:")), available=have,
+                      fallback="TensorFlow's default placement"):
         return None
     return canonical_device(device)
 

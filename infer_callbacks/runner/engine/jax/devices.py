@@ -14,12 +14,11 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import jax
 
-from infer_callbacks.distribute.device_names import USAGE, is_gpu_id, parse_device
+from infer_callbacks.distribute.device_names import USAGE, is_gpu_id, missing_gpu_id, parse_device
 
 __all__ = ["jax_device", "soft_jax_device", "jax_devices", "jax_name", "available_jax_devices"]
 
@@ -84,11 +83,8 @@ def soft_jax_device(device: str | int | jax.Device) -> jax.Device | None:
     GPU ids: an int id this process has no GPU for (a GPU script on a CPU
     machine, tensorpack's ``device=0``) gives one ``RuntimeWarning`` naming
     it and ``None`` (JAX's default device). A device string must exist."""
-    if _is_int(device) and device >= 0 and device >= len(_gpus()):
-        warnings.warn(f"device={int(device)} asks for GPU '/gpu:{int(device)}', which this machine does "
-                      f"not have (available devices: {available_jax_devices()}); running on JAX's "
-                      "default device instead. Pass a device string such as '/cpu:0' to choose one "
-                      "(a device string that does not exist is an error).", RuntimeWarning, stacklevel=3)
+    if missing_gpu_id(device, gpu_count=len(_gpus()), available=available_jax_devices(),
+                      fallback="JAX's default device"):
         return None
     return jax_device(device)
 

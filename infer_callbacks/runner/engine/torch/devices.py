@@ -14,12 +14,11 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 
-from infer_callbacks.distribute.device_names import USAGE, is_gpu_id, parse_device
+from infer_callbacks.distribute.device_names import USAGE, is_gpu_id, missing_gpu_id, parse_device
 
 __all__ = ["available_torch_devices", "torch_device", "soft_torch_device", "torch_devices", "torch_name"]
 
@@ -64,12 +63,10 @@ def soft_torch_device(device: str | int | torch.device) -> torch.device | None:
     ids: an int id this machine has no GPU for (a GPU script on a CPU
     machine, tensorpack's ``device=0``) gives one ``RuntimeWarning`` naming
     it and ``None`` (the model's own device). A device string must exist."""
-    if is_gpu_id(device) and device >= _gpu_count():
+    if is_gpu_id(device):
         parse_device(device)  # a negative id is an error
-        warnings.warn(f"device={int(device)} asks for GPU '/gpu:{int(device)}', which this machine does "
-                      f"not have (available devices: {available_torch_devices()}); running on the "
-                      "model's own device instead. Pass a device string such as '/cpu:0' to choose one "
-                      "(a device string that does not exist is an error).", RuntimeWarning, stacklevel=3)
+    if missing_gpu_id(device, gpu_count=_gpu_count(), available=available_torch_devices(),
+                      fallback="the model's own device"):
         return None
     return torch_device(device)
 
