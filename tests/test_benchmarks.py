@@ -28,15 +28,23 @@ TABLE = {
     "bench_sidecar.py": "poll (s)",
     "bench_speed.py": "workload",
     "bench_trainer.py": "SimpleTrainer",
+    "bench_jax_processes.py": "1 proc x 4 s",
+}
+# Smoke-tested by their own tests, under their own backend or with their reference libraries.
+OWN_SMOKE_TEST = {
+    "bench_torch.py": "tests/test_bench_torch.py (the PyTorch session)",
+    "bench_whole_set.py": "tests/inferencers/test_bench_whole_set.py",
 }
 TIMEOUT = 600  # seconds; a quick round takes seconds of CPU, but the machine may be shared
 
 
 def test_every_benchmark_has_a_smoke_test():
-    assert sorted(TABLE) == BENCHMARKS
+    assert sorted(set(TABLE) | set(OWN_SMOKE_TEST)) == BENCHMARKS
+    for test in OWN_SMOKE_TEST.values():
+        assert os.path.exists(os.path.join(REPO, test.split()[0])), test
 
 
-@pytest.mark.parametrize("script", BENCHMARKS)
+@pytest.mark.parametrize("script", sorted(TABLE))
 def test_benchmark_runs_quick_and_prints_its_table(script, tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
     env.pop("KERAS_BACKEND", None)  # each script chooses (bench_jax.py sets JAX)
