@@ -77,14 +77,15 @@ class InferenceRunner(Runs, ChiefOnly, keras.callbacks.Callback):
             first epoch end after they are ready, with ``epoch_key`` naming
             the epoch they measure. The last epoch is validated in the
             foreground. See ``runner/asynchronous.py``.
-        **options: keyword options, grouped by what they govern -- the tower
-            (``tower_name``, ``input_names``, ``generate``), speed
-            (``steps_per_execution``, ``pipeline``, ``prefetch``), what is
-            reported (``on_nonfinite``, ``keras_names``, ``combine``,
-            ``limit_batches``, ``batch_size``, ``verbose``), asynchronous runs
-            (``async_timeout``, ``epoch_key``) and runs across processes
-            (``collective_timeout``); each is documented, with its default,
-            in :class:`~infer_callbacks.runner.options.RunnerOptions`.
+
+    The keyword options, grouped by what they govern -- the tower
+    (``tower_name``, ``input_names``, ``generate``), speed
+    (``steps_per_execution``, ``pipeline``, ``prefetch``), what is reported
+    (``on_nonfinite``, ``keras_names``, ``combine``, ``limit_batches``,
+    ``batch_size``, ``verbose``), asynchronous runs (``async_timeout``,
+    ``epoch_key``) and runs across processes (``collective_timeout``) -- are
+    each documented, with their defaults, in
+    :class:`~infer_callbacks.runner.options.RunnerOptions`.
 
     Example:
 
