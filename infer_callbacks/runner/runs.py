@@ -29,7 +29,7 @@ from infer_callbacks.fit.report import Report
 from infer_callbacks.inferencers.context import RunContext
 from infer_callbacks.runner import keras_names
 from infer_callbacks.runner.asynchronous import AsyncDriver, BackgroundRun
-from infer_callbacks.runner.dispatch import call_hook as _hook
+from infer_callbacks.runner.dispatch import call_hook
 from infer_callbacks.runner.ema import ema_pending
 from infer_callbacks.runner.engine.select import current_engine
 from infer_callbacks.runner.passes import progress_bars
@@ -50,14 +50,14 @@ class Runs:
         when driving the runner by hand, as ``SidecarEvaluator`` does)."""
         self.setup()
         for inf in self._all_infs():
-            _hook(inf, "before_train")
+            call_hook(inf, "before_train")
 
     def after_train(self) -> None:
         """Wait for an asynchronous run, then the inferencers' ``after_train``."""
         if self._async is not None:
             self._async.train_end()
         for inf in self._all_infs():
-            _hook(inf, "after_train")
+            call_hook(inf, "after_train")
 
     def setup(self) -> None:
         """Bind to the current model: choose devices, trace the tower once per
@@ -75,7 +75,7 @@ class Runs:
                 generate=self.generate)
             ctx = self._context(epoch_num=0)
             for inf in self._all_infs():
-                _hook(inf, "setup_run", ctx)
+                call_hook(inf, "setup_run", ctx)
         if self.asynchronous and self._async is None:
             self._async = AsyncDriver(
                 launch=lambda epoch, step: self._launch(epoch, step, foreground=False),

@@ -10,7 +10,7 @@ import re
 import keras
 import tensorflow as tf
 
-from infer_callbacks.checkpoints import layout as _checkpoint, tf_restore
+from infer_callbacks.checkpoints import layout, tf_restore
 from infer_callbacks.sidecar.listed import Listed
 
 __all__ = ["Listed", "listed", "restore", "training_finished"]
@@ -46,4 +46,4 @@ def restore(model: keras.Model, ckpt: Listed) -> tuple[int | None, int | None]:
 
 def training_finished(directory: str) -> bool:
     """Whether ModelSaver's "training finished" marker is in ``directory``."""
-    return _checkpoint.read_finished_marker(directory) is not None
+    return layout.read_finished_marker(directory) is not None
